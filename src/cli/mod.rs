@@ -1,0 +1,98 @@
+//! Command-line interface: arguments (clap), the commands, and the exit-code contract.
+//!
+//! Exit codes (DESIGN.md): 0 consistent / success, 1 divergence found, 2 could not complete (bad
+//! input, bad config, a node or source unreadable), 130 interrupted.
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+use crate::ids;
+
+/// Everything consistent, or the command did what was asked.
+pub const EXIT_OK: i32 = 0;
+/// The audit found divergence.
+pub const EXIT_DIVERGENCE: i32 = 1;
+/// The command could not complete: bad input or config, unreadable node or source.
+pub const EXIT_INCOMPLETE: i32 = 2;
+/// Interrupted (Ctrl-C).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ceramic-audit",
+    version,
+    about = "Audit a cluster of Ceramic / ComposeDB nodes for replica divergence, and repair it",
+    long_about = "Audit a cluster of Ceramic / ComposeDB nodes for replica divergence, and repair it.\n\n\
+        Exit codes: 0 consistent, 1 divergence found, 2 could not complete (bad input, bad \
+        config, unreachable node), 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode a StreamID, CommitID, EventId (hex) or CID and print it as JSON.
+    ///
+    /// Accepts `k…` base36 ids, `ceramic://<id>`, `/ceramic/<id>`, `<id>?commit=<cid>`, EventIds
+    /// in hex (`ce0105…`) and CIDs (`bafy…`, `bagcq…`, `Qm…`). Exits 2 on an unrecognised id.
+    Inspect {
+        /// The identifier to decode.
+        id: String,
+        /// Print the JSON on one line instead of indented.
+        #[arg(long)]
+        compact: bool,
+    },
+}
+
+/// A command's failure: printed once on stderr, mapped to an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Runs the parsed command, writing its output to `out`. Returns the exit code on success.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
+    match cli.command {
+        Command::Inspect { id, compact } => inspect(&id, compact, out),
+    }
+}
+
+fn inspect(id: &str, compact: bool, out: &mut dyn Write) -> Result<i32, Failure> {
+    let info = ids::inspect(id).map_err(|e| Failure {
+        code: EXIT_INCOMPLETE,
+        message: match e {
+            ids::IdError::Unrecognised => format!("cannot decode {id:?}: {e}"),
+            e => format!(
+                "cannot decode {id:?}: {e} (expected a StreamID/CommitID `k…`, an EventId in \
+                 hex or a CID)"
+            ),
+        },
+    })?;
+    let json = if compact {
+        serde_json::to_string(&info)
+    } else {
+        serde_json::to_string_pretty(&info)
+    }
+    .map_err(|e| Failure {
+        code: EXIT_INCOMPLETE,
+        message: format!("cannot serialize the inspection: {e}"),
+    })?;
+    write_out(out, &json)?;
+    Ok(EXIT_OK)
+}
+
+/// Writes a line; a closed pipe (`| head`) is not an error worth reporting, as in ripgrep.
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure {
+            code: EXIT_INCOMPLETE,
+            message: format!("cannot write to stdout: {e}"),
+        }),
+    }
+}

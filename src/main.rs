@@ -1,0 +1,25 @@
+//! Thin binary: parse arguments, run the command, map the result to an exit code.
+
+use clap::Parser;
+
+use ceramic_audit::cli::{self, Cli, EXIT_INCOMPLETE};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" to clap but succeed; usage errors exit 2.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_INCOMPLETE } else { 0 });
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let code = match cli::run(cli, &mut stdout) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("ceramic-audit: {}", failure.message);
+            failure.code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,609 @@
+//! The N-way range-fingerprint descent, written sans-IO.
+//!
+//! Every round sends one batch of [`Query`]s — the same batch to every store — and takes every
+//! store's answers back. A range whose fingerprints agree on all N stores is settled; otherwise it
+//! is split (a wide first level, narrower below) or, once small on every store, compared row by
+//! row: first by 8-byte digests, then full entries only for the digests not present everywhere.
+//! Cost therefore grows with the number of differences × log n, and the bytes per store do not
+//! grow with N, because all stores answer the same ranges.
+//!
+//! The state machine never blocks and never does I/O: [`run_descent`] drives it over synchronous
+//! stores; async drivers (Postgres, HTTP) call [`Descent::queries`] / [`Descent::feed`] themselves
+//! and may ask all nodes concurrently.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::hash::{AssociativeHash, HashCount};
+use super::key::{Entry, Key, Range, Value};
+use super::split::{interpolate, split_between};
+use super::store::{Answer, Query, RangeStore, Summary};
+
+/// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
+/// cluster is audited in groups.
+pub const MAX_STORES: usize = 16;
+
+/// Tuning of the descent. Every field has a default chosen for a 10^6-key model table; the
+/// comments say what goes wrong when a value is off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DescentParams {
+    /// Sub-ranges of the first split (default 256). The first level costs a full scan on every
+    /// store whatever its width, and 256 fingerprints are ~6 KiB; narrower adds a round for large
+    /// sets, much wider sends kilobytes of fingerprints that almost all agree.
+    pub root_fanout: usize,
+    /// Sub-ranges of every later split (default 16, negentropy's measured sweet spot). Smaller
+    /// costs more rounds; larger sends more fingerprints per difference.
+    pub fanout: usize,
+    /// A differing range with at most this many entries on every store is compared row by row
+    /// (default 32). A leaf costs 8 bytes per row per store, a further split ~`fanout` × 24
+    /// bytes and a round: far below 32 the split costs more than it saves; far above, leaves
+    /// send hundreds of digests per difference.
+    pub leaf_threshold: u64,
+    /// Compare leaves by 8-byte digests before fetching entries (default true). Off, a leaf sends
+    /// every entry in full (~130 bytes each) — one round less, many more bytes.
+    pub leaf_digests: bool,
+    /// Safety net (default 64 rounds): at the last round every open range is fetched whole, so a
+    /// pathological key distribution ends slowly but correctly instead of looping.
+    pub max_rounds: usize,
+    /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
+    pub trace: bool,
+}
+
+impl Default for DescentParams {
+    fn default() -> Self {
+        Self {
+            root_fanout: 256,
+            fanout: 16,
+            leaf_threshold: 32,
+            leaf_digests: true,
+            max_rounds: 64,
+            trace: false,
+        }
+    }
+}
+
+/// Misuse of the state machine or a store answer that does not fit the question.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DescentError {
+    #[error("a descent compares 2 to {MAX_STORES} stores, got {0}")]
+    StoreCount(usize),
+    #[error("invalid descent parameter: {0}")]
+    Params(&'static str),
+    #[error("answers from {got} stores, expected {expected}")]
+    AnswerSets { expected: usize, got: usize },
+    #[error("store {store} gave {got} answers to {expected} queries")]
+    AnswerCount {
+        store: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error("store {store} answered query {index} ({expected}) with another kind of answer")]
+    AnswerKind {
+        store: usize,
+        index: usize,
+        expected: &'static str,
+    },
+    #[error("store {store} returned key {key} outside the queried range {range}")]
+    OutOfRange {
+        store: usize,
+        key: String,
+        range: String,
+    },
+    #[error("store {store} returned key {key} twice")]
+    DuplicateKey { store: usize, key: String },
+    #[error("the descent has finished; no more answers are expected")]
+    Finished,
+}
+
+/// What the descent cost, as every audit report shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Round trips: batches sent (each store gets each batch once, all stores concurrently).
+    pub rounds: u64,
+    /// Ranges whose fingerprints were compared across the stores.
+    pub ranges_compared: u64,
+    /// Fingerprints received, all stores together.
+    pub fingerprints: u64,
+    /// Ranges asked again for their first/last key after a split that separated nothing.
+    pub bounds_probes: u64,
+    /// Ranges compared row by row.
+    pub leaf_ranges: u64,
+    /// Row digests received, all stores together.
+    pub digests: u64,
+    /// Full entries received, all stores together.
+    pub entries: u64,
+    /// Bytes of queries, all stores together (per store: this ÷ number of stores).
+    pub bytes_sent: u64,
+    /// Bytes of answers, all stores together.
+    pub bytes_received: u64,
+    /// Bytes of answers per store, in store order.
+    pub bytes_received_per_store: Vec<u64>,
+}
+
+/// A key that is not the same on every store, with each store's value (`None`: absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    pub key: Key,
+    pub values: Vec<Option<Value>>,
+}
+
+/// The result of a finished descent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Every differing key, in key order.
+    pub differences: Vec<Difference>,
+    pub cost: Cost,
+    /// One line per query per round when `trace` was on.
+    pub trace: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Work {
+    /// Compare fingerprints; `depth` 0 is the whole key space; `parent_total` is the number of
+    /// entries (all stores) of the range this one was split from, to detect a split that
+    /// separated nothing.
+    Probe {
+        depth: usize,
+        parent_total: Option<u64>,
+    },
+    /// Row digests of a small differing range.
+    Leaf,
+    /// Entries of a leaf range (all, or those with the listed digests).
+    Fetch,
+}
+
+/// The descent's state between rounds.
+#[derive(Debug)]
+pub struct Descent<H> {
+    params: DescentParams,
+    stores: usize,
+    /// This round's work, each with the query sent for it.
+    current: Vec<(Work, Query)>,
+    differences: Vec<Difference>,
+    cost: Cost,
+    trace: Vec<String>,
+    _hash: std::marker::PhantomData<H>,
+}
+
+fn store_name(i: usize) -> char {
+    // Stores are named a, b, c, … in traces (MAX_STORES is 16, well inside the alphabet).
+    char::from(b'a' + (i % 26) as u8)
+}
+
+impl<H: AssociativeHash> Descent<H> {
+    pub fn new(stores: usize, params: DescentParams) -> Result<Self, DescentError> {
+        if !(2..=MAX_STORES).contains(&stores) {
+            return Err(DescentError::StoreCount(stores));
+        }
+        if params.root_fanout < 2 || params.fanout < 2 {
+            return Err(DescentError::Params("fanouts must be at least 2"));
+        }
+        if params.leaf_threshold < 1 {
+            return Err(DescentError::Params("leaf_threshold must be at least 1"));
+        }
+        if params.max_rounds < 2 {
+            return Err(DescentError::Params("max_rounds must be at least 2"));
+        }
+        let root = Work::Probe {
+            depth: 0,
+            parent_total: None,
+        };
+        let query = Query::Summary {
+            range: Range::full(),
+            bounds: true,
+        };
+        Ok(Self {
+            params,
+            stores,
+            current: vec![(root, query)],
+            differences: Vec::new(),
+            cost: Cost {
+                bytes_received_per_store: vec![0; stores],
+                ..Cost::default()
+            },
+            trace: Vec::new(),
+            _hash: std::marker::PhantomData,
+        })
+    }
+
+    /// The batch to send to every store this round; `None` once the descent has finished.
+    pub fn queries(&self) -> Option<Vec<Query>> {
+        (!self.current.is_empty()).then(|| self.current.iter().map(|(_, q)| q.clone()).collect())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// Rounds answered so far.
+    pub fn rounds(&self) -> u64 {
+        self.cost.rounds
+    }
+
+    /// Takes every store's answers to this round's batch (`answers[store][query]`) and prepares
+    /// the next round. Answers are checked against the questions before anything is used.
+    pub fn feed(&mut self, answers: Vec<Vec<Answer<H>>>) -> Result<(), DescentError> {
+        if self.current.is_empty() {
+            return Err(DescentError::Finished);
+        }
+        self.check(&answers)?;
+        let round = std::mem::take(&mut self.current);
+        self.cost.rounds += 1;
+        if self.params.trace {
+            self.trace.push(format!("round {}", self.cost.rounds));
+        }
+        let per_store_sent: u64 = round.iter().map(|(_, q)| q.wire_len() as u64).sum();
+        self.cost.bytes_sent += per_store_sent * self.stores as u64;
+        for (store, list) in answers.iter().enumerate() {
+            let bytes: u64 = list.iter().map(|a| a.wire_len() as u64).sum();
+            self.cost.bytes_received += bytes;
+            self.cost.bytes_received_per_store[store] += bytes;
+        }
+        // `answers[s][i]` by column: move each query's answers out together.
+        let mut columns: Vec<Vec<Answer<H>>> = (0..round.len()).map(|_| Vec::new()).collect();
+        for list in answers {
+            for (i, a) in list.into_iter().enumerate() {
+                columns[i].push(a);
+            }
+        }
+        let last_round = self.cost.rounds + 1 >= self.params.max_rounds as u64;
+        let mut next = Vec::new();
+        for ((work, query), column) in round.into_iter().zip(columns) {
+            let range = query.range().clone();
+            match work {
+                Work::Probe {
+                    depth,
+                    parent_total,
+                } => {
+                    let summaries = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Summary(s) => s,
+                            // `check` has verified every kind already.
+                            _ => Summary {
+                                fingerprint: HashCount::zero(),
+                                bounds: None,
+                            },
+                        })
+                        .collect::<Vec<_>>();
+                    self.probe(range, depth, parent_total, &summaries, &mut next);
+                }
+                Work::Leaf => {
+                    let lists = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Digests(d) => d,
+                            _ => Vec::new(),
+                        })
+                        .collect::<Vec<_>>();
+                    self.leaf(range, &lists, &mut next);
+                }
+                Work::Fetch => {
+                    let lists = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Entries(e) => e,
+                            _ => Vec::new(),
+                        })
+                        .collect::<Vec<_>>();
+                    self.fetch(&range, lists)?;
+                }
+            }
+        }
+        if last_round {
+            // The safety net: fetch every open range whole next round; that round settles all.
+            for (work, query) in &mut next {
+                if !matches!(work, Work::Fetch) {
+                    *work = Work::Fetch;
+                    *query = Query::Entries {
+                        range: query.range().clone(),
+                        only: None,
+                    };
+                }
+            }
+        }
+        self.current = next;
+        Ok(())
+    }
+
+    fn check(&self, answers: &[Vec<Answer<H>>]) -> Result<(), DescentError> {
+        if answers.len() != self.stores {
+            return Err(DescentError::AnswerSets {
+                expected: self.stores,
+                got: answers.len(),
+            });
+        }
+        for (store, list) in answers.iter().enumerate() {
+            if list.len() != self.current.len() {
+                return Err(DescentError::AnswerCount {
+                    store,
+                    expected: self.current.len(),
+                    got: list.len(),
+                });
+            }
+            for (index, ((_, q), a)) in self.current.iter().zip(list).enumerate() {
+                let expected = match (q, a) {
+                    (Query::Summary { .. }, Answer::Summary(_))
+                    | (Query::Digests { .. }, Answer::Digests(_))
+                    | (Query::Entries { .. }, Answer::Entries(_)) => continue,
+                    (Query::Summary { .. }, _) => "summary",
+                    (Query::Digests { .. }, _) => "digests",
+                    (Query::Entries { .. }, _) => "entries",
+                };
+                return Err(DescentError::AnswerKind {
+                    store,
+                    index,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.params.trace {
+            self.trace.push(line());
+        }
+    }
+
+    fn probe(
+        &mut self,
+        range: Range,
+        depth: usize,
+        parent_total: Option<u64>,
+        summaries: &[Summary<H>],
+        next: &mut Vec<(Work, Query)>,
+    ) {
+        self.cost.ranges_compared += 1;
+        self.cost.fingerprints += summaries.len() as u64;
+        let counts: Vec<u64> = summaries.iter().map(|s| s.fingerprint.count).collect();
+        let total: u64 = counts.iter().sum();
+        let max = counts.iter().copied().max().unwrap_or(0);
+        let equal = summaries
+            .windows(2)
+            .all(|w| w[0].fingerprint == w[1].fingerprint);
+        let shown = || {
+            summaries
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(
+                        "{}={}:{}",
+                        store_name(i),
+                        s.fingerprint.count,
+                        s.fingerprint.hash.render()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if equal {
+            self.note(|| format!("  summary {range} {} -> equal", shown()));
+            return;
+        }
+        if max <= self.params.leaf_threshold {
+            self.note(|| format!("  summary {range} {} -> leaf", shown()));
+            self.cost.leaf_ranges += 1;
+            next.push(self.leaf_work(range));
+            return;
+        }
+        let fanout = if depth == 0 {
+            self.params.root_fanout
+        } else {
+            self.params.fanout
+        };
+        // The union of the stores' first and last keys, where the stores reported them.
+        let bounds = summaries
+            .iter()
+            .filter_map(|s| s.bounds.as_ref())
+            .fold(None::<(Key, Key)>, |acc, (f, l)| match acc {
+                None => Some((f.clone(), l.clone())),
+                Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
+            });
+        let points = match &bounds {
+            Some((first, last)) => split_between(first, last, fanout),
+            // A split that left all of the parent's entries here separated nothing: learn the
+            // real first/last key before splitting again, or skewed keys would creep down.
+            None if parent_total == Some(total) => Vec::new(),
+            None => interpolate(
+                range.start.as_bytes(),
+                range.end.as_ref().map(Key::as_bytes),
+                fanout,
+            ),
+        };
+        if points.is_empty() {
+            if bounds.is_some() {
+                // A single key on every store yet above the leaf threshold cannot happen (one
+                // key per store); treat it as a leaf rather than trust that.
+                self.note(|| format!("  summary {range} {} -> leaf", shown()));
+                self.cost.leaf_ranges += 1;
+                next.push(self.leaf_work(range));
+            } else {
+                self.note(|| format!("  summary {range} {} -> ask bounds", shown()));
+                self.cost.bounds_probes += 1;
+                next.push((
+                    Work::Probe {
+                        depth,
+                        parent_total: None,
+                    },
+                    Query::Summary {
+                        range,
+                        bounds: true,
+                    },
+                ));
+            }
+            return;
+        }
+        self.note(|| {
+            format!(
+                "  summary {range} {} -> split {} at {}",
+                shown(),
+                points.len() + 1,
+                points
+                    .iter()
+                    .map(Key::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+        let mut start = range.start.clone();
+        for end in points.into_iter().map(Some).chain([range.end.clone()]) {
+            let child = Range::new(start, end.clone());
+            next.push((
+                Work::Probe {
+                    depth: depth + 1,
+                    parent_total: Some(total),
+                },
+                Query::Summary {
+                    range: child,
+                    bounds: false,
+                },
+            ));
+            start = end.unwrap_or_default();
+        }
+    }
+
+    fn leaf_work(&self, range: Range) -> (Work, Query) {
+        if self.params.leaf_digests {
+            (Work::Leaf, Query::Digests { range })
+        } else {
+            (Work::Fetch, Query::Entries { range, only: None })
+        }
+    }
+
+    fn leaf(&mut self, range: Range, lists: &[Vec<u64>], next: &mut Vec<(Work, Query)>) {
+        self.cost.digests += lists.iter().map(|l| l.len() as u64).sum::<u64>();
+        // A digest held by every store is an entry every store holds identically (up to a 2^-64
+        // collision); the others identify the rows to fetch.
+        let mut holders: HashMap<u64, usize> = HashMap::new();
+        for list in lists {
+            let unique: BTreeSet<u64> = list.iter().copied().collect();
+            for d in unique {
+                *holders.entry(d).or_default() += 1;
+            }
+        }
+        let odd: BTreeSet<u64> = holders
+            .into_iter()
+            .filter(|&(_, n)| n < self.stores)
+            .map(|(d, _)| d)
+            .collect();
+        let counts = lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{}={}", store_name(i), l.len()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if odd.is_empty() {
+            self.note(|| format!("  digests {range} {counts} -> equal"));
+            return;
+        }
+        self.note(|| format!("  digests {range} {counts} -> fetch {}", odd.len()));
+        next.push((
+            Work::Fetch,
+            Query::Entries {
+                range,
+                only: Some(odd),
+            },
+        ));
+    }
+
+    fn fetch(&mut self, range: &Range, lists: Vec<Vec<Entry>>) -> Result<(), DescentError> {
+        self.cost.entries += lists.iter().map(|l| l.len() as u64).sum::<u64>();
+        let mut by_key: BTreeMap<Key, Vec<Option<Value>>> = BTreeMap::new();
+        for (store, list) in lists.into_iter().enumerate() {
+            for e in list {
+                if !range.contains(&e.key) {
+                    return Err(DescentError::OutOfRange {
+                        store,
+                        key: e.key.to_string(),
+                        range: range.to_string(),
+                    });
+                }
+                let slot = by_key
+                    .entry(e.key.clone())
+                    .or_insert_with(|| vec![None; self.stores]);
+                if slot[store].is_some() {
+                    return Err(DescentError::DuplicateKey {
+                        store,
+                        key: e.key.to_string(),
+                    });
+                }
+                slot[store] = Some(e.value);
+            }
+        }
+        let mut found = Vec::new();
+        for (key, values) in by_key {
+            let same = values.iter().all(Option::is_some) && values.windows(2).all(|w| w[0] == w[1]);
+            if !same {
+                found.push(Difference { key, values });
+            }
+        }
+        self.note(|| {
+            let keys = found
+                .iter()
+                .map(|d| {
+                    let on = d
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| match v {
+                            Some(v) => format!("{}:{}", store_name(i), v.tip),
+                            None => format!("{}:-", store_name(i)),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    format!("{} [{on}]", d.key)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("  entries {range} -> {}", if keys.is_empty() { "none differ".into() } else { keys })
+        });
+        self.differences.extend(found);
+        Ok(())
+    }
+
+    /// The result; call once `is_finished()` (an unfinished descent returns what it has found).
+    pub fn finish(mut self) -> Outcome {
+        self.differences.sort_by(|a, b| a.key.cmp(&b.key));
+        Outcome {
+            differences: self.differences,
+            cost: self.cost,
+            trace: self.trace,
+        }
+    }
+}
+
+/// A store failed, or the descent rejected what it answered.
+#[derive(Debug, Error)]
+pub enum RunError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Descent(#[from] DescentError),
+    #[error("store {store}: {source}")]
+    Store {
+        store: usize,
+        #[source]
+        source: E,
+    },
+}
+
+/// Runs a whole descent over synchronous stores (all of the same kind).
+pub fn run_descent<S: RangeStore>(
+    stores: &mut [S],
+    params: DescentParams,
+) -> Result<Outcome, RunError<S::Error>> {
+    let mut descent = Descent::<S::Hash>::new(stores.len(), params)?;
+    while let Some(batch) = descent.queries() {
+        let mut answers = Vec::with_capacity(stores.len());
+        for (i, store) in stores.iter_mut().enumerate() {
+            answers.push(
+                store
+                    .answer(&batch)
+                    .map_err(|source| RunError::Store { store: i, source })?,
+            );
+        }
+        descent.feed(answers)?;
+    }
+    Ok(descent.finish())
+}

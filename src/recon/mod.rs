@@ -1,0 +1,20 @@
+//! The reconciliation core: range fingerprints, a store trait, and the N-way descent.
+//!
+//! Pure by design — it imports no async runtime, HTTP client, database driver or CSV writer
+//! (`tests/recon_purity.rs` checks the source), so it is tested exhaustively in memory and every
+//! source (Postgres push-down, SQLite, HTTP, snapshot files) plugs into the same descent.
+
+mod descent;
+mod hash;
+mod key;
+mod split;
+mod store;
+
+pub use descent::{
+    run_descent, Cost, Descent, DescentError, DescentParams, Difference, Outcome, RunError,
+    MAX_STORES,
+};
+pub use hash::{AssociativeHash, HashCount, Md5Lanes, Sha256a};
+pub use key::{Entry, Key, Range, Value};
+pub use split::{interpolate, split_between};
+pub use store::{Answer, MemoryStore, Query, RangeStore, Summary};

@@ -1,0 +1,208 @@
+//! One node's sorted set, as the descent sees it: a [`RangeStore`] answers batches of range
+//! [`Query`]s. The trait is synchronous and I/O-free on purpose; stores that talk to a database
+//! or a node implement their own driver around [`super::Descent`] (which never blocks) instead.
+//!
+//! [`MemoryStore`] is the reference implementation: a sealed, sorted vector with prefix sums, so
+//! every range fingerprint costs two binary searches whatever the range's size.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use super::hash::{AssociativeHash, HashCount};
+use super::key::{Entry, Key, Range};
+
+/// One question about one range. A round sends the same batch of queries to every store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Fingerprint of the range; with `bounds`, also its first and last key.
+    Summary { range: Range, bounds: bool },
+    /// The `short()` digest of every entry in the range, in key order.
+    Digests { range: Range },
+    /// The entries of the range; with `only`, just those whose digest is in the set.
+    Entries {
+        range: Range,
+        only: Option<BTreeSet<u64>>,
+    },
+}
+
+impl Query {
+    pub fn range(&self) -> &Range {
+        match self {
+            Self::Summary { range, .. } | Self::Digests { range } | Self::Entries { range, .. } => {
+                range
+            }
+        }
+    }
+
+    /// Bytes this query takes on the wire in the cost model (a tag byte, the range, and for a
+    /// filtered entries query 8 bytes per digest).
+    pub fn wire_len(&self) -> usize {
+        let extra = match self {
+            Self::Entries { only: Some(d), .. } => 8 * d.len(),
+            _ => 0,
+        };
+        1 + self.range().wire_len() + extra
+    }
+}
+
+/// A range's fingerprint plus, when asked for, its first and last key (`None` when empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary<H> {
+    pub fingerprint: HashCount<H>,
+    pub bounds: Option<(Key, Key)>,
+}
+
+/// The answer to one [`Query`], same position in the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer<H> {
+    Summary(Summary<H>),
+    Digests(Vec<u64>),
+    Entries(Vec<Entry>),
+}
+
+impl<H: AssociativeHash> Answer<H> {
+    /// Bytes this answer takes on the wire in the cost model: a fingerprint is `WIRE_BYTES` of
+    /// hash plus an 8-byte count; bounds are two keys with a length byte each; a digest is 8
+    /// bytes; an entry is its key, tip and column digest.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Self::Summary(s) => {
+                H::WIRE_BYTES
+                    + 8
+                    + s.bounds
+                        .as_ref()
+                        .map_or(0, |(a, b)| a.len() + b.len() + 2)
+            }
+            Self::Digests(d) => 8 * d.len(),
+            Self::Entries(e) => e.iter().map(Entry::wire_len).sum(),
+        }
+    }
+}
+
+/// One node's sorted key set. Implement the three per-range methods; `answer` batches them
+/// (override it to answer a whole round at once, as a SQL store does).
+pub trait RangeStore {
+    type Hash: AssociativeHash;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn summary(&mut self, range: &Range, bounds: bool) -> Result<Summary<Self::Hash>, Self::Error>;
+    fn digests(&mut self, range: &Range) -> Result<Vec<u64>, Self::Error>;
+    fn entries(
+        &mut self,
+        range: &Range,
+        only: Option<&BTreeSet<u64>>,
+    ) -> Result<Vec<Entry>, Self::Error>;
+
+    fn answer(&mut self, batch: &[Query]) -> Result<Vec<Answer<Self::Hash>>, Self::Error> {
+        batch
+            .iter()
+            .map(|q| match q {
+                Query::Summary { range, bounds } => self.summary(range, *bounds).map(Answer::Summary),
+                Query::Digests { range } => self.digests(range).map(Answer::Digests),
+                Query::Entries { range, only } => {
+                    self.entries(range, only.as_ref()).map(Answer::Entries)
+                }
+            })
+            .collect()
+    }
+}
+
+/// A sealed in-memory store: entries sorted by key (one per key), per-entry hashes, and prefix
+/// sums of those hashes so `summary` is O(log n).
+#[derive(Clone, Debug)]
+pub struct MemoryStore<H> {
+    entries: Vec<Entry>,
+    hashes: Vec<H>,
+    /// `prefix[i]` = sum of `hashes[..i]`; `prefix.len() == entries.len() + 1`.
+    prefix: Vec<H>,
+}
+
+impl<H: AssociativeHash> MemoryStore<H> {
+    /// Sorts and seals `entries`. When a key appears more than once the last one wins, as an
+    /// upsert into a table keyed by stream id would.
+    pub fn new(entries: impl IntoIterator<Item = Entry>) -> Self {
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        // Stable sort keeps insertion order among equal keys; keep the last of each run.
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut deduped: Vec<Entry> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match deduped.last_mut() {
+                Some(last) if last.key == e.key => *last = e,
+                _ => deduped.push(e),
+            }
+        }
+        let hashes: Vec<H> = deduped.iter().map(Entry::hash::<H>).collect();
+        let mut prefix = Vec::with_capacity(hashes.len() + 1);
+        let mut acc = H::zero();
+        prefix.push(acc.clone());
+        for h in &hashes {
+            acc = acc.add(h);
+            prefix.push(acc.clone());
+        }
+        Self {
+            entries: deduped,
+            hashes,
+            prefix,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Index range `[lo, hi)` of the entries inside `range`.
+    fn span(&self, range: &Range) -> (usize, usize) {
+        let lo = self.entries.partition_point(|e| e.key < range.start);
+        let hi = match &range.end {
+            None => self.entries.len(),
+            Some(end) => self.entries.partition_point(|e| e.key < *end),
+        };
+        (lo, hi.max(lo))
+    }
+}
+
+impl<H: AssociativeHash> RangeStore for MemoryStore<H> {
+    type Hash = H;
+    type Error = Infallible;
+
+    fn summary(&mut self, range: &Range, bounds: bool) -> Result<Summary<H>, Infallible> {
+        let (lo, hi) = self.span(range);
+        let fingerprint = HashCount {
+            hash: self.prefix[hi].sub(&self.prefix[lo]),
+            count: (hi - lo) as u64,
+        };
+        let bounds = (bounds && hi > lo)
+            .then(|| (self.entries[lo].key.clone(), self.entries[hi - 1].key.clone()));
+        Ok(Summary {
+            fingerprint,
+            bounds,
+        })
+    }
+
+    fn digests(&mut self, range: &Range) -> Result<Vec<u64>, Infallible> {
+        let (lo, hi) = self.span(range);
+        Ok(self.hashes[lo..hi].iter().map(H::short).collect())
+    }
+
+    fn entries(
+        &mut self,
+        range: &Range,
+        only: Option<&BTreeSet<u64>>,
+    ) -> Result<Vec<Entry>, Infallible> {
+        let (lo, hi) = self.span(range);
+        Ok(self.entries[lo..hi]
+            .iter()
+            .zip(&self.hashes[lo..hi])
+            .filter(|(_, h)| only.is_none_or(|set| set.contains(&h.short())))
+            .map(|(e, _)| e.clone())
+            .collect())
+    }
+}
