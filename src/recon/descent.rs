@@ -147,6 +147,10 @@ enum Work {
     Probe {
         depth: usize,
         parent_total: Option<u64>,
+        /// First and last key (inclusive) that any store held in an ancestor range, when known:
+        /// no key of this range lies outside it, so splits interpolate inside the hull instead
+        /// of into empty key space next to -inf/+inf.
+        hull: Option<(Key, Key)>,
     },
     /// Row digests of a small differing range.
     Leaf,
@@ -189,6 +193,7 @@ impl<H: AssociativeHash> Descent<H> {
         let root = Work::Probe {
             depth: 0,
             parent_total: None,
+            hull: None,
         };
         let query = Query::Summary {
             range: Range::full(),
@@ -256,6 +261,7 @@ impl<H: AssociativeHash> Descent<H> {
                 Work::Probe {
                     depth,
                     parent_total,
+                    hull,
                 } => {
                     let summaries = column
                         .into_iter()
@@ -268,7 +274,7 @@ impl<H: AssociativeHash> Descent<H> {
                             },
                         })
                         .collect::<Vec<_>>();
-                    self.probe(range, depth, parent_total, &summaries, &mut next);
+                    self.probe(range, depth, parent_total, hull, &summaries, &mut next);
                 }
                 Work::Leaf => {
                     let lists = column
@@ -353,6 +359,7 @@ impl<H: AssociativeHash> Descent<H> {
         range: Range,
         depth: usize,
         parent_total: Option<u64>,
+        hull: Option<(Key, Key)>,
         summaries: &[Summary<H>],
         next: &mut Vec<(Work, Query)>,
     ) {
@@ -402,17 +409,19 @@ impl<H: AssociativeHash> Descent<H> {
                 None => Some((f.clone(), l.clone())),
                 Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
             });
-        let points = match &bounds {
-            Some((first, last)) => split_between(first, last, fanout),
+        let points = match (&bounds, &hull) {
+            (Some((first, last)), _) => split_between(first, last, fanout),
             // A split that left all of the parent's entries here separated nothing: learn the
             // real first/last key before splitting again, or skewed keys would creep down.
-            None if parent_total == Some(total) => Vec::new(),
-            None => interpolate(
+            _ if parent_total == Some(total) => Vec::new(),
+            (None, Some(hull)) => split_within(&range, hull, fanout),
+            (None, None) => interpolate(
                 range.start.as_bytes(),
                 range.end.as_ref().map(Key::as_bytes),
                 fanout,
             ),
         };
+        let hull = bounds.clone().or(hull);
         if points.is_empty() {
             if bounds.is_some() {
                 // A single key on every store yet above the leaf threshold cannot happen (one
@@ -427,6 +436,7 @@ impl<H: AssociativeHash> Descent<H> {
                     Work::Probe {
                         depth,
                         parent_total: None,
+                        hull,
                     },
                     Query::Summary {
                         range,
@@ -455,6 +465,7 @@ impl<H: AssociativeHash> Descent<H> {
                 Work::Probe {
                     depth: depth + 1,
                     parent_total: Some(total),
+                    hull: hull.clone(),
                 },
                 Query::Summary {
                     range: child,
@@ -572,6 +583,23 @@ impl<H: AssociativeHash> Descent<H> {
             cost: self.cost,
             trace: self.trace,
         }
+    }
+}
+
+/// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
+/// the part of the range inside the hull, so no sub-range is spent on empty key space.
+fn split_within(range: &Range, hull: &(Key, Key), fanout: usize) -> Vec<Key> {
+    let (first, last) = hull;
+    let lo = if range.start > *first {
+        &range.start
+    } else {
+        first
+    };
+    match &range.end {
+        // The range ends beyond the last key: boundaries in (lo, last] keep `last` in range.
+        Some(end) if last < end => split_between(lo, last, fanout),
+        None => split_between(lo, last, fanout),
+        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout),
     }
 }
 

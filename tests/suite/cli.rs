@@ -1,0 +1,100 @@
+//! The binary as an operator meets it: help, version, `inspect`, exit codes.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value as Json;
+
+fn bin() -> Command {
+    Command::cargo_bin("ceramic-audit").expect("binary is built")
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    bin()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("inspect"))
+        .stdout(predicate::str::contains("Exit codes"));
+    bin()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn inspect_prints_the_tile_stream_and_its_genesis() {
+    let out = bin()
+        .args([
+            "inspect",
+            "kjzl6cwe1jw147dvq16zluojmraqvwdmbh61dx9e0c59i344lcrsgqfohexp60s",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: Json = serde_json::from_slice(&out).expect("inspect prints JSON");
+    assert_eq!(json["kind"], "stream_id");
+    assert_eq!(json["stream_type"], 0);
+    assert_eq!(json["stream_type_name"], "tile");
+    assert_eq!(
+        json["genesis"]["cid"],
+        "bagcqcerakszw2vsovxznyp5gfnpdj4cqm2xiv76yd24wkjewhhykovorwo6a"
+    );
+}
+
+#[test]
+fn inspect_decodes_a_commit_id_url_and_an_event_id() {
+    let out = bin()
+        .args([
+            "inspect",
+            "--compact",
+            "ceramic://k1dpgaqe3i64kjqcp801r3sn7ysi5i0k7nxvs7j351s7kewfzr3l7mdxnj7szwo4kr9mn2qki5nnj0cv836ythy1t1gya9s25cn1nexst3jxi5o3h6qprfyju",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: Json = serde_json::from_slice(&out).expect("JSON");
+    assert_eq!(json["kind"], "commit_id");
+    assert_eq!(
+        json["commit"]["cid"],
+        "bagjqcgzaday6dzalvmy5ady2m5a5legq5zrbsnlxfc2bfxej532ds7htpova"
+    );
+    assert_eq!(json["is_genesis_commit"], false);
+
+    let out = bin()
+        .args(["inspect", "ce0105ff01ba25076d730241e745cc7c072ff729ea683b751701711220f4ef7ec208944d257025408bb647949e6b72930520bc80f34d8bfbafd2643d86"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: Json = serde_json::from_slice(&out).expect("JSON");
+    assert_eq!(json["kind"], "event_id");
+    assert_eq!(json["network"], "inmemory");
+    assert_eq!(
+        json["event"]["cid"],
+        "bafyreihu557meceujusxajkaro3epfe6nnzjgbjaxsapgtml7ox5ezb5qy"
+    );
+}
+
+#[test]
+fn a_bad_id_exits_2_with_one_line_saying_what_was_expected() {
+    for bad in ["kjzl6cwe1", "not-an-id", "ce0105"] {
+        let assert = bin().args(["inspect", bad]).assert().code(2);
+        let out = assert.get_output();
+        assert!(out.stdout.is_empty(), "nothing on stdout for {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "one line for {bad}: {err}");
+        assert!(err.contains("expected"), "says what was expected: {err}");
+    }
+}
+
+#[test]
+fn a_usage_error_exits_2() {
+    bin().arg("no-such-command").assert().code(2);
+}

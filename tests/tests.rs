@@ -1,0 +1,22 @@
+//! All integration tests build into this one binary (one link, one run), as ripgrep does.
+//!
+//! - `ids` — identifier vectors from `fixtures/ids/vectors.json` round-trip byte- and
+//!   string-exactly; malformed identifiers give typed errors, never panics (property tests).
+//! - `recon_props` — the N-way descent against a `BTreeMap` oracle on random stores (proptest,
+//!   seeded; `CERAMIC_AUDIT_TEST_SEED` reproduces a run), plus the cost bound.
+//! - `recon_snapshots` — small descents rendered round by round, compared with inline snapshots.
+//! - `purity` — `src/recon` imports no I/O crate.
+//! - `cli` — the binary's help, version, `inspect` output and exit codes.
+
+mod common;
+
+#[path = "suite/cli.rs"]
+mod cli;
+#[path = "suite/ids.rs"]
+mod ids;
+#[path = "suite/purity.rs"]
+mod purity;
+#[path = "suite/recon_props.rs"]
+mod recon_props;
+#[path = "suite/recon_snapshots.rs"]
+mod recon_snapshots;
