@@ -23,7 +23,11 @@ pub enum IdError {
     #[error("expected EventId stream type 5, got {0}")]
     NotEventId(u64),
     #[error("EventId too short: {field} needs {need} byte(s), {have} left")]
-    EventIdShort { field: &'static str, need: usize, have: usize },
+    EventIdShort {
+        field: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("not hex: {0}")]
     Hex(String),
     #[error("a CommitID was given where a StreamID is expected")]

@@ -149,9 +149,8 @@ impl EventId {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
-        let varint = |b, field| {
-            unsigned_varint::decode::u64(b).map_err(|_| IdError::Varint { field })
-        };
+        let varint =
+            |b, field| unsigned_varint::decode::u64(b).map_err(|_| IdError::Varint { field });
         let (codec, rest) = varint(bytes, "codec")?;
         if codec != STREAMID_CODEC {
             return Err(IdError::WrongCodec(codec));

@@ -18,8 +18,8 @@ use thiserror::Error;
 
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
-use super::split::{interpolate, split_between};
-use super::store::{Answer, Query, RangeStore, Summary};
+use super::split::{interpolate, split_between, Alphabet};
+use super::store::{answers_wire_len, queries_wire_len, Answer, Query, RangeStore, Summary};
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -47,6 +47,9 @@ pub struct DescentParams {
     /// Safety net (default 64 rounds): at the last round every open range is fetched whole, so a
     /// pathological key distribution ends slowly but correctly instead of looping.
     pub max_rounds: usize,
+    /// Characters keys are made of, for even splits (default base36, as StreamIDs). Wrong only
+    /// costs evenness: uneven sub-ranges mean more fingerprints and rounds, never wrong results.
+    pub alphabet: Alphabet,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -59,6 +62,7 @@ impl Default for DescentParams {
             leaf_threshold: 32,
             leaf_digests: true,
             max_rounds: 64,
+            alphabet: Alphabet::Base36,
             trace: false,
         }
     }
@@ -120,6 +124,9 @@ pub struct Cost {
     pub bytes_received: u64,
     /// Bytes of answers per store, in store order.
     pub bytes_received_per_store: Vec<u64>,
+    /// Of `bytes_received`, the full entries (key, tip, column digest) of the differing rows:
+    /// the payload a report needs, beyond what identifying the differences cost.
+    pub entry_bytes_received: u64,
 }
 
 /// A key that is not the same on every store, with each store's value (`None`: absent).
@@ -239,10 +246,10 @@ impl<H: AssociativeHash> Descent<H> {
         if self.params.trace {
             self.trace.push(format!("round {}", self.cost.rounds));
         }
-        let per_store_sent: u64 = round.iter().map(|(_, q)| q.wire_len() as u64).sum();
-        self.cost.bytes_sent += per_store_sent * self.stores as u64;
+        let batch: Vec<Query> = round.iter().map(|(_, q)| q.clone()).collect();
+        self.cost.bytes_sent += (queries_wire_len(&batch) * self.stores) as u64;
         for (store, list) in answers.iter().enumerate() {
-            let bytes: u64 = list.iter().map(|a| a.wire_len() as u64).sum();
+            let bytes = answers_wire_len(list) as u64;
             self.cost.bytes_received += bytes;
             self.cost.bytes_received_per_store[store] += bytes;
         }
@@ -396,29 +403,36 @@ impl<H: AssociativeHash> Descent<H> {
             next.push(self.leaf_work(range));
             return;
         }
-        let fanout = if depth == 0 {
+        let widest = if depth == 0 {
             self.params.root_fanout
         } else {
             self.params.fanout
         };
+        // No wider than needed to bring the largest store's share to half a leaf: a range of
+        // 3 × leaf_threshold rows split 256 ways would send 256 fingerprints to find 3 leaves.
+        // Half, not one: sub-range counts vary, and a child just over the threshold costs a
+        // whole extra level.
+        let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
+        let fanout = widest.min(usize::try_from(needed).unwrap_or(usize::MAX));
         // The union of the stores' first and last keys, where the stores reported them.
-        let bounds = summaries
-            .iter()
-            .filter_map(|s| s.bounds.as_ref())
-            .fold(None::<(Key, Key)>, |acc, (f, l)| match acc {
+        let bounds = summaries.iter().filter_map(|s| s.bounds.as_ref()).fold(
+            None::<(Key, Key)>,
+            |acc, (f, l)| match acc {
                 None => Some((f.clone(), l.clone())),
                 Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
-            });
+            },
+        );
         let points = match (&bounds, &hull) {
-            (Some((first, last)), _) => split_between(first, last, fanout),
+            (Some((first, last)), _) => split_between(first, last, fanout, self.params.alphabet),
             // A split that left all of the parent's entries here separated nothing: learn the
             // real first/last key before splitting again, or skewed keys would creep down.
             _ if parent_total == Some(total) => Vec::new(),
-            (None, Some(hull)) => split_within(&range, hull, fanout),
+            (None, Some(hull)) => split_within(&range, hull, fanout, self.params.alphabet),
             (None, None) => interpolate(
                 range.start.as_bytes(),
                 range.end.as_ref().map(Key::as_bytes),
                 fanout,
+                self.params.alphabet,
             ),
         };
         let hull = bounds.clone().or(hull);
@@ -522,6 +536,10 @@ impl<H: AssociativeHash> Descent<H> {
 
     fn fetch(&mut self, range: &Range, lists: Vec<Vec<Entry>>) -> Result<(), DescentError> {
         self.cost.entries += lists.iter().map(|l| l.len() as u64).sum::<u64>();
+        self.cost.entry_bytes_received += lists
+            .iter()
+            .map(|l| answers_wire_len::<H>(&[Answer::Entries(l.clone())]) as u64)
+            .sum::<u64>();
         let mut by_key: BTreeMap<Key, Vec<Option<Value>>> = BTreeMap::new();
         for (store, list) in lists.into_iter().enumerate() {
             for e in list {
@@ -546,7 +564,8 @@ impl<H: AssociativeHash> Descent<H> {
         }
         let mut found = Vec::new();
         for (key, values) in by_key {
-            let same = values.iter().all(Option::is_some) && values.windows(2).all(|w| w[0] == w[1]);
+            let same =
+                values.iter().all(Option::is_some) && values.windows(2).all(|w| w[0] == w[1]);
             if !same {
                 found.push(Difference { key, values });
             }
@@ -569,7 +588,14 @@ impl<H: AssociativeHash> Descent<H> {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            format!("  entries {range} -> {}", if keys.is_empty() { "none differ".into() } else { keys })
+            format!(
+                "  entries {range} -> {}",
+                if keys.is_empty() {
+                    "none differ".into()
+                } else {
+                    keys
+                }
+            )
         });
         self.differences.extend(found);
         Ok(())
@@ -588,7 +614,7 @@ impl<H: AssociativeHash> Descent<H> {
 
 /// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
 /// the part of the range inside the hull, so no sub-range is spent on empty key space.
-fn split_within(range: &Range, hull: &(Key, Key), fanout: usize) -> Vec<Key> {
+fn split_within(range: &Range, hull: &(Key, Key), fanout: usize, alphabet: Alphabet) -> Vec<Key> {
     let (first, last) = hull;
     let lo = if range.start > *first {
         &range.start
@@ -597,9 +623,9 @@ fn split_within(range: &Range, hull: &(Key, Key), fanout: usize) -> Vec<Key> {
     };
     match &range.end {
         // The range ends beyond the last key: boundaries in (lo, last] keep `last` in range.
-        Some(end) if last < end => split_between(lo, last, fanout),
-        None => split_between(lo, last, fanout),
-        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout),
+        Some(end) if last < end => split_between(lo, last, fanout, alphabet),
+        None => split_between(lo, last, fanout, alphabet),
+        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout, alphabet),
     }
 }
 

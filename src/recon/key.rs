@@ -136,11 +136,6 @@ impl Entry {
     pub fn hash<H: AssociativeHash>(&self) -> H {
         H::digest(&self.hash_input())
     }
-
-    /// Bytes this entry takes on the wire in the cost model (key, tip, digest, 2 length bytes).
-    pub fn wire_len(&self) -> usize {
-        self.key.len() + self.value.tip.len() + 16 + 2
-    }
 }
 
 /// A half-open key range `[start, end)`; an empty `start` is the minimum, `end = None` is +∞.
@@ -162,11 +157,6 @@ impl Range {
 
     pub fn contains(&self, key: &Key) -> bool {
         *key >= self.start && self.end.as_ref().is_none_or(|e| key < e)
-    }
-
-    /// Bytes the range takes in a request in the cost model (both bounds, 1 length byte each).
-    pub fn wire_len(&self) -> usize {
-        self.start.len() + self.end.as_ref().map_or(0, Key::len) + 2
     }
 }
 

@@ -16,5 +16,7 @@ pub use descent::{
 };
 pub use hash::{AssociativeHash, HashCount, Md5Lanes, Sha256a};
 pub use key::{Entry, Key, Range, Value};
-pub use split::{interpolate, split_between};
-pub use store::{Answer, MemoryStore, Query, RangeStore, Summary};
+pub use split::{interpolate, split_between, Alphabet};
+pub use store::{
+    answers_wire_len, queries_wire_len, Answer, MemoryStore, Query, RangeStore, Summary,
+};

@@ -33,16 +33,45 @@ impl Query {
             }
         }
     }
+}
 
-    /// Bytes this query takes on the wire in the cost model (a tag byte, the range, and for a
-    /// filtered entries query 8 bytes per digest).
-    pub fn wire_len(&self) -> usize {
-        let extra = match self {
-            Self::Entries { only: Some(d), .. } => 8 * d.len(),
-            _ => 0,
+/// Bytes of a varint holding `v`.
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+/// Bytes of `key` sent after `prev` in the cost model: the length shared with the previous key
+/// and the rest, as negentropy encodes bounds. Keys in a batch are sorted, so the model part and
+/// the StreamID type prefix travel once, not in every range.
+fn key_wire_len(prev: &[u8], key: &[u8]) -> usize {
+    let shared = prev.iter().zip(key).take_while(|(a, b)| a == b).count();
+    let rest = key.len() - shared;
+    varint_len(shared as u64) + varint_len(rest as u64) + rest
+}
+
+/// Bytes a batch of queries takes on the wire in the cost model: per query a tag byte and its
+/// two bounds (prefix-compressed against the previous bound; +inf is one byte), and for a
+/// filtered entries query 8 bytes per digest.
+pub fn queries_wire_len(batch: &[Query]) -> usize {
+    let mut prev: &[u8] = &[];
+    let mut total = 0;
+    for q in batch {
+        let range = q.range();
+        total += 1 + key_wire_len(prev, range.start.as_bytes());
+        prev = range.start.as_bytes();
+        total += match &range.end {
+            Some(end) => {
+                let n = key_wire_len(prev, end.as_bytes());
+                prev = end.as_bytes();
+                n
+            }
+            None => 1,
         };
-        1 + self.range().wire_len() + extra
+        if let Query::Entries { only: Some(d), .. } = q {
+            total += varint_len(d.len() as u64) + 8 * d.len();
+        }
     }
+    total
 }
 
 /// A range's fingerprint plus, when asked for, its first and last key (`None` when empty).
@@ -60,23 +89,37 @@ pub enum Answer<H> {
     Entries(Vec<Entry>),
 }
 
-impl<H: AssociativeHash> Answer<H> {
-    /// Bytes this answer takes on the wire in the cost model: a fingerprint is `WIRE_BYTES` of
-    /// hash plus an 8-byte count; bounds are two keys with a length byte each; a digest is 8
-    /// bytes; an entry is its key, tip and column digest.
-    pub fn wire_len(&self) -> usize {
-        match self {
-            Self::Summary(s) => {
-                H::WIRE_BYTES
-                    + 8
-                    + s.bounds
-                        .as_ref()
-                        .map_or(0, |(a, b)| a.len() + b.len() + 2)
+/// Bytes one store's answers to a batch take on the wire in the cost model: a fingerprint is
+/// `WIRE_BYTES` of hash plus a varint count; bounds and entry keys are prefix-compressed against
+/// the previous key in the answer; a digest is 8 bytes; an entry also carries its tip (with a
+/// length byte) and its 16-byte column digest.
+pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
+    let mut prev: &[u8] = &[];
+    let mut total = 0;
+    for a in answers {
+        match a {
+            Answer::Summary(s) => {
+                total += H::WIRE_BYTES + varint_len(s.fingerprint.count);
+                if let Some((first, last)) = &s.bounds {
+                    total += key_wire_len(prev, first.as_bytes());
+                    total += key_wire_len(first.as_bytes(), last.as_bytes());
+                    prev = last.as_bytes();
+                }
             }
-            Self::Digests(d) => 8 * d.len(),
-            Self::Entries(e) => e.iter().map(Entry::wire_len).sum(),
+            Answer::Digests(d) => total += varint_len(d.len() as u64) + 8 * d.len(),
+            Answer::Entries(list) => {
+                total += varint_len(list.len() as u64);
+                for e in list {
+                    total += key_wire_len(prev, e.key.as_bytes())
+                        + varint_len(e.value.tip.len() as u64)
+                        + e.value.tip.len()
+                        + 16;
+                    prev = e.key.as_bytes();
+                }
+            }
         }
     }
+    total
 }
 
 /// One node's sorted key set. Implement the three per-range methods; `answer` batches them
@@ -97,7 +140,9 @@ pub trait RangeStore {
         batch
             .iter()
             .map(|q| match q {
-                Query::Summary { range, bounds } => self.summary(range, *bounds).map(Answer::Summary),
+                Query::Summary { range, bounds } => {
+                    self.summary(range, *bounds).map(Answer::Summary)
+                }
                 Query::Digests { range } => self.digests(range).map(Answer::Digests),
                 Query::Entries { range, only } => {
                     self.entries(range, only.as_ref()).map(Answer::Entries)
@@ -179,8 +224,12 @@ impl<H: AssociativeHash> RangeStore for MemoryStore<H> {
             hash: self.prefix[hi].sub(&self.prefix[lo]),
             count: (hi - lo) as u64,
         };
-        let bounds = (bounds && hi > lo)
-            .then(|| (self.entries[lo].key.clone(), self.entries[hi - 1].key.clone()));
+        let bounds = (bounds && hi > lo).then(|| {
+            (
+                self.entries[lo].key.clone(),
+                self.entries[hi - 1].key.clone(),
+            )
+        });
         Ok(Summary {
             fingerprint,
             bounds,

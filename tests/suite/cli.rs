@@ -89,7 +89,11 @@ fn a_bad_id_exits_2_with_one_line_saying_what_was_expected() {
         let out = assert.get_output();
         assert!(out.stdout.is_empty(), "nothing on stdout for {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "one line for {bad}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one line for {bad}: {err}"
+        );
         assert!(err.contains("expected"), "says what was expected: {err}");
     }
 }

@@ -85,7 +85,12 @@ fn url_forms_parse_to_the_canonical_id() {
     let v = vectors();
     for vec in v["url_forms"].as_array().expect("url_forms array") {
         let parsed = StreamRef::parse(s(vec, "input")).expect("url form parses");
-        assert_eq!(parsed.to_string(), s(vec, "canonical"), "{}", s(vec, "input"));
+        assert_eq!(
+            parsed.to_string(),
+            s(vec, "canonical"),
+            "{}",
+            s(vec, "input")
+        );
     }
 }
 
@@ -120,7 +125,12 @@ fn event_id_vectors_build_parse_and_print() {
             &init,
             &event,
         );
-        assert_eq!(hex::encode(built.to_bytes()), s(vec, "hex"), "{}", s(vec, "name"));
+        assert_eq!(
+            hex::encode(built.to_bytes()),
+            s(vec, "hex"),
+            "{}",
+            s(vec, "name")
+        );
         let parsed = EventId::from_hex(s(vec, "hex")).expect("vector parses");
         assert_eq!(parsed, built);
         assert_eq!(parsed.network.id(), vec["network_id"].as_u64().expect("id"));
@@ -132,7 +142,17 @@ fn event_id_vectors_build_parse_and_print() {
 
 #[test]
 fn local_and_unknown_networks_round_trip() {
-    for id in [0u64, 1, 2, 3, 0xfe, 0xff, 0x1_0000_0000, 0x1_0000_0000 + 1234, u64::MAX] {
+    for id in [
+        0u64,
+        1,
+        2,
+        3,
+        0xfe,
+        0xff,
+        0x1_0000_0000,
+        0x1_0000_0000 + 1234,
+        u64::MAX,
+    ] {
         let net = Network::from_id(id);
         assert_eq!(net.id(), id, "{net:?}");
         let event = EventId {
@@ -170,7 +190,8 @@ fn inspect_names_each_kind() {
     let tile = inspect("kjzl6cwe1jw147dvq16zluojmraqvwdmbh61dx9e0c59i344lcrsgqfohexp60s")
         .expect("stream id");
     assert!(matches!(tile, Inspection::StreamId { stream_type: 0, .. }));
-    let cid = inspect("bagcqcerakszw2vsovxznyp5gfnpdj4cqm2xiv76yd24wkjewhhykovorwo6a").expect("cid");
+    let cid =
+        inspect("bagcqcerakszw2vsovxznyp5gfnpdj4cqm2xiv76yd24wkjewhhykovorwo6a").expect("cid");
     assert!(matches!(cid, Inspection::Cid(ref c) if c.codec == 0x85));
     let ev = inspect("CE010500BA25076D730241E745CC7C072FF729EA683B751701711220F4EF7EC208944D257025408BB647949E6B72930520BC80F34D8BFBAFD2643D86")
         .expect("event id");
@@ -184,7 +205,10 @@ fn wrong_multibase_is_a_typed_error() {
     let id = StreamId::parse("kjzl6cwe1jw147dvq16zluojmraqvwdmbh61dx9e0c59i344lcrsgqfohexp60s")
         .expect("vector");
     let base58 = multibase::encode(multibase::Base::Base58Btc, id.to_bytes());
-    assert!(matches!(StreamId::parse(&base58), Err(IdError::WrongBase(_))));
+    assert!(matches!(
+        StreamId::parse(&base58),
+        Err(IdError::WrongBase(_))
+    ));
 }
 
 #[test]

@@ -5,8 +5,17 @@ use std::path::Path;
 #[test]
 fn recon_core_imports_no_io_crate() {
     let forbidden = [
-        "tokio", "reqwest", "hyper", "postgres", "rusqlite", "sqlx", "csv", "std::fs",
-        "std::net", "std::process", "std::thread",
+        "tokio",
+        "reqwest",
+        "hyper",
+        "postgres",
+        "rusqlite",
+        "sqlx",
+        "csv",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::thread",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/recon");
     let mut checked = 0;
@@ -24,5 +33,8 @@ fn recon_core_imports_no_io_crate() {
         }
         checked += 1;
     }
-    assert!(checked >= 5, "expected the recon modules, found {checked} files");
+    assert!(
+        checked >= 5,
+        "expected the recon modules, found {checked} files"
+    );
 }

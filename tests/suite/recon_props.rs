@@ -27,19 +27,36 @@ struct Placement {
 
 fn base36_key() -> impl Strategy<Value = Key> {
     // Realistic keys: one or two models, MID-like stream ids with a fixed prefix.
-    (0..2u8, "[0-9a-z]{6,12}")
-        .prop_map(|(m, tail)| Key::new(&format!("kjzl6hvfrbw6c{m}"), &format!("kjzl6kcym7w8y{tail}")))
+    (0..2u8, "[0-9a-z]{6,12}").prop_map(|(m, tail)| {
+        Key::new(
+            &format!("kjzl6hvfrbw6c{m}"),
+            &format!("kjzl6kcym7w8y{tail}"),
+        )
+    })
 }
 
 fn awkward_key() -> impl Strategy<Value = Key> {
     // Byte strings made to break interpolation: empty, prefixes of each other, 0x00 and 0xff runs.
-    proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'a'), Just(0x7f), Just(0xff)], 0..7)
-        .prop_map(Key::from_bytes)
+    proptest::collection::vec(
+        prop_oneof![Just(0u8), Just(1), Just(b'a'), Just(0x7f), Just(0xff)],
+        0..7,
+    )
+    .prop_map(Key::from_bytes)
 }
 
 fn placement(key: impl Strategy<Value = Key>) -> impl Strategy<Value = Placement> {
-    (key, prop_oneof![3 => Just(0u16), 2 => any::<u16>()], proptest::option::weighted(0.15, 0..5usize), proptest::option::weighted(0.05, 0..5usize))
-        .prop_map(|(key, mask, altered, content)| Placement { key, mask, altered, content })
+    (
+        key,
+        prop_oneof![3 => Just(0u16), 2 => any::<u16>()],
+        proptest::option::weighted(0.15, 0..5usize),
+        proptest::option::weighted(0.05, 0..5usize),
+    )
+        .prop_map(|(key, mask, altered, content)| Placement {
+            key,
+            mask,
+            altered,
+            content,
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -50,20 +67,28 @@ struct Case {
 }
 
 fn params() -> impl Strategy<Value = DescentParams> {
-    (2..9usize, 2..6usize, 1..7u64, any::<bool>()).prop_map(|(root_fanout, fanout, leaf_threshold, leaf_digests)| {
-        DescentParams {
+    (2..9usize, 2..6usize, 1..7u64, any::<bool>()).prop_map(
+        |(root_fanout, fanout, leaf_threshold, leaf_digests)| DescentParams {
             root_fanout,
             fanout,
             leaf_threshold,
             leaf_digests,
             ..DescentParams::default()
-        }
-    })
+        },
+    )
 }
 
 fn case(key: impl Strategy<Value = Key>) -> impl Strategy<Value = Case> {
-    (2..=5usize, proptest::collection::vec(placement(key), 0..300), params())
-        .prop_map(|(stores, keys, params)| Case { stores, keys, params })
+    (
+        2..=5usize,
+        proptest::collection::vec(placement(key), 0..300),
+        params(),
+    )
+        .prop_map(|(stores, keys, params)| Case {
+            stores,
+            keys,
+            params,
+        })
 }
 
 /// The stores' contents, built from the placements (a later duplicate key replaces an earlier
@@ -101,8 +126,12 @@ fn oracle(stores: &[BTreeMap<Key, Value>]) -> Vec<Difference> {
     keys.into_iter()
         .filter_map(|k| {
             let values: Vec<Option<Value>> = stores.iter().map(|s| s.get(k).cloned()).collect();
-            let same = values.iter().all(Option::is_some) && values.windows(2).all(|w| w[0] == w[1]);
-            (!same).then(|| Difference { key: k.clone(), values })
+            let same =
+                values.iter().all(Option::is_some) && values.windows(2).all(|w| w[0] == w[1]);
+            (!same).then(|| Difference {
+                key: k.clone(),
+                values,
+            })
         })
         .collect()
 }
@@ -127,12 +156,22 @@ fn agrees_with_oracle(case: Case) -> Result<(), TestCaseError> {
 
 #[test]
 fn descent_equals_the_set_difference_oracle_on_stream_keys() {
-    check("descent-oracle-base36", 256, case(base36_key()), agrees_with_oracle);
+    check(
+        "descent-oracle-base36",
+        256,
+        case(base36_key()),
+        agrees_with_oracle,
+    );
 }
 
 #[test]
 fn descent_equals_the_set_difference_oracle_on_awkward_byte_keys() {
-    check("descent-oracle-awkward", 256, case(awkward_key()), agrees_with_oracle);
+    check(
+        "descent-oracle-awkward",
+        256,
+        case(awkward_key()),
+        agrees_with_oracle,
+    );
 }
 
 /// Random MID-like keys: fixed prefix, 46 random base36 characters, like real StreamIDs.
@@ -156,7 +195,12 @@ fn ranges_compared_grow_with_differences_times_log_n() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crate::common::seed());
     for n in [2_000usize, 20_000, 100_000] {
         let base: Vec<Entry> = (0..n)
-            .map(|i| Entry::new(Key::new("m", &random_stream(&mut rng)), Value::new(format!("tip{i}"), [0; 16])))
+            .map(|i| {
+                Entry::new(
+                    Key::new("m", &random_stream(&mut rng)),
+                    Value::new(format!("tip{i}"), [0; 16]),
+                )
+            })
             .collect();
         for d in [0usize, 1, 10, 100] {
             // d differences spread over 3 stores: missing on b, other tip on c, extra on a.
@@ -168,7 +212,10 @@ fn ranges_compared_grow_with_differences_times_log_n() {
                 match j % 3 {
                     0 => bb[idx].value.tip = "gone".into(),
                     1 => c[idx].value.tip = format!("other{j}"),
-                    _ => a.push(Entry::new(Key::new("m", &random_stream(&mut rng)), Value::new("extra", [0; 16]))),
+                    _ => a.push(Entry::new(
+                        Key::new("m", &random_stream(&mut rng)),
+                        Value::new("extra", [0; 16]),
+                    )),
                 }
             }
             bb.retain(|e| e.value.tip != "gone");

@@ -75,8 +75,14 @@ fn store(spec: &str) -> MemoryStore<Names> {
 
 fn descent(specs: &[&str], params: DescentParams, expected: Expect) {
     let mut stores: Vec<MemoryStore<Names>> = specs.iter().map(|s| store(s)).collect();
-    let out = run_descent(&mut stores, DescentParams { trace: true, ..params })
-        .expect("memory stores cannot fail");
+    let out = run_descent(
+        &mut stores,
+        DescentParams {
+            trace: true,
+            ..params
+        },
+    )
+    .expect("memory stores cannot fail");
     let mut text = String::new();
     for (i, spec) in specs.iter().enumerate() {
         text.push_str(&format!("{}: [{}]\n", (b'a' + i as u8) as char, spec));
@@ -87,7 +93,11 @@ fn descent(specs: &[&str], params: DescentParams, expected: Expect) {
     }
     text.push_str(&format!(
         "differences: {}\ncost: rounds={} ranges={} fingerprints={} digests={} entries={}\n",
-        out.differences.iter().map(|d| d.key.to_string()).collect::<Vec<_>>().join(", "),
+        out.differences
+            .iter()
+            .map(|d| d.key.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         out.cost.rounds,
         out.cost.ranges_compared,
         out.cost.fingerprints,
@@ -109,34 +119,42 @@ fn narrow() -> DescentParams {
 
 #[test]
 fn equal_stores_settle_in_one_round() {
-    descent(&["k1 k2 k3", "k1 k2 k3"], narrow(), expect![[r#"
-        a: [k1 k2 k3]
-        b: [k1 k2 k3]
-        round 1
-          summary [-inf, +inf) a=3:h(k1,k2,k3) b=3:h(k1,k2,k3) -> equal
-        differences: 
-        cost: rounds=1 ranges=1 fingerprints=2 digests=0 entries=0
-    "#]]);
+    descent(
+        &["k1 k2 k3", "k1 k2 k3"],
+        narrow(),
+        expect![[r#"
+            a: [k1 k2 k3]
+            b: [k1 k2 k3]
+            round 1
+              summary [-inf, +inf) a=3:h(k1,k2,k3) b=3:h(k1,k2,k3) -> equal
+            differences: 
+            cost: rounds=1 ranges=1 fingerprints=2 digests=0 entries=0
+        "#]],
+    );
 }
 
 #[test]
 fn one_missing_key_is_found_by_halving() {
-    descent(&["k1 k2 k3", "k1 k3"], narrow(), expect![[r#"
-        a: [k1 k2 k3]
-        b: [k1 k3]
-        round 1
-          summary [-inf, +inf) a=3:h(k1,k2,k3) b=2:h(k1,k3) -> split 2 at m/k2
-        round 2
-          summary [-inf, m/k2) a=1:h(k1) b=1:h(k1) -> equal
-          summary [m/k2, +inf) a=2:h(k2,k3) b=1:h(k3) -> split 2 at m/k2\x80
-        round 3
-          summary [m/k2, m/k2\x80) a=1:h(k2) b=0:h() -> leaf
-          summary [m/k2\x80, +inf) a=1:h(k3) b=1:h(k3) -> equal
-        round 4
-          entries [m/k2, m/k2\x80) -> m/k2 [a:t b:-]
-        differences: m/k2
-        cost: rounds=4 ranges=5 fingerprints=10 digests=0 entries=1
-    "#]]);
+    descent(
+        &["k1 k2 k3", "k1 k3"],
+        narrow(),
+        expect![[r#"
+            a: [k1 k2 k3]
+            b: [k1 k3]
+            round 1
+              summary [-inf, +inf) a=3:h(k1,k2,k3) b=2:h(k1,k3) -> split 2 at m/k2
+            round 2
+              summary [-inf, m/k2) a=1:h(k1) b=1:h(k1) -> equal
+              summary [m/k2, +inf) a=2:h(k2,k3) b=1:h(k3) -> split 2 at m/k2i
+            round 3
+              summary [m/k2, m/k2i) a=1:h(k2) b=0:h() -> leaf
+              summary [m/k2i, +inf) a=1:h(k3) b=1:h(k3) -> equal
+            round 4
+              entries [m/k2, m/k2i) -> m/k2 [a:t b:-]
+            differences: m/k2
+            cost: rounds=4 ranges=5 fingerprints=10 digests=0 entries=1
+        "#]],
+    );
 }
 
 #[test]
@@ -149,54 +167,61 @@ fn three_stores_each_differing_with_leaf_digests() {
         ..DescentParams::default()
     };
     descent(
-        &["k1 k2 k3 k4 k5 k6", "k1 k2=t9 k3 k4 k5 k6", "k1 k2 k3 k4 k6 k7"],
+        &[
+            "k1 k2 k3 k4 k5 k6",
+            "k1 k2=t9 k3 k4 k5 k6",
+            "k1 k2 k3 k4 k6 k7",
+        ],
         params,
         expect![[r#"
             a: [k1 k2 k3 k4 k5 k6]
             b: [k1 k2=t9 k3 k4 k5 k6]
             c: [k1 k2 k3 k4 k6 k7]
             round 1
-              summary [-inf, +inf) a=6:h(k1,k2,k3,k4,k5,k6) b=6:h(k1,k2=t9,k3,k4,k5,k6) c=6:h(k1,k2,k3,k4,k6,k7) -> split 4 at m/k2\x80, m/k4, m/k5\x80
+              summary [-inf, +inf) a=6:h(k1,k2,k3,k4,k5,k6) b=6:h(k1,k2=t9,k3,k4,k5,k6) c=6:h(k1,k2,k3,k4,k6,k7) -> split 4 at m/k2, m/k4, m/k5
             round 2
-              summary [-inf, m/k2\x80) a=2:h(k1,k2) b=2:h(k1,k2=t9) c=2:h(k1,k2) -> leaf
-              summary [m/k2\x80, m/k4) a=1:h(k3) b=1:h(k3) c=1:h(k3) -> equal
-              summary [m/k4, m/k5\x80) a=2:h(k4,k5) b=2:h(k4,k5) c=1:h(k4) -> leaf
-              summary [m/k5\x80, +inf) a=1:h(k6) b=1:h(k6) c=2:h(k6,k7) -> leaf
+              summary [-inf, m/k2) a=1:h(k1) b=1:h(k1) c=1:h(k1) -> equal
+              summary [m/k2, m/k4) a=2:h(k2,k3) b=2:h(k2=t9,k3) c=2:h(k2,k3) -> leaf
+              summary [m/k4, m/k5) a=1:h(k4) b=1:h(k4) c=1:h(k4) -> equal
+              summary [m/k5, +inf) a=2:h(k5,k6) b=2:h(k5,k6) c=2:h(k6,k7) -> leaf
             round 3
-              digests [-inf, m/k2\x80) a=2 b=2 c=2 -> fetch 2
-              digests [m/k4, m/k5\x80) a=2 b=2 c=1 -> fetch 1
-              digests [m/k5\x80, +inf) a=1 b=1 c=2 -> fetch 1
+              digests [m/k2, m/k4) a=2 b=2 c=2 -> fetch 2
+              digests [m/k5, +inf) a=2 b=2 c=2 -> fetch 2
             round 4
-              entries [-inf, m/k2\x80) -> m/k2 [a:t b:t9 c:t]
-              entries [m/k4, m/k5\x80) -> m/k5 [a:t b:t c:-]
-              entries [m/k5\x80, +inf) -> m/k7 [a:- b:- c:t]
+              entries [m/k2, m/k4) -> m/k2 [a:t b:t9 c:t]
+              entries [m/k5, +inf) -> m/k5 [a:t b:t c:-], m/k7 [a:- b:- c:t]
             differences: m/k2, m/k5, m/k7
-            cost: rounds=4 ranges=5 fingerprints=15 digests=15 entries=6
+            cost: rounds=4 ranges=5 fingerprints=15 digests=12 entries=6
         "#]],
     );
 }
 
 #[test]
 fn an_empty_store_against_a_full_one() {
-    descent(&["", "k1 k2 k3 k4"], narrow(), expect![[r#"
-        a: []
-        b: [k1 k2 k3 k4]
-        round 1
-          summary [-inf, +inf) a=0:h() b=4:h(k1,k2,k3,k4) -> split 2 at m/k2\x80
-        round 2
-          summary [-inf, m/k2\x80) a=0:h() b=2:h(k1,k2) -> split 2 at m/k1\xc0
-          summary [m/k2\x80, +inf) a=0:h() b=2:h(k3,k4) -> split 2 at m/k3@
-        round 3
-          summary [-inf, m/k1\xc0) a=0:h() b=1:h(k1) -> leaf
-          summary [m/k1\xc0, m/k2\x80) a=0:h() b=1:h(k2) -> leaf
-          summary [m/k2\x80, m/k3@) a=0:h() b=1:h(k3) -> leaf
-          summary [m/k3@, +inf) a=0:h() b=1:h(k4) -> leaf
-        round 4
-          entries [-inf, m/k1\xc0) -> m/k1 [a:- b:t]
-          entries [m/k1\xc0, m/k2\x80) -> m/k2 [a:- b:t]
-          entries [m/k2\x80, m/k3@) -> m/k3 [a:- b:t]
-          entries [m/k3@, +inf) -> m/k4 [a:- b:t]
-        differences: m/k1, m/k2, m/k3, m/k4
-        cost: rounds=4 ranges=7 fingerprints=14 digests=0 entries=4
-    "#]]);
+    descent(
+        &["", "k1 k2 k3 k4"],
+        narrow(),
+        expect![[r#"
+            a: []
+            b: [k1 k2 k3 k4]
+            round 1
+              summary [-inf, +inf) a=0:h() b=4:h(k1,k2,k3,k4) -> split 2 at m/k2
+            round 2
+              summary [-inf, m/k2) a=0:h() b=1:h(k1) -> leaf
+              summary [m/k2, +inf) a=0:h() b=3:h(k2,k3,k4) -> split 2 at m/k3
+            round 3
+              entries [-inf, m/k2) -> m/k1 [a:- b:t]
+              summary [m/k2, m/k3) a=0:h() b=1:h(k2) -> leaf
+              summary [m/k3, +inf) a=0:h() b=2:h(k3,k4) -> split 2 at m/k3i
+            round 4
+              entries [m/k2, m/k3) -> m/k2 [a:- b:t]
+              summary [m/k3, m/k3i) a=0:h() b=1:h(k3) -> leaf
+              summary [m/k3i, +inf) a=0:h() b=1:h(k4) -> leaf
+            round 5
+              entries [m/k3, m/k3i) -> m/k3 [a:- b:t]
+              entries [m/k3i, +inf) -> m/k4 [a:- b:t]
+            differences: m/k1, m/k2, m/k3, m/k4
+            cost: rounds=5 ranges=7 fingerprints=14 digests=0 entries=4
+        "#]],
+    );
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what ceramic-audit's build and tests need and the machine lacks. Idempotent; run by
+# scripts/test.sh and .ci/run, so a fresh machine needs nothing done by hand.
+set -euo pipefail
+
+need_rustup_component() {
+  # rustfmt and clippy ship as rustup components; a minimal toolchain may lack them.
+  local tool=$1 component=$2
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      echo "setup: installing rustup component $component" >&2
+      rustup component add "$component"
+    else
+      echo "setup: cargo $tool is missing and rustup is not available to install $component" >&2
+      exit 1
+    fi
+  fi
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; this project needs a Rust toolchain (rustup) on PATH" >&2
+  exit 1
+fi
+need_rustup_component fmt rustfmt
+need_rustup_component clippy clippy
