@@ -4,6 +4,7 @@
 //!   string-exactly; malformed identifiers give typed errors, never panics (property tests).
 //! - `recon_props` — the N-way descent against a `BTreeMap` oracle on random stores (proptest,
 //!   seeded; `CERAMIC_AUDIT_TEST_SEED` reproduces a run), plus the cost bound.
+//! - `recon_errors` — failing stores and malformed answers give typed errors, never panics.
 //! - `recon_snapshots` — small descents rendered round by round, compared with inline snapshots.
 //! - `purity` — `src/recon` imports no I/O crate.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
@@ -16,6 +17,8 @@ mod cli;
 mod ids;
 #[path = "suite/purity.rs"]
 mod purity;
+#[path = "suite/recon_errors.rs"]
+mod recon_errors;
 #[path = "suite/recon_props.rs"]
 mod recon_props;
 #[path = "suite/recon_snapshots.rs"]

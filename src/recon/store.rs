@@ -199,7 +199,8 @@ impl<H: AssociativeHash> MemoryStore<H> {
         self.entries.is_empty()
     }
 
-    pub fn entries(&self) -> &[Entry] {
+    /// The sealed entries, sorted by key.
+    pub fn as_slice(&self) -> &[Entry] {
         &self.entries
     }
 

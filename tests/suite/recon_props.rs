@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use ceramic_audit::recon::{
-    run_descent, AssociativeHash, DescentParams, Difference, Entry, Key, Md5Lanes, MemoryStore,
-    Sha256a, Value,
+    interpolate, run_descent, split_between, Alphabet, AssociativeHash, DescentParams, Difference,
+    Entry, Key, Md5Lanes, MemoryStore, Sha256a, Value,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -67,15 +67,28 @@ struct Case {
 }
 
 fn params() -> impl Strategy<Value = DescentParams> {
-    (2..9usize, 2..6usize, 1..7u64, any::<bool>()).prop_map(
-        |(root_fanout, fanout, leaf_threshold, leaf_digests)| DescentParams {
-            root_fanout,
-            fanout,
-            leaf_threshold,
-            leaf_digests,
-            ..DescentParams::default()
-        },
+    (
+        2..9usize,
+        2..6usize,
+        1..7u64,
+        any::<bool>(),
+        prop_oneof![4 => Just(64usize), 1 => 2..6usize],
+        prop_oneof![Just(Alphabet::Base36), Just(Alphabet::Bytes)],
     )
+        .prop_map(
+            |(root_fanout, fanout, leaf_threshold, leaf_digests, max_rounds, alphabet)| {
+                // Small max_rounds exercise the safety net (fetch every open range whole).
+                DescentParams {
+                    root_fanout,
+                    fanout,
+                    leaf_threshold,
+                    leaf_digests,
+                    max_rounds,
+                    alphabet,
+                    ..DescentParams::default()
+                }
+            },
+        )
 }
 
 fn case(key: impl Strategy<Value = Key>) -> impl Strategy<Value = Case> {
@@ -241,4 +254,51 @@ fn ranges_compared_grow_with_differences_times_log_n() {
             }
         }
     }
+}
+
+/// Split boundaries lie strictly inside their interval and increase; `split_between` always
+/// separates first from last. The descent's termination rests on these.
+#[test]
+fn split_points_are_increasing_and_inside_their_interval() {
+    let key = proptest::collection::vec(
+        prop_oneof![
+            Just(0u8),
+            Just(b'0'),
+            Just(b'9'),
+            Just(b'a'),
+            Just(b'z'),
+            Just(0xff),
+            any::<u8>()
+        ],
+        0..30,
+    );
+    let alphabet = prop_oneof![Just(Alphabet::Base36), Just(Alphabet::Bytes)];
+    check(
+        "split-invariants",
+        1024,
+        (key.clone(), key, 2..300usize, alphabet),
+        |(x, y, k, alphabet)| {
+            if x == y {
+                return Ok(());
+            }
+            let (a, b) = if x < y { (x, y) } else { (y, x) };
+            let points = interpolate(&a, Some(&b), k, alphabet);
+            prop_assert!(points.len() < k);
+            for p in &points {
+                prop_assert!(
+                    p.as_bytes() > a.as_slice() && p.as_bytes() < b.as_slice(),
+                    "{p} outside"
+                );
+            }
+            prop_assert!(points.windows(2).all(|w| w[0] < w[1]));
+            let unbounded = interpolate(&a, None, k, alphabet);
+            prop_assert!(unbounded.iter().all(|p| p.as_bytes() > a.as_slice()));
+            prop_assert!(unbounded.windows(2).all(|w| w[0] < w[1]));
+            let (first, last) = (Key::from_bytes(a), Key::from_bytes(b));
+            let cuts = split_between(&first, &last, k, alphabet);
+            prop_assert!(!cuts.is_empty());
+            prop_assert!(cuts.iter().all(|p| *p > first && *p <= last));
+            Ok(())
+        },
+    );
 }
