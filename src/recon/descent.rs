@@ -19,7 +19,9 @@ use thiserror::Error;
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
 use super::split::{interpolate, split_between, Alphabet};
-use super::store::{answers_wire_len, queries_wire_len, Answer, Query, RangeStore, Summary};
+use super::store::{
+    answers_wire_len, entries_wire_len, queries_wire_len, Answer, Query, RangeStore, Summary,
+};
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -246,8 +248,8 @@ impl<H: AssociativeHash> Descent<H> {
         if self.params.trace {
             self.trace.push(format!("round {}", self.cost.rounds));
         }
-        let batch: Vec<Query> = round.iter().map(|(_, q)| q.clone()).collect();
-        self.cost.bytes_sent += (queries_wire_len(&batch) * self.stores) as u64;
+        self.cost.bytes_sent +=
+            (queries_wire_len(round.iter().map(|(_, q)| q)) * self.stores) as u64;
         for (store, list) in answers.iter().enumerate() {
             let bytes = answers_wire_len(list) as u64;
             self.cost.bytes_received += bytes;
@@ -301,7 +303,7 @@ impl<H: AssociativeHash> Descent<H> {
                             _ => Vec::new(),
                         })
                         .collect::<Vec<_>>();
-                    self.fetch(&range, lists)?;
+                    self.fetch(&range, lists);
                 }
             }
         }
@@ -338,9 +340,12 @@ impl<H: AssociativeHash> Descent<H> {
             }
             for (index, ((_, q), a)) in self.current.iter().zip(list).enumerate() {
                 let expected = match (q, a) {
+                    (Query::Entries { range, .. }, Answer::Entries(entries)) => {
+                        check_entries(store, range, entries)?;
+                        continue;
+                    }
                     (Query::Summary { .. }, Answer::Summary(_))
-                    | (Query::Digests { .. }, Answer::Digests(_))
-                    | (Query::Entries { .. }, Answer::Entries(_)) => continue,
+                    | (Query::Digests { .. }, Answer::Digests(_)) => continue,
                     (Query::Summary { .. }, _) => "summary",
                     (Query::Digests { .. }, _) => "digests",
                     (Query::Entries { .. }, _) => "entries",
@@ -534,31 +539,19 @@ impl<H: AssociativeHash> Descent<H> {
         ));
     }
 
-    fn fetch(&mut self, range: &Range, lists: Vec<Vec<Entry>>) -> Result<(), DescentError> {
+    /// Compares a leaf's entries; `check` has verified they lie in `range`, once per store.
+    fn fetch(&mut self, range: &Range, lists: Vec<Vec<Entry>>) {
         self.cost.entries += lists.iter().map(|l| l.len() as u64).sum::<u64>();
         self.cost.entry_bytes_received += lists
             .iter()
-            .map(|l| answers_wire_len::<H>(&[Answer::Entries(l.clone())]) as u64)
+            .map(|l| entries_wire_len(l) as u64)
             .sum::<u64>();
         let mut by_key: BTreeMap<Key, Vec<Option<Value>>> = BTreeMap::new();
         for (store, list) in lists.into_iter().enumerate() {
             for e in list {
-                if !range.contains(&e.key) {
-                    return Err(DescentError::OutOfRange {
-                        store,
-                        key: e.key.to_string(),
-                        range: range.to_string(),
-                    });
-                }
                 let slot = by_key
-                    .entry(e.key.clone())
+                    .entry(e.key)
                     .or_insert_with(|| vec![None; self.stores]);
-                if slot[store].is_some() {
-                    return Err(DescentError::DuplicateKey {
-                        store,
-                        key: e.key.to_string(),
-                    });
-                }
                 slot[store] = Some(e.value);
             }
         }
@@ -598,7 +591,6 @@ impl<H: AssociativeHash> Descent<H> {
             )
         });
         self.differences.extend(found);
-        Ok(())
     }
 
     /// The result; call once `is_finished()` (an unfinished descent returns what it has found).
@@ -610,6 +602,27 @@ impl<H: AssociativeHash> Descent<H> {
             trace: self.trace,
         }
     }
+}
+
+/// Entries answered for `range` must lie in it, each key at most once.
+fn check_entries(store: usize, range: &Range, entries: &[Entry]) -> Result<(), DescentError> {
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        if !range.contains(&e.key) {
+            return Err(DescentError::OutOfRange {
+                store,
+                key: e.key.to_string(),
+                range: range.to_string(),
+            });
+        }
+        if !seen.insert(&e.key) {
+            return Err(DescentError::DuplicateKey {
+                store,
+                key: e.key.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut

@@ -52,7 +52,7 @@ fn key_wire_len(prev: &[u8], key: &[u8]) -> usize {
 /// Bytes a batch of queries takes on the wire in the cost model: per query a tag byte and its
 /// two bounds (prefix-compressed against the previous bound; +inf is one byte), and for a
 /// filtered entries query 8 bytes per digest.
-pub fn queries_wire_len(batch: &[Query]) -> usize {
+pub fn queries_wire_len<'a>(batch: impl IntoIterator<Item = &'a Query>) -> usize {
     let mut prev: &[u8] = &[];
     let mut total = 0;
     for q in batch {
@@ -107,17 +107,24 @@ pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
                 }
             }
             Answer::Digests(d) => total += varint_len(d.len() as u64) + 8 * d.len(),
-            Answer::Entries(list) => {
-                total += varint_len(list.len() as u64);
-                for e in list {
-                    total += key_wire_len(prev, e.key.as_bytes())
-                        + varint_len(e.value.tip.len() as u64)
-                        + e.value.tip.len()
-                        + 16;
-                    prev = e.key.as_bytes();
-                }
-            }
+            Answer::Entries(list) => total += entries_wire_len(list),
         }
+    }
+    total
+}
+
+/// Bytes of one list of entries in the cost model: a count, then per entry its key
+/// (prefix-compressed against the previous entry's), its tip with a length varint, and its
+/// 16-byte column digest.
+pub fn entries_wire_len(list: &[Entry]) -> usize {
+    let mut prev: &[u8] = &[];
+    let mut total = varint_len(list.len() as u64);
+    for e in list {
+        total += key_wire_len(prev, e.key.as_bytes())
+            + varint_len(e.value.tip.len() as u64)
+            + e.value.tip.len()
+            + 16;
+        prev = e.key.as_bytes();
     }
     total
 }

@@ -8,6 +8,12 @@ fn bin() -> Command {
     Command::cargo_bin("ceramic-audit").expect("binary is built")
 }
 
+/// Runs `ceramic-audit inspect ARGS…`, expects exit 0, and parses stdout as JSON.
+fn inspect_json(args: &[&str]) -> Json {
+    let out = bin().arg("inspect").args(args).assert().success();
+    serde_json::from_slice(&out.get_output().stdout).expect("inspect prints JSON")
+}
+
 #[test]
 fn help_and_version_exit_zero() {
     bin()
@@ -25,17 +31,7 @@ fn help_and_version_exit_zero() {
 
 #[test]
 fn inspect_prints_the_tile_stream_and_its_genesis() {
-    let out = bin()
-        .args([
-            "inspect",
-            "kjzl6cwe1jw147dvq16zluojmraqvwdmbh61dx9e0c59i344lcrsgqfohexp60s",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let json: Json = serde_json::from_slice(&out).expect("inspect prints JSON");
+    let json = inspect_json(&["kjzl6cwe1jw147dvq16zluojmraqvwdmbh61dx9e0c59i344lcrsgqfohexp60s"]);
     assert_eq!(json["kind"], "stream_id");
     assert_eq!(json["stream_type"], 0);
     assert_eq!(json["stream_type_name"], "tile");
@@ -47,18 +43,10 @@ fn inspect_prints_the_tile_stream_and_its_genesis() {
 
 #[test]
 fn inspect_decodes_a_commit_id_url_and_an_event_id() {
-    let out = bin()
-        .args([
-            "inspect",
-            "--compact",
-            "ceramic://k1dpgaqe3i64kjqcp801r3sn7ysi5i0k7nxvs7j351s7kewfzr3l7mdxnj7szwo4kr9mn2qki5nnj0cv836ythy1t1gya9s25cn1nexst3jxi5o3h6qprfyju",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let json: Json = serde_json::from_slice(&out).expect("JSON");
+    let json = inspect_json(&[
+        "--compact",
+        "ceramic://k1dpgaqe3i64kjqcp801r3sn7ysi5i0k7nxvs7j351s7kewfzr3l7mdxnj7szwo4kr9mn2qki5nnj0cv836ythy1t1gya9s25cn1nexst3jxi5o3h6qprfyju",
+    ]);
     assert_eq!(json["kind"], "commit_id");
     assert_eq!(
         json["commit"]["cid"],
@@ -66,14 +54,7 @@ fn inspect_decodes_a_commit_id_url_and_an_event_id() {
     );
     assert_eq!(json["is_genesis_commit"], false);
 
-    let out = bin()
-        .args(["inspect", "ce0105ff01ba25076d730241e745cc7c072ff729ea683b751701711220f4ef7ec208944d257025408bb647949e6b72930520bc80f34d8bfbafd2643d86"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let json: Json = serde_json::from_slice(&out).expect("JSON");
+    let json = inspect_json(&["ce0105ff01ba25076d730241e745cc7c072ff729ea683b751701711220f4ef7ec208944d257025408bb647949e6b72930520bc80f34d8bfbafd2643d86"]);
     assert_eq!(json["kind"], "event_id");
     assert_eq!(json["network"], "inmemory");
     assert_eq!(

@@ -190,6 +190,11 @@ fn entries_outside_the_range_or_twice_are_rejected() {
         d.feed(list),
         Err(DescentError::OutOfRange { store: 0, .. })
     ));
+    // The rejected answer changed nothing: the same round still takes a correct answer.
+    assert_eq!(d.queries(), Some(batch.clone()));
+    let empty = vec![Answer::Entries(vec![]); batch.len()];
+    d.feed(vec![empty.clone(), empty])
+        .expect("a correct answer after a rejected one");
 }
 
 #[test]
