@@ -19,6 +19,10 @@
 //! SQL store can answer a whole level in one statement. [`recon::run_descent`] drives it against
 //! synchronous stores such as [`recon::MemoryStore`].
 
+pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod ids;
 pub mod recon;
+pub mod report;
+pub mod source;

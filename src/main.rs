@@ -5,6 +5,15 @@ use clap::Parser;
 use ceramic_audit::cli::{self, Cli, EXIT_INCOMPLETE};
 
 fn main() {
+    // Logs go to stderr (stdout carries the summary or the report); `CERAMIC_AUDIT_LOG` takes
+    // a tracing filter such as `info` or `ceramic_audit=debug`.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CERAMIC_AUDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::ids;
 
+mod commands;
+pub use commands::{AuditArgs, CrawlArgs};
+
 /// Everything consistent, or the command did what was asked.
 pub const EXIT_OK: i32 = 0;
 /// The audit found divergence.
@@ -34,6 +37,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Compare every node's ComposeDB index and report what differs.
+    ///
+    /// Writes `divergences.csv` and `report.json` into `reports/<UTC time>/` (or `--out`) and
+    /// prints a summary. Exit code 0: consistent; 1: divergence found (of the `--fail-on`
+    /// kinds); 2: incomplete (a node or model could not be read, or bad config).
+    Audit(AuditArgs),
+    /// Write one node's index state to a snapshot file, to audit later or elsewhere.
+    Crawl(CrawlArgs),
     /// Decode a StreamID, CommitID, EventId (hex) or CID and print it as JSON.
     ///
     /// Accepts `k…` base36 ids, `ceramic://<id>`, `/ceramic/<id>`, `<id>?commit=<cid>`, EventIds
@@ -58,6 +69,8 @@ pub struct Failure {
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
     match cli.command {
         Command::Inspect { id, compact } => inspect(&id, compact, out),
+        Command::Audit(args) => commands::audit(args, out),
+        Command::Crawl(args) => commands::crawl(args, out),
     }
 }
 
@@ -86,7 +99,7 @@ fn inspect(id: &str, compact: bool, out: &mut dyn Write) -> Result<i32, Failure>
 }
 
 /// Writes a line; a closed pipe (`| head`) is not an error worth reporting, as in ripgrep.
-fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+pub(crate) fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

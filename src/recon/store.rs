@@ -173,17 +173,34 @@ impl<H: AssociativeHash> MemoryStore<H> {
     /// Sorts and seals `entries`. When a key appears more than once the last one wins, as an
     /// upsert into a table keyed by stream id would.
     pub fn new(entries: impl IntoIterator<Item = Entry>) -> Self {
-        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        Self::with_hashes(entries.into_iter().map(|e| {
+            let h = e.hash::<H>();
+            (e, h)
+        }))
+    }
+
+    /// Like [`MemoryStore::new`], with each entry's hash already computed (callers hash in
+    /// parallel; this module stays free of threads). The hash must be `entry.hash::<H>()`.
+    pub fn with_hashes(entries: impl IntoIterator<Item = (Entry, H)>) -> Self {
+        let mut entries: Vec<(Entry, H)> = entries.into_iter().collect();
         // Stable sort keeps insertion order among equal keys; keep the last of each run.
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries.sort_by(|a, b| a.0.key.cmp(&b.0.key));
         let mut deduped: Vec<Entry> = Vec::with_capacity(entries.len());
-        for e in entries {
+        let mut hashes: Vec<H> = Vec::with_capacity(entries.len());
+        for (e, h) in entries {
             match deduped.last_mut() {
-                Some(last) if last.key == e.key => *last = e,
-                _ => deduped.push(e),
+                Some(last) if last.key == e.key => {
+                    *last = e;
+                    if let Some(lh) = hashes.last_mut() {
+                        *lh = h;
+                    }
+                }
+                _ => {
+                    deduped.push(e);
+                    hashes.push(h);
+                }
             }
         }
-        let hashes: Vec<H> = deduped.iter().map(Entry::hash::<H>).collect();
         let mut prefix = Vec::with_capacity(hashes.len() + 1);
         let mut acc = H::zero();
         prefix.push(acc.clone());

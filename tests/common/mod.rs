@@ -1,5 +1,8 @@
 //! Helpers shared by the test suites: seeded property-test runners and key-set generators.
 
+pub mod composedb;
+pub mod pg;
+
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// Seed of every property test, so a failure in CI replays locally: set

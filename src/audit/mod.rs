@@ -1,0 +1,378 @@
+//! The audit: open every node's index, compare each model N-way with the range-fingerprint
+//! descent, classify what differs, and assemble the report.
+//!
+//! One node failing never stops the audit: a node that cannot be opened, or fails in the middle
+//! of a model, is reported `unreachable` (with the reason) and the model is compared again among
+//! the others; the report is then marked incomplete (exit code 2).
+
+pub mod classify;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tracing::{info, warn};
+
+use crate::config::ClusterConfig;
+use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Md5Lanes};
+use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
+use crate::source::{Mode, ModelState, Node, SourceError};
+
+/// Behaviour of one audit run (from flags).
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    pub mode: Mode,
+    pub params: DescentParams,
+    /// Per connection attempt and per SQL statement.
+    pub timeout: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Pushdown,
+            params: DescentParams::default(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A node slot: open, or failed with the reason.
+struct Slot {
+    node: Option<Node>,
+    error: Option<String>,
+    source: String,
+}
+
+/// The outcome of one model's descent among `nodes`.
+enum ModelRun {
+    Done {
+        differences: Vec<Difference>,
+        cost: Cost,
+    },
+    /// These nodes failed; compare again without them.
+    Failed(Vec<(usize, String)>),
+}
+
+async fn descend(
+    slots: &mut [Slot],
+    participants: &[usize],
+    model: &str,
+    params: &DescentParams,
+) -> ModelRun {
+    let mut descent = match Descent::<Md5Lanes>::new(participants.len(), params.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            return ModelRun::Failed(vec![(participants[0], format!("descent refused: {e}"))])
+        }
+    };
+    while let Some(batch) = descent.queries() {
+        // Every participant answers the same batch concurrently.
+        let mut nodes: Vec<(usize, &mut Node)> = slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| participants.contains(i))
+            .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
+            .collect();
+        let results = join_all(nodes.iter_mut().map(|(_, n)| n.answer(model, &batch))).await;
+        let mut answers = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for ((i, _), r) in nodes.iter().zip(results) {
+            match r {
+                Ok(a) => answers.push(a),
+                Err(SourceError::Node { message, .. }) => failed.push((*i, message)),
+            }
+        }
+        if !failed.is_empty() {
+            return ModelRun::Failed(failed);
+        }
+        if let Err(e) = descent.feed(answers) {
+            // A source answered something that does not fit the question: a source bug, named.
+            return ModelRun::Failed(vec![(
+                participants[0],
+                format!("inconsistent answers for model {model}: {e}"),
+            )]);
+        }
+    }
+    let outcome = descent.finish();
+    ModelRun::Done {
+        differences: outcome.differences,
+        cost: outcome.cost,
+    }
+}
+
+/// Runs the audit described by `config` and returns the report (never fails as a whole: what
+/// could not be read is in the report).
+pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
+    let started_at = now_rfc3339();
+    let started = Instant::now();
+    let opened = join_all(config.nodes.iter().map(|n| async move {
+        let source = match &n.index {
+            crate::config::IndexLocation::Postgres { .. } => "postgres",
+            crate::config::IndexLocation::Sqlite { .. } => "sqlite",
+            crate::config::IndexLocation::Snapshot { .. } => "snapshot",
+        };
+        (source, Node::open(n, options.mode, options.timeout).await)
+    }))
+    .await;
+    let mut slots: Vec<Slot> = opened
+        .into_iter()
+        .map(|(source, r)| match r {
+            Ok(node) => Slot {
+                node: Some(node),
+                error: None,
+                source: source.into(),
+            },
+            Err(SourceError::Node { message, node }) => {
+                warn!(node = %node, "Index unreachable: {message}");
+                Slot {
+                    node: None,
+                    error: Some(message),
+                    source: source.into(),
+                }
+            }
+        })
+        .collect();
+    let names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut divergences: Vec<Divergence> = Vec::new();
+    let mut complete = true;
+    for (i, slot) in slots.iter().enumerate() {
+        if let Some(e) = &slot.error {
+            complete = false;
+            divergences.push(node_row(&names[i], "", Kind::Unreachable, e.clone()));
+        }
+    }
+
+    // Models: the configured list, or every model indexed on any reachable node.
+    let models: Vec<String> = match &config.models {
+        Some(list) => list.clone(),
+        None => {
+            let mut set = BTreeSet::new();
+            for s in &slots {
+                if let Some(n) = &s.node {
+                    set.extend(
+                        n.models
+                            .iter()
+                            .filter(|(_, st)| **st != ModelState::NotIndexed)
+                            .map(|(m, _)| m.clone()),
+                    );
+                }
+            }
+            set.into_iter().collect()
+        }
+    };
+
+    let mut model_reports = Vec::new();
+    for model in &models {
+        let mut participants: Vec<usize> = Vec::new();
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(node) = &slot.node else { continue };
+            match node.models.get(model) {
+                Some(ModelState::Ready(_)) => participants.push(i),
+                Some(ModelState::BadSchema { detail }) => {
+                    complete = false;
+                    divergences.push(node_row(
+                        &names[i],
+                        model,
+                        Kind::Unreachable,
+                        detail.clone(),
+                    ));
+                }
+                Some(ModelState::NotIndexed) => divergences.push(node_row(
+                    &names[i],
+                    model,
+                    Kind::ModelNotIndexed,
+                    "ceramic_models has is_indexed = false for this model".into(),
+                )),
+                Some(ModelState::Missing) | None => divergences.push(node_row(
+                    &names[i],
+                    model,
+                    Kind::ModelNotIndexed,
+                    "the model is not in this node's index (no ceramic_models row or no table)"
+                        .into(),
+                )),
+            }
+        }
+        let first_row = divergences.len();
+        let mut cost = None;
+        let mut differing = 0u64;
+        // Invalid rows, per participant.
+        for &i in &participants {
+            let Some(node) = slots[i].node.as_mut() else {
+                continue;
+            };
+            match node.invalid_rows(model).await {
+                Ok(rows) => {
+                    for r in rows {
+                        divergences.push(Divergence {
+                            model: model.clone(),
+                            stream_id: r.stream_id,
+                            node: names[i].clone(),
+                            kind: Kind::InvalidRow,
+                            tip: r.tip,
+                            majority_tip: None,
+                            agreeing_nodes: Vec::new(),
+                            detail: r.problem,
+                        });
+                    }
+                }
+                Err(SourceError::Node { message, .. }) => fail_node(
+                    &mut slots[i],
+                    &names[i],
+                    message,
+                    &mut divergences,
+                    &mut complete,
+                ),
+            }
+        }
+        loop {
+            participants.retain(|&i| slots[i].node.is_some());
+            if participants.len() < 2 {
+                if !participants.is_empty() || slots.iter().any(|s| s.node.is_some()) {
+                    info!(model = %model, "Fewer than 2 nodes can be compared for this model.");
+                }
+                break;
+            }
+            match descend(&mut slots, &participants, model, &options.params).await {
+                ModelRun::Done {
+                    differences,
+                    cost: c,
+                } => {
+                    differing = differences.len() as u64;
+                    let compared: Vec<String> =
+                        participants.iter().map(|&i| names[i].clone()).collect();
+                    for d in &differences {
+                        divergences.extend(classify::classify(model, d, &compared));
+                    }
+                    cost = Some(c);
+                    break;
+                }
+                ModelRun::Failed(failures) => {
+                    for (i, message) in failures {
+                        fail_node(
+                            &mut slots[i],
+                            &names[i],
+                            message,
+                            &mut divergences,
+                            &mut complete,
+                        );
+                    }
+                }
+            }
+        }
+        let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+        for d in &divergences[first_row..] {
+            *counts.entry(d.kind).or_default() += 1;
+        }
+        for d in &divergences[..first_row] {
+            if d.model == *model {
+                *counts.entry(d.kind).or_default() += 1;
+            }
+        }
+        let bytes_over_bound = cost.as_ref().and_then(|c: &Cost| {
+            (differing > 0)
+                .then(|| (c.bytes_sent + c.bytes_received) as f64 / (differing as f64 * 8.0))
+        });
+        model_reports.push(ModelReport {
+            model: model.clone(),
+            nodes_compared: participants.iter().map(|&i| names[i].clone()).collect(),
+            differing_streams: differing,
+            counts,
+            cost,
+            bytes_over_bound,
+        });
+    }
+
+    let nodes: Vec<NodeReport> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let stats = s.node.as_ref().map(Node::stats).unwrap_or_default();
+            NodeReport {
+                name: names[i].clone(),
+                source: s.source.clone(),
+                mode: s
+                    .node
+                    .as_ref()
+                    .map_or("-".into(), |n| format!("{:?}", n.mode).to_lowercase()),
+                reachable: s.error.is_none(),
+                error: s.error.clone(),
+                rows: stats.rows,
+                bytes_received: stats.bytes_received,
+                statements: stats.statements,
+                millis: stats.millis,
+            }
+        })
+        .collect();
+    for s in slots {
+        if let Some(n) = s.node {
+            n.close().await;
+        }
+    }
+    divergences.sort_by(|a, b| {
+        (
+            a.model.as_str(),
+            a.stream_id.as_str(),
+            a.node.as_str(),
+            a.kind,
+        )
+            .cmp(&(
+                b.model.as_str(),
+                b.stream_id.as_str(),
+                b.node.as_str(),
+                b.kind,
+            ))
+    });
+    let mut counts = BTreeMap::new();
+    for d in &divergences {
+        *counts.entry(d.kind).or_default() += 1;
+    }
+    Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        cluster: config.cluster.clone(),
+        started_at,
+        finished_at: now_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        complete,
+        hash: Md5Lanes::NAME.into(),
+        params: options.params.clone(),
+        nodes,
+        models: model_reports,
+        counts,
+        divergences,
+    }
+}
+
+fn node_row(node: &str, model: &str, kind: Kind, detail: String) -> Divergence {
+    Divergence {
+        model: model.to_string(),
+        stream_id: String::new(),
+        node: node.to_string(),
+        kind,
+        tip: None,
+        majority_tip: None,
+        agreeing_nodes: Vec::new(),
+        detail,
+    }
+}
+
+/// A node failed during the audit: close it out, report it once, go on without it.
+fn fail_node(
+    slot: &mut Slot,
+    name: &str,
+    message: String,
+    out: &mut Vec<Divergence>,
+    complete: &mut bool,
+) {
+    warn!(node = %name, "Index failed during the audit: {message}");
+    slot.node = None;
+    slot.error = Some(message.clone());
+    *complete = false;
+    out.push(node_row(name, "", Kind::Unreachable, message));
+}

@@ -1,0 +1,324 @@
+//! The cluster file (`cluster.toml`): which nodes exist and where each one's index is.
+//!
+//! Topology lives here; behaviour comes from flags. Secrets never live here: a Postgres password
+//! comes from `password_env`, `password_file` or the standard `PGPASSWORD`, and a DSN that
+//! carries one is refused, so a config file can be committed and printed safely. Every mistake is
+//! reported with the key and the line it is on.
+//!
+//! ```toml
+//! cluster = "prod"
+//! models = ["kjzl6hvfrbw6c…"]          # optional; default: every indexed model on any node
+//!
+//! [[nodes]]
+//! name = "a"
+//! api_url = "http://127.0.0.1:7007"      # optional until HTTP checks land
+//! index = "postgres://ceramic@127.0.0.1:5432/ceramic"
+//! password_env = "NODE_A_PGPASSWORD"     # or password_file = "/run/secrets/a"
+//!
+//! [[nodes]]
+//! name = "b"
+//! index = "sqlite:///var/lib/ceramic/indexing.sqlite"   # or "snapshot:b.json"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+/// Where a node's ComposeDB index is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexLocation {
+    /// `postgres://user@host:port/db` (no password in it).
+    Postgres { dsn: String },
+    /// `sqlite:///absolute/path` or `sqlite://relative/path` (relative to the config file).
+    Sqlite { path: PathBuf },
+    /// `snapshot:path`: a file written by `ceramic-audit crawl` (relative to the config file).
+    Snapshot { path: PathBuf },
+}
+
+/// Where a Postgres password comes from (never the config file itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasswordSource {
+    Env(String),
+    File(PathBuf),
+    /// `PGPASSWORD` if set, else none (trust / peer / certificate auth).
+    Standard,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub api_url: Option<String>,
+    pub index: IndexLocation,
+    pub password: PasswordSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub cluster: String,
+    /// Models to audit; `None`: every model indexed on any node.
+    pub models: Option<Vec<String>>,
+    pub nodes: Vec<NodeConfig>,
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    cluster: Spanned<String>,
+    #[serde(default)]
+    models: Option<Spanned<Vec<String>>>,
+    nodes: Spanned<Vec<RawNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Spanned<String>,
+    #[serde(default)]
+    api_url: Option<Spanned<String>>,
+    index: Spanned<String>,
+    #[serde(default)]
+    password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Removes any password from a DSN before it is printed: `postgres://u:secret@h/db` →
+/// `postgres://u:***@h/db`. Non-URL text is returned unchanged.
+pub fn redact_dsn(dsn: &str) -> String {
+    let Some((scheme, rest)) = dsn.split_once("://") else {
+        return dsn.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => dsn.to_string(),
+        },
+        None => dsn.to_string(),
+    }
+}
+
+fn dsn_has_password(dsn: &str) -> bool {
+    redact_dsn(dsn) != dsn || dsn.contains("password=")
+}
+
+impl ClusterConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; relative file paths resolve against `path`'s directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid =
+            |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
+                path: shown.clone(),
+                line: line_of(text, span.start),
+                key: key.to_string(),
+                message,
+            };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        if raw.cluster.get_ref().trim().is_empty() {
+            return Err(invalid(
+                raw.cluster.span(),
+                "cluster",
+                "must not be empty".into(),
+            ));
+        }
+        let models = match raw.models {
+            None => None,
+            Some(models) => {
+                for m in models.get_ref() {
+                    if let Err(e) = crate::ids::StreamId::parse(m) {
+                        return Err(invalid(
+                            models.span(),
+                            "models",
+                            format!("{m:?} is not a model StreamID: {e}"),
+                        ));
+                    }
+                }
+                Some(models.into_inner())
+            }
+        };
+        let nodes_span = raw.nodes.span();
+        let raw_nodes = raw.nodes.into_inner();
+        if raw_nodes.len() < 2 {
+            return Err(invalid(
+                nodes_span,
+                "nodes",
+                format!(
+                    "an audit compares at least 2 nodes, found {} (add [[nodes]] tables)",
+                    raw_nodes.len()
+                ),
+            ));
+        }
+        if raw_nodes.len() > crate::recon::MAX_STORES {
+            return Err(invalid(
+                nodes_span,
+                "nodes",
+                format!("at most {} nodes per audit", crate::recon::MAX_STORES),
+            ));
+        }
+        let mut nodes: Vec<NodeConfig> = Vec::with_capacity(raw_nodes.len());
+        for node in raw_nodes {
+            let name = node.name.get_ref().trim().to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid(
+                    node.name.span(),
+                    "nodes.name",
+                    format!("{name:?}: use letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if nodes.iter().any(|n| n.name == name) {
+                return Err(invalid(
+                    node.name.span(),
+                    "nodes.name",
+                    format!("{name:?} appears twice"),
+                ));
+            }
+            let index_text = node.index.get_ref().trim();
+            let index = if index_text.starts_with("postgres://")
+                || index_text.starts_with("postgresql://")
+            {
+                if dsn_has_password(index_text) {
+                    return Err(invalid(
+                        node.index.span(),
+                        "nodes.index",
+                        format!(
+                            "node {name}: the DSN {} carries a password; put it in password_env, \
+                             password_file or PGPASSWORD instead",
+                            redact_dsn(index_text)
+                        ),
+                    ));
+                }
+                if let Err(e) = index_text.parse::<tokio_postgres::Config>() {
+                    return Err(invalid(
+                        node.index.span(),
+                        "nodes.index",
+                        format!("node {name}: not a valid Postgres URL: {e}"),
+                    ));
+                }
+                IndexLocation::Postgres {
+                    dsn: index_text.to_string(),
+                }
+            } else if let Some(p) = index_text.strip_prefix("sqlite://") {
+                IndexLocation::Sqlite { path: resolve(p) }
+            } else if let Some(p) = index_text.strip_prefix("snapshot:") {
+                IndexLocation::Snapshot { path: resolve(p) }
+            } else {
+                return Err(invalid(
+                    node.index.span(),
+                    "nodes.index",
+                    format!(
+                        "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",
+                        redact_dsn(index_text)
+                    ),
+                ));
+            };
+            let password = match (node.password_env, node.password_file) {
+                (Some(env), None) => PasswordSource::Env(env.into_inner()),
+                (None, Some(file)) => PasswordSource::File(resolve(file.get_ref())),
+                (None, None) => PasswordSource::Standard,
+                (Some(env), Some(_)) => {
+                    return Err(invalid(
+                        env.span(),
+                        "nodes.password_env",
+                        format!("node {name}: give password_env or password_file, not both"),
+                    ))
+                }
+            };
+            if let Some(url) = &node.api_url {
+                let u = url.get_ref();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(invalid(
+                        url.span(),
+                        "nodes.api_url",
+                        format!("node {name}: expected http://host:port, got {u:?}"),
+                    ));
+                }
+            }
+            nodes.push(NodeConfig {
+                name,
+                api_url: node.api_url.map(Spanned::into_inner),
+                index,
+                password,
+            });
+        }
+        Ok(Self {
+            cluster: raw.cluster.into_inner(),
+            models,
+            nodes,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl PasswordSource {
+    /// Reads the password now (so a missing variable or file is reported before any work).
+    pub fn read(&self, node: &str) -> Result<Option<String>, String> {
+        match self {
+            Self::Env(var) => std::env::var(var)
+                .map(Some)
+                .map_err(|_| format!("node {node}: password_env {var} is not set")),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| {
+                    format!(
+                        "node {node}: cannot read password_file {}: {e}",
+                        path.display()
+                    )
+                }),
+            Self::Standard => Ok(std::env::var("PGPASSWORD").ok()),
+        }
+    }
+}

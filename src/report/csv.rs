@@ -1,0 +1,32 @@
+//! `divergences.csv`: one row per model, stream and node (columns in `reports/README.md`).
+
+use super::Report;
+
+pub const HEADER: [&str; 8] = [
+    "model",
+    "stream_id",
+    "node",
+    "kind",
+    "tip",
+    "majority_tip",
+    "agreeing_nodes",
+    "detail",
+];
+
+pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(HEADER)?;
+    for d in &report.divergences {
+        w.write_record([
+            d.model.as_str(),
+            d.stream_id.as_str(),
+            d.node.as_str(),
+            d.kind.as_str(),
+            d.tip.as_deref().unwrap_or(""),
+            d.majority_tip.as_deref().unwrap_or(""),
+            &d.agreeing_nodes.join(";"),
+            d.detail.as_str(),
+        ])?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}

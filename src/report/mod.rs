@@ -1,0 +1,181 @@
+//! Audit reports: the data (this module), and its renderings — CSV ([`csv`]), JSON ([`json`]) and
+//! the terminal summary ([`summary`]). Writers are pure functions from a [`Report`] to bytes;
+//! [`write_dir`] puts them on disk atomically. Every field is documented in `reports/README.md`.
+
+pub mod csv;
+pub mod json;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::recon::{Cost, DescentParams};
+
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// What kind of divergence a row reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Kind {
+    /// The node has no row for a stream other nodes index.
+    MissingStream,
+    /// The node's row has another tip than the majority (or there is no majority).
+    TipMismatch,
+    /// Same tip as the majority, other controller, content, anchor times or custom columns.
+    ContentMismatch,
+    /// The row's stream id or tip is not a valid identifier (or the tip is NULL).
+    InvalidRow,
+    /// Other nodes index the model; this one does not.
+    ModelNotIndexed,
+    /// The node, or this model on it, could not be read.
+    Unreachable,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::MissingStream,
+        Kind::TipMismatch,
+        Kind::ContentMismatch,
+        Kind::InvalidRow,
+        Kind::ModelNotIndexed,
+        Kind::Unreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::MissingStream => "missing_stream",
+            Kind::TipMismatch => "tip_mismatch",
+            Kind::ContentMismatch => "content_mismatch",
+            Kind::InvalidRow => "invalid_row",
+            Kind::ModelNotIndexed => "model_not_indexed",
+            Kind::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One row of `divergences.csv`: one model, stream and node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    pub model: String,
+    /// Empty for node- or model-level rows (`unreachable`, `model_not_indexed`).
+    pub stream_id: String,
+    pub node: String,
+    pub kind: Kind,
+    /// The tip on this node (none when absent, NULL or not applicable).
+    pub tip: Option<String>,
+    /// The tip most nodes hold, when one tip is held by more nodes than any other.
+    pub majority_tip: Option<String>,
+    /// Nodes holding the majority value this node differs from.
+    pub agreeing_nodes: Vec<String>,
+    pub detail: String,
+}
+
+/// How one node was read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    /// `postgres`, `sqlite` or `snapshot` (from the config).
+    pub source: String,
+    /// `pushdown` or `download`.
+    pub mode: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub rows: u64,
+    pub bytes_received: u64,
+    pub statements: u64,
+    pub millis: u64,
+}
+
+/// One model's comparison.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelReport {
+    pub model: String,
+    /// Nodes whose rows were compared (at least 2 for a comparison to happen).
+    pub nodes_compared: Vec<String>,
+    /// Differing keys found by the descent.
+    pub differing_streams: u64,
+    pub counts: BTreeMap<Kind, u64>,
+    /// The descent's cost (None when fewer than 2 nodes could be compared).
+    pub cost: Option<Cost>,
+    /// Bytes moved (both ways, all nodes) ÷ the information-theoretic bound of 8 bytes
+    /// (64 bits) per differing stream; None when nothing differs.
+    pub bytes_over_bound: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub cluster: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    /// False when some node or model could not be read (exit code 2).
+    pub complete: bool,
+    pub hash: String,
+    pub params: DescentParams,
+    pub nodes: Vec<NodeReport>,
+    pub models: Vec<ModelReport>,
+    pub counts: BTreeMap<Kind, u64>,
+    pub divergences: Vec<Divergence>,
+}
+
+impl Report {
+    /// Divergences whose kind is in `kinds`.
+    pub fn count_of(&self, kinds: &[Kind]) -> u64 {
+        self.divergences
+            .iter()
+            .filter(|d| kinds.contains(&d.kind))
+            .count() as u64
+    }
+}
+
+/// Output formats of `audit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename — a
+/// crash leaves the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("report");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes the requested formats into `dir` (created if needed); returns the files written.
+pub fn write_dir(dir: &Path, report: &Report, formats: &[Format]) -> std::io::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for f in formats {
+        let (name, bytes) = match f {
+            Format::Csv => ("divergences.csv", csv::render(report)?),
+            Format::Json => ("report.json", json::render(report)?),
+        };
+        let path = dir.join(name);
+        write_atomic(&path, &bytes)?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}

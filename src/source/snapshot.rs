@@ -1,0 +1,137 @@
+//! Snapshot files: one node's index state, written by `ceramic-audit crawl` and audited later
+//! like a live node (offline audits, incident archives, the README's first command).
+//!
+//! Format (JSON, `schema_version` 1; documented in `reports/README.md`):
+//!
+//! ```json
+//! {"schema_version": 1, "kind": "ceramic-audit-snapshot", "node": "a", "cluster": "demo",
+//!  "crawled_at": "2026-11-24T17:00:00Z", "source": "postgres",
+//!  "models": {"kjzl6hvfrbw6c…": {"state": "ready", "custom": ["custom_author"],
+//!                                "rows": [["kjzl6kcym7w8y…", "bagcqcera…", "<32 hex>"]]},
+//!             "kjzl6hvfrbw6d…": {"state": "not_indexed"}}}
+//! ```
+//!
+//! A row is `[stream_id, tip or null, md5 of the canonical columns text]` — everything the
+//! comparison uses, nothing node-local.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Loaded, ModelState, SourceError};
+use crate::recon::{Entry, Key, Value};
+
+pub const SNAPSHOT_KIND: &str = "ceramic-audit-snapshot";
+pub const SNAPSHOT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    pub schema_version: u32,
+    pub kind: String,
+    pub node: String,
+    pub cluster: String,
+    pub crawled_at: String,
+    pub source: String,
+    pub models: BTreeMap<String, SnapshotModel>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotModel {
+    #[serde(flatten)]
+    pub state: ModelState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<(String, Option<String>, String)>,
+}
+
+impl SnapshotModel {
+    pub fn new(state: ModelState, entries: &[Entry]) -> Self {
+        Self {
+            state,
+            rows: entries
+                .iter()
+                .map(|e| {
+                    let tip = Some(e.value.tip.clone()).filter(|t| !t.is_empty());
+                    (e.key.stream(), tip, hex::encode(e.value.digest))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes `file` to `path` atomically (temp file in the same directory, fsync, rename).
+pub fn write(path: &Path, file: &SnapshotFile) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("snapshot")
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        serde_json::to_writer(&mut out, file)?;
+        out.write_all(b"\n")?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write snapshot {}: {e}", path.display())
+    })
+}
+
+pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
+    let fail = |message: String| SourceError::Node {
+        node: node.to_string(),
+        message: format!("snapshot {}: {message}", path.display()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let file: SnapshotFile =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not a snapshot file: {e}")))?;
+    if file.kind != SNAPSHOT_KIND {
+        return Err(fail(format!(
+            "kind is {:?}, expected {SNAPSHOT_KIND:?}",
+            file.kind
+        )));
+    }
+    if file.schema_version != SNAPSHOT_SCHEMA_VERSION {
+        return Err(fail(format!(
+            "schema_version {} is not supported (this version reads {SNAPSHOT_SCHEMA_VERSION})",
+            file.schema_version
+        )));
+    }
+    let mut loaded = Loaded {
+        models: BTreeMap::new(),
+        rows: HashMap::new(),
+        bytes: text.len() as u64,
+    };
+    for (model, m) in file.models {
+        let mut entries = Vec::with_capacity(m.rows.len());
+        for (stream, tip, digest) in m.rows {
+            let digest: [u8; 16] = hex::decode(&digest)
+                .ok()
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "model {model}, stream {stream}: digest {digest:?} is not 32 hex digits"
+                    ))
+                })?;
+            entries.push(Entry::new(
+                Key::new(&model, &stream),
+                Value::new(tip.unwrap_or_default(), digest),
+            ));
+        }
+        if matches!(m.state, ModelState::Ready(_)) {
+            loaded.rows.insert(model.clone(), entries);
+        }
+        loaded.models.insert(model, m.state);
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,165 @@
+//! A node's SQLite index (js-ceramic's default, `~/.ceramic/indexing.sqlite`), opened read-only
+//! and read whole in one read transaction. Differences from Postgres (`ceramic-interfaces.md`
+//! §2.4): timestamps are epoch milliseconds, `stream_content` is JSON text (rendered here as
+//! Postgres renders jsonb, so the digests agree), tables are found in `sqlite_schema`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{types::ValueRef, Connection, OpenFlags};
+
+use super::rows::{jsonb_text, IndexRow};
+use super::{Loaded, ModelState, SourceError, TableInfo};
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Reads a text column that may hold text, a number or NULL (SQLite is loosely typed).
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+/// Reads an epoch-milliseconds column (integer, or text holding one).
+fn millis(v: ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Integer(i) => Some(i),
+        ValueRef::Real(r) => Some(r as i64),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| SourceError::Node {
+        node: node.to_string(),
+        message: format!("SQLite index {}: {what}: {e}", path.display()),
+    };
+    if !path.exists() {
+        return Err(fail("cannot open", &"no such file"));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail("cannot open", &e))?;
+    // One read transaction: every model is read at the same point.
+    conn.execute_batch("BEGIN")
+        .map_err(|e| fail("cannot start a read transaction", &e))?;
+
+    let mut models: BTreeMap<String, ModelState> = BTreeMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT model, is_indexed FROM ceramic_models")
+            .map_err(|e| fail("reading ceramic_models", &e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((text(r.get_ref(0)?), r.get_ref(1).map(millis)?)))
+            .map_err(|e| fail("reading ceramic_models", &e))?;
+        for row in rows {
+            let (model, on) = row.map_err(|e| fail("reading ceramic_models", &e))?;
+            if let Some(model) = model {
+                let state = if on == Some(0) {
+                    ModelState::NotIndexed
+                } else {
+                    ModelState::Missing
+                };
+                models.insert(model, state);
+            }
+        }
+    }
+    let mut loaded = Loaded {
+        models: BTreeMap::new(),
+        rows: HashMap::new(),
+        bytes: 0,
+    };
+    for (model, state) in models.iter_mut() {
+        if *state == ModelState::NotIndexed {
+            continue;
+        }
+        let columns: Vec<String> = {
+            let sql = format!(
+                "SELECT name FROM pragma_table_info({})",
+                quote_literal(model)
+            );
+            let mut stmt = conn
+                .prepare(&sql)
+                .map_err(|e| fail("reading table columns", &e))?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| fail("reading table columns", &e))?;
+            names
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail("reading table columns", &e))?
+        };
+        if columns.is_empty() {
+            continue; // no table: stays Missing
+        }
+        *state = TableInfo::from_columns(&columns);
+        let ModelState::Ready(table) = &*state else {
+            continue;
+        };
+        let custom_sql: String = table
+            .custom
+            .iter()
+            .map(|c| format!(", {}", quote_ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT stream_id, controller_did, stream_content, tip, last_anchored_at, \
+             first_anchored_at{custom_sql} FROM {}",
+            quote_ident(model)
+        );
+        let mut stmt = conn
+            .prepare(&sql)
+            .map_err(|e| fail(&format!("reading model {model}"), &e))?;
+        let custom = table.custom.clone();
+        let mut entries = Vec::new();
+        let mut rows = stmt
+            .query([])
+            .map_err(|e| fail(&format!("reading model {model}"), &e))?;
+        while let Some(r) = rows
+            .next()
+            .map_err(|e| fail(&format!("reading model {model}"), &e))?
+        {
+            let get = |i: usize| {
+                r.get_ref(i)
+                    .map_err(|e| fail(&format!("reading model {model}"), &e))
+            };
+            let stream_id = text(get(0)?).unwrap_or_default();
+            let raw_content = text(get(2)?);
+            // Content that is not JSON is kept as written: it will differ from any jsonb node.
+            let content = raw_content
+                .as_deref()
+                .map(|c| jsonb_text(c).unwrap_or_else(|| c.to_string()));
+            let mut row = IndexRow {
+                stream_id,
+                controller: text(get(1)?),
+                content,
+                tip: text(get(3)?),
+                last_anchored_ms: millis(get(4)?),
+                first_anchored_ms: millis(get(5)?),
+                custom: Vec::with_capacity(custom.len()),
+            };
+            for (i, name) in custom.iter().enumerate() {
+                row.custom.push((name.clone(), text(get(6 + i)?)));
+            }
+            loaded.bytes += (row.stream_id.len()
+                + row.controller.as_ref().map_or(0, String::len)
+                + raw_content.as_ref().map_or(0, String::len)
+                + row.tip.as_ref().map_or(0, String::len)
+                + 16) as u64;
+            entries.push(row.entry(model));
+        }
+        loaded.rows.insert(model.clone(), entries);
+    }
+    loaded.models = models;
+    Ok(loaded)
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

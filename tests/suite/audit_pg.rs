@@ -1,0 +1,448 @@
+//! `audit` against real temporary PostgreSQL servers, one per node (plus SQLite files and
+//! snapshots): each scenario is an operator's story and checks exactly what the report says.
+
+use std::path::Path;
+
+use ceramic_audit::audit::{self, AuditOptions};
+use ceramic_audit::config::ClusterConfig;
+use ceramic_audit::report::{Divergence, Kind, Report};
+use ceramic_audit::source::Mode;
+
+use crate::common::composedb::{model_id, pg_model, pg_upsert, sqlite_model, stream_id, tip, Row};
+use crate::common::pg::TempPg;
+
+const AUTHOR: &str = "custom_authorId";
+
+/// A cluster file for `nodes` (name, index location), written next to the other test files.
+fn config(dir: &Path, nodes: &[(&str, String)]) -> ClusterConfig {
+    let mut text = String::from("cluster = \"test\"\n");
+    for (name, index) in nodes {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"{name}\"\nindex = \"{index}\"\n"
+        ));
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, &text).expect("write cluster.toml");
+    ClusterConfig::load(&path).expect("valid cluster.toml")
+}
+
+fn rows(n: usize) -> Vec<Row> {
+    (0..n)
+        .map(|i| Row::new(i, 1).with_custom(AUTHOR, Some(&format!("did:key:author{}", i % 7))))
+        .collect()
+}
+
+async fn audit_with(cfg: &ClusterConfig, mode: Mode) -> Report {
+    let options = AuditOptions {
+        mode,
+        ..AuditOptions::default()
+    };
+    audit::run(cfg, &options).await
+}
+
+/// The (stream, node, kind) triples of a report, for exact comparison.
+fn triples(report: &Report) -> Vec<(String, String, Kind)> {
+    report
+        .divergences
+        .iter()
+        .map(|d| (d.stream_id.clone(), d.node.clone(), d.kind))
+        .collect()
+}
+
+fn find<'a>(report: &'a Report, stream: &str, node: &str) -> &'a Divergence {
+    report
+        .divergences
+        .iter()
+        .find(|d| d.stream_id == stream && d.node == node)
+        .unwrap_or_else(|| {
+            panic!(
+                "no divergence for {stream} on {node}: {:#?}",
+                report.divergences
+            )
+        })
+}
+
+/// Three Postgres nodes with the same `n` rows of one model (with a custom column).
+async fn three_nodes(n: usize) -> (Vec<TempPg>, String, tempfile::TempDir, ClusterConfig) {
+    let model = model_id("orders");
+    let data = rows(n);
+    let pgs = vec![TempPg::start(), TempPg::start(), TempPg::start()];
+    for pg in &pgs {
+        pg_model(pg, &model, &[AUTHOR], &data).await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = config(
+        dir.path(),
+        &[
+            ("a", pgs[0].dsn()),
+            ("b", pgs[1].dsn()),
+            ("c", pgs[2].dsn()),
+        ],
+    );
+    (pgs, model, dir, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_nodes_are_consistent_in_both_modes() {
+    let (_pgs, model, _dir, cfg) = three_nodes(300).await;
+    for mode in [Mode::Pushdown, Mode::Download] {
+        let report = audit_with(&cfg, mode).await;
+        assert!(report.complete, "{:?}", report.nodes);
+        assert!(
+            report.divergences.is_empty(),
+            "{mode:?}: {:#?}",
+            report.divergences
+        );
+        assert_eq!(report.models.len(), 1);
+        assert_eq!(report.models[0].model, model);
+        assert_eq!(report.models[0].nodes_compared, ["a", "b", "c"]);
+        let cost = report.models[0].cost.as_ref().expect("compared");
+        assert_eq!(cost.rounds, 1, "equal nodes settle in one round");
+        for n in &report.nodes {
+            assert!(n.reachable && n.rows >= 300, "{n:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_b_missed_streams_and_updates_and_c_has_other_content() {
+    let (pgs, model, _dir, cfg) = three_nodes(2000).await;
+    // b never saw streams 10 and 1500 (deleted here: the node missed their creation).
+    let gone = [stream_id("10"), stream_id("1500")];
+    pgs[1]
+        .execute(&format!(
+            "DELETE FROM \"{model}\" WHERE stream_id IN ('{}', '{}')",
+            gone[0], gone[1]
+        ))
+        .await;
+    // b missed an update of stream 20: it still has version 0.
+    pg_upsert(
+        &pgs[1],
+        &model,
+        &[Row::new(20, 0).with_custom(AUTHOR, Some("did:key:author6"))],
+    )
+    .await;
+    // c has the right tip for stream 30 but another relation value (content mismatch).
+    pg_upsert(
+        &pgs[2],
+        &model,
+        &[Row::new(30, 1).with_custom(AUTHOR, Some("did:key:someone-else"))],
+    )
+    .await;
+
+    for mode in [Mode::Pushdown, Mode::Download] {
+        let report = audit_with(&cfg, mode).await;
+        assert!(report.complete);
+        let mut expected = vec![
+            (gone[0].clone(), "b".to_string(), Kind::MissingStream),
+            (gone[1].clone(), "b".to_string(), Kind::MissingStream),
+            (stream_id("20"), "b".to_string(), Kind::TipMismatch),
+            (stream_id("30"), "c".to_string(), Kind::ContentMismatch),
+        ];
+        expected.sort();
+        let mut got = triples(&report);
+        got.sort();
+        assert_eq!(got, expected, "{mode:?}");
+        let stale = find(&report, &stream_id("20"), "b");
+        assert_eq!(stale.tip.as_deref(), Some(tip("20:0").as_str()));
+        assert_eq!(stale.majority_tip.as_deref(), Some(tip("20:1").as_str()));
+        assert_eq!(stale.agreeing_nodes, ["a", "c"]);
+        let missing = find(&report, &gone[0], "b");
+        assert_eq!(missing.tip, None);
+        assert_eq!(missing.majority_tip.as_deref(), Some(tip("10:1").as_str()));
+        assert_eq!(report.counts.get(&Kind::MissingStream), Some(&2));
+        let m = &report.models[0];
+        assert_eq!(m.differing_streams, 4);
+        let cost = m.cost.as_ref().expect("compared");
+        assert!(cost.rounds >= 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_each_differing_on_different_streams() {
+    let (pgs, model, _dir, cfg) = three_nodes(1000).await;
+    for (k, pg) in pgs.iter().enumerate() {
+        // Node k has stream 100+k at an older version; everyone else has the newer one.
+        pg_upsert(
+            pg,
+            &model,
+            &[Row::new(100 + k, 0)
+                .with_custom(AUTHOR, Some(&format!("did:key:author{}", (100 + k) % 7)))],
+        )
+        .await;
+    }
+    // A stream only node c has (created there; the others missed it).
+    pg_upsert(&pgs[2], &model, &[Row::new(5000, 0)]).await;
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    let mut got = triples(&report);
+    got.sort();
+    let mut expected = vec![
+        (stream_id("100"), "a".to_string(), Kind::TipMismatch),
+        (stream_id("101"), "b".to_string(), Kind::TipMismatch),
+        (stream_id("102"), "c".to_string(), Kind::TipMismatch),
+        (stream_id("5000"), "a".to_string(), Kind::MissingStream),
+        (stream_id("5000"), "b".to_string(), Kind::MissingStream),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(find(&report, &stream_id("5000"), "a").agreeing_nodes, ["c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_indexed_on_two_nodes_only() {
+    let (pgs, _model, _dir, cfg) = three_nodes(50).await;
+    let profiles = model_id("profiles");
+    let data: Vec<Row> = (0..40).map(|i| Row::new(i + 10_000, 1)).collect();
+    pg_model(&pgs[0], &profiles, &[], &data).await;
+    pg_model(&pgs[1], &profiles, &[], &data).await;
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(report.complete);
+    let not_indexed: Vec<&Divergence> = report
+        .divergences
+        .iter()
+        .filter(|d| d.kind == Kind::ModelNotIndexed)
+        .collect();
+    assert_eq!(not_indexed.len(), 1, "{:#?}", report.divergences);
+    assert_eq!(not_indexed[0].node, "c");
+    assert_eq!(not_indexed[0].model, profiles);
+    assert_eq!(report.divergences.len(), 1);
+    let m = report
+        .models
+        .iter()
+        .find(|m| m.model == profiles)
+        .expect("profiles compared");
+    assert_eq!(m.nodes_compared, ["a", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_rows_are_reported_and_the_audit_goes_on() {
+    let (pgs, model, _dir, cfg) = three_nodes(200).await;
+    // A row whose stream id is not a StreamID and one whose tip is not a CID, on node a only.
+    pgs[0]
+        .execute(&format!(
+            "INSERT INTO \"{model}\" (stream_id, controller_did, stream_content, tip) VALUES \
+             ('not-a-stream-id', 'did:key:x', '{{}}', '{}'), ('{}', 'did:key:x', '{{}}', 'Qm-broken')",
+            tip("x"),
+            stream_id("900000")
+        ))
+        .await;
+    // And a stale tip on b, to show the comparison still works around them.
+    pg_upsert(
+        &pgs[1],
+        &model,
+        &[Row::new(7, 0).with_custom(AUTHOR, Some("did:key:author0"))],
+    )
+    .await;
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(report.complete);
+    let invalid: Vec<&Divergence> = report
+        .divergences
+        .iter()
+        .filter(|d| d.kind == Kind::InvalidRow)
+        .collect();
+    assert_eq!(invalid.len(), 2, "{:#?}", report.divergences);
+    assert!(invalid.iter().all(|d| d.node == "a"));
+    let bad_id = invalid
+        .iter()
+        .find(|d| d.stream_id == "not-a-stream-id")
+        .expect("bad id listed");
+    assert!(
+        bad_id.detail.contains("not a StreamID"),
+        "{}",
+        bad_id.detail
+    );
+    let bad_tip = invalid
+        .iter()
+        .find(|d| d.stream_id == stream_id("900000"))
+        .expect("bad tip listed");
+    assert_eq!(bad_tip.tip.as_deref(), Some("Qm-broken"));
+    assert!(
+        bad_tip.detail.contains("tip is not a CID"),
+        "{}",
+        bad_tip.detail
+    );
+    // Both rows exist on a only: b and c miss them; the stale tip is found too.
+    assert_eq!(find(&report, &stream_id("7"), "b").kind, Kind::TipMismatch);
+    let missing = report
+        .divergences
+        .iter()
+        .filter(|d| d.kind == Kind::MissingStream)
+        .count();
+    assert_eq!(missing, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_postmaster_is_killed_mid_audit_is_unreachable() {
+    let (pgs, model, _dir, cfg) = three_nodes(300).await;
+    // A second model; reading it on c kills c's postmaster (kill -9 from inside the server,
+    // so it dies exactly in the middle of the audit, after the first model was compared).
+    // Models are compared in StreamID order: pick a second model that sorts after the first.
+    let second = (0..)
+        .map(|i| model_id(&format!("second-{i}")))
+        .find(|m| *m > model)
+        .expect("some id sorts after");
+    let data: Vec<Row> = (0..100).map(|i| Row::new(i + 20_000, 1)).collect();
+    pg_model(&pgs[0], &second, &[], &data).await;
+    pg_model(&pgs[1], &second, &[], &data).await;
+    pg_model(&pgs[2], &second, &[], &data).await;
+    pg_upsert(&pgs[1], &second, &[Row::new(20_005, 0)]).await;
+    pgs[2]
+        .execute(&format!(
+            r#"CREATE FUNCTION die() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+               DECLARE pid text := split_part(pg_read_file('postmaster.pid'), E'\n', 1);
+               BEGIN EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', 'kill -9 ' || pid); RETURN true; END $$;
+               ALTER TABLE "{second}" RENAME TO second_data;
+               CREATE VIEW "{second}" AS SELECT * FROM second_data WHERE die();"#
+        ))
+        .await;
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(!report.complete, "a node failed: the report is incomplete");
+    let c = report.nodes.iter().find(|n| n.name == "c").expect("node c");
+    assert!(!c.reachable);
+    let unreachable: Vec<&Divergence> = report
+        .divergences
+        .iter()
+        .filter(|d| d.kind == Kind::Unreachable)
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{:#?}", report.divergences);
+    assert_eq!(unreachable[0].node, "c");
+    // The second model was still compared between a and b, and b's stale row found.
+    let m = report
+        .models
+        .iter()
+        .find(|m| m.model == second)
+        .expect("second model");
+    assert_eq!(m.nodes_compared, ["a", "b"]);
+    assert_eq!(
+        find(&report, &stream_id("20005"), "b").kind,
+        Kind::TipMismatch
+    );
+    // The first model was compared by all three, before c died.
+    let first = report
+        .models
+        .iter()
+        .find(|m| m.model == model)
+        .expect("first model");
+    assert_eq!(first.nodes_compared, ["a", "b", "c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_node_at_start_does_not_stop_the_audit() {
+    let (pgs, model, dir, _cfg) = three_nodes(100).await;
+    pg_upsert(
+        &pgs[1],
+        &model,
+        &[Row::new(3, 0).with_custom(AUTHOR, Some("did:key:author3"))],
+    )
+    .await;
+    let dead = pgs[2].dsn();
+    pgs[2].kill();
+    let cfg = config(
+        dir.path(),
+        &[("a", pgs[0].dsn()), ("b", pgs[1].dsn()), ("c", dead)],
+    );
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(!report.complete);
+    let c = report.nodes.iter().find(|n| n.name == "c").expect("node c");
+    let error = c.error.as_deref().expect("c's error is reported");
+    assert!(error.contains("cannot connect"), "{error}");
+    assert_eq!(find(&report, &stream_id("3"), "b").kind, Kind::TipMismatch);
+    assert_eq!(find(&report, "", "c").kind, Kind::Unreachable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_node_compares_with_postgres_nodes() {
+    let model = model_id("orders");
+    let data = rows(400);
+    let pgs = vec![TempPg::start(), TempPg::start()];
+    for pg in &pgs {
+        pg_model(pg, &model, &[AUTHOR], &data).await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = dir.path().join("indexing.sqlite");
+    let mut lite = data.clone();
+    lite[42] = Row::new(42, 0).with_custom(AUTHOR, Some("did:key:author0"));
+    lite.remove(300);
+    sqlite_model(&sqlite, &model, &[AUTHOR], &lite);
+    let cfg = config(
+        dir.path(),
+        &[
+            ("a", pgs[0].dsn()),
+            ("b", pgs[1].dsn()),
+            ("lite", format!("sqlite://{}", sqlite.display())),
+        ],
+    );
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(report.complete, "{:?}", report.nodes);
+    let mut got = triples(&report);
+    got.sort();
+    // Content with nested objects, floats, escapes and non-ASCII digests the same from SQLite
+    // JSON text as from Postgres jsonb: only the two real differences are reported.
+    assert_eq!(
+        got,
+        vec![
+            (stream_id("300"), "lite".to_string(), Kind::MissingStream),
+            (stream_id("42"), "lite".to_string(), Kind::TipMismatch),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(report.nodes[2].source, "sqlite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_round_trip_and_audit_like_the_live_nodes() {
+    let (pgs, model, dir, cfg) = three_nodes(500).await;
+    pg_upsert(
+        &pgs[0],
+        &model,
+        &[Row::new(11, 2).with_custom(AUTHOR, Some("did:key:author4"))],
+    )
+    .await;
+    pgs[2]
+        .execute(&format!(
+            "DELETE FROM \"{model}\" WHERE stream_id = '{}'",
+            stream_id("12")
+        ))
+        .await;
+    let live = audit_with(&cfg, Mode::Pushdown).await;
+    let mut snaps = Vec::new();
+    for name in ["a", "b", "c"] {
+        let out = dir.path().join(format!("{name}.snapshot.json"));
+        let args = vec![
+            "ceramic-audit".to_string(),
+            "crawl".into(),
+            "--config".into(),
+            cfg.path.display().to_string(),
+            "--node".into(),
+            name.into(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        // The CLI starts its own runtime: run it off this one's threads.
+        let code = tokio::task::spawn_blocking(move || {
+            let cli = <ceramic_audit::cli::Cli as clap::Parser>::parse_from(args);
+            ceramic_audit::cli::run(cli, &mut Vec::new())
+        })
+        .await
+        .expect("crawl thread")
+        .unwrap_or_else(|f| panic!("crawl {name}: {}", f.message));
+        assert_eq!(code, 0);
+        snaps.push((name, format!("snapshot:{}", out.display())));
+    }
+    let snap_dir = tempfile::tempdir().expect("temp dir");
+    let offline_cfg = config(
+        snap_dir.path(),
+        &snaps
+            .iter()
+            .map(|(n, s)| (*n, s.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let offline = audit_with(&offline_cfg, Mode::Pushdown).await;
+    assert!(offline.complete);
+    assert_eq!(offline.divergences, live.divergences);
+    assert_eq!(triples(&live).len(), 2, "{:#?}", live.divergences);
+    assert!(offline.nodes.iter().all(|n| n.source == "snapshot"));
+}
