@@ -23,3 +23,21 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 need_rustup_component fmt rustfmt
 need_rustup_component clippy clippy
+
+# PostgreSQL server binaries for the integration tests (temporary servers started by the tests).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing postgresql (initdb not found)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: initdb not found and apt-get is not available; install PostgreSQL server binaries" >&2
+    exit 1
+  fi
+fi
+# Running as root, the tests start Postgres as the `postgres` user (it refuses root), via runuser.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "setup: creating the postgres system user for the test servers" >&2
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi

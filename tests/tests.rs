@@ -7,12 +7,16 @@
 //! - `recon_errors` — failing stores and malformed answers give typed errors, never panics.
 //! - `recon_snapshots` — small descents rendered round by round, compared with inline snapshots.
 //! - `purity` — `src/recon` imports no I/O crate.
+//! - `audit_cli` — `audit` and `crawl` from the command line on `fixtures/cluster-3`: reports,
+//!   exit codes, `--fail-on`, `--out -`, config errors with their line.
 //! - `audit_pg` — `audit` against real temporary PostgreSQL servers (and SQLite files,
 //!   snapshots): every divergence kind, a node dying mid-audit, push-down = download.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 
 mod common;
 
+#[path = "suite/audit_cli.rs"]
+mod audit_cli;
 #[path = "suite/audit_pg.rs"]
 mod audit_pg;
 

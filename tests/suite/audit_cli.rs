@@ -1,0 +1,248 @@
+//! `ceramic-audit audit` and `crawl` as an operator runs them, on the recorded example cluster
+//! (`fixtures/cluster-3`: two SQLite indexes and a snapshot) and on broken configs.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use ceramic_audit::config::{redact_dsn, ClusterConfig, ConfigError};
+use serde_json::Value as Json;
+
+fn bin() -> Command {
+    Command::cargo_bin("ceramic-audit").expect("binary is built")
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/cluster.toml")
+}
+
+#[test]
+fn the_example_cluster_is_divergent_and_both_reports_are_written() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let assert = bin()
+        .args(["audit", "--config"])
+        .arg(example())
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("CERAMIC_AUDIT_FAIL_ON")
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(stdout.contains("cluster example: DIVERGENT"), "{stdout}");
+    assert!(stdout.contains("tip_mismatch       2"), "{stdout}");
+
+    let report: Json = serde_json::from_slice(
+        &std::fs::read(out.path().join("report.json")).expect("report.json written"),
+    )
+    .expect("report.json is JSON");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["counts"]["missing_stream"], 3);
+    assert_eq!(report["counts"]["tip_mismatch"], 2);
+    assert_eq!(report["counts"]["content_mismatch"], 1);
+    assert_eq!(report["counts"]["invalid_row"], 1);
+    assert_eq!(report["counts"]["model_not_indexed"], 1);
+
+    let mut csv = csv::Reader::from_path(out.path().join("divergences.csv")).expect("csv written");
+    let headers = csv.headers().expect("header").clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        [
+            "model",
+            "stream_id",
+            "node",
+            "kind",
+            "tip",
+            "majority_tip",
+            "agreeing_nodes",
+            "detail"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 8);
+    let stale: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[3] == "tip_mismatch").collect();
+    assert!(
+        stale.iter().all(|r| &r[2] == "b" && &r[6] == "a;c"),
+        "{stale:?}"
+    );
+    // No temp files are left behind.
+    let names: Vec<String> = std::fs::read_dir(out.path())
+        .expect("out dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn fail_on_lets_a_scheduled_job_choose_what_counts() {
+    let out = tempfile::tempdir().expect("temp dir");
+    // Only invalid rows count... and there is one.
+    bin()
+        .args(["audit", "-q", "--fail-on", "invalid_row", "--config"])
+        .arg(example())
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .code(1);
+    // Unreachable is never among them, and nothing else is asked for: exit 0.
+    bin()
+        .args(["audit", "-q", "--fail-on", "unreachable", "--config"])
+        .arg(example())
+        .arg("--out")
+        .arg(out.path())
+        .assert()
+        .code(0)
+        .stdout("");
+}
+
+#[test]
+fn out_dash_prints_the_report_on_stdout() {
+    let assert = bin()
+        .args(["audit", "--format", "json", "--out", "-", "--config"])
+        .arg(example())
+        .assert()
+        .code(1);
+    let json: Json = serde_json::from_slice(&assert.get_output().stdout).expect("JSON on stdout");
+    assert_eq!(json["cluster"], "example");
+    let assert = bin()
+        .args(["audit", "--format", "csv", "--out", "-", "--config"])
+        .arg(example())
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(text.starts_with("model,stream_id,node,kind"), "{text}");
+}
+
+#[test]
+fn crawl_then_audit_the_snapshots_gives_the_same_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for node in ["a", "b", "c"] {
+        bin()
+            .args(["crawl", "--node", node, "--config"])
+            .arg(example())
+            .arg("--out")
+            .arg(dir.path().join(format!("{node}.json")))
+            .assert()
+            .success();
+    }
+    let cfg = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        "cluster = \"example\"\n[[nodes]]\nname = \"a\"\nindex = \"snapshot:a.json\"\n\
+         [[nodes]]\nname = \"b\"\nindex = \"snapshot:b.json\"\n[[nodes]]\nname = \"c\"\nindex = \"snapshot:c.json\"\n",
+    )
+    .expect("write config");
+    let run = |config: &Path| {
+        let a = bin()
+            .args(["audit", "--format", "json", "--out", "-", "--config"])
+            .arg(config)
+            .assert()
+            .code(1);
+        let mut json: Json = serde_json::from_slice(&a.get_output().stdout).expect("JSON");
+        json["divergences"].take()
+    };
+    assert_eq!(run(&example()), run(&cfg));
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, text).expect("write config");
+    (dir, path)
+}
+
+#[test]
+fn config_mistakes_name_the_key_and_the_line() {
+    let cases = [
+        (
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"postgres://u:hunter2@db/x\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b\"\n",
+            "cluster.toml:4: `nodes.index`",
+            "carries a password",
+        ),
+        (
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n",
+            "`nodes`",
+            "at least 2 nodes",
+        ),
+        (
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n[[nodes]]\nname = \"a\"\nindex = \"mysql://b\"\n",
+            "cluster.toml:6: `nodes.name`",
+            "appears twice",
+        ),
+        (
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n[[nodes]]\nname = \"b\"\nindex = \"mysql://b\"\n",
+            "cluster.toml:7: `nodes.index`",
+            "expected postgres://",
+        ),
+        (
+            "cluster = \"x\"\nmodels = [\"nope\"]\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b\"\n",
+            "cluster.toml:2: `models`",
+            "not a model StreamID",
+        ),
+        ("cluster = \"x\"\nnodez = 3\n", "cluster.toml", "nodez"),
+    ];
+    for (text, location, message) in cases {
+        let (_dir, path) = write_config(text);
+        let err: ConfigError = ClusterConfig::load(&path).expect_err("invalid config");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(location) && shown.contains(message),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2"),
+            "the password is never printed: {shown}"
+        );
+        // The CLI exits 2 with that message.
+        let a = bin()
+            .args(["audit", "--config"])
+            .arg(&path)
+            .assert()
+            .code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains(message), "{err}");
+    }
+    let a = bin()
+        .args(["audit", "--config", "/nonexistent/cluster.toml"])
+        .assert()
+        .code(2);
+    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("cannot read config"));
+}
+
+#[test]
+fn dsns_are_redacted() {
+    assert_eq!(
+        redact_dsn("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+    assert_eq!(redact_dsn("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(redact_dsn("sqlite:///x"), "sqlite:///x");
+}
+
+#[test]
+fn an_unreadable_node_makes_the_audit_incomplete_exit_2() {
+    let (dir, path) = write_config(&format!(
+        "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://{}\"\n[[nodes]]\nname = \"gone\"\nindex = \"sqlite://nope.sqlite\"\n\
+         [[nodes]]\nname = \"b\"\nindex = \"sqlite://{}\"\n",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/a.sqlite").display(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/a.sqlite").display(),
+    ));
+    let a = bin()
+        .args(["audit", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.path().join("r"))
+        .assert()
+        .code(2);
+    let stdout = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("INCOMPLETE") && stdout.contains("UNREACHABLE"),
+        "{stdout}"
+    );
+    let report: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r/report.json")).expect("report"))
+            .expect("json");
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["counts"]["unreachable"], 1);
+    // a and b hold the same index: apart from the unreachable node, nothing differs.
+    assert_eq!(report["divergences"].as_array().map(Vec::len), Some(1));
+}
