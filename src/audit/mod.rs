@@ -7,16 +7,20 @@
 
 pub mod classify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
-use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Md5Lanes};
+use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Md5Lanes, Value};
 use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
 use crate::source::{Mode, ModelState, Node, SourceError};
+
+/// Default settle pause. Pubsub carries an update to the other nodes within a second or two;
+/// shorter risks reporting writes still in flight as divergences, longer only delays the report.
+pub const DEFAULT_SETTLE_SECONDS: u64 = 3;
 
 /// Behaviour of one audit run (from flags).
 #[derive(Clone, Debug)]
@@ -25,6 +29,9 @@ pub struct AuditOptions {
     pub params: DescentParams,
     /// Per connection attempt and per SQL statement.
     pub timeout: Duration,
+    /// Pause before differing rows are read again; a row that changed meanwhile on any node is
+    /// `in_flight`, not a divergence. Zero skips the re-check.
+    pub settle: Duration,
 }
 
 impl Default for AuditOptions {
@@ -33,6 +40,7 @@ impl Default for AuditOptions {
             mode: Mode::Pushdown,
             params: DescentParams::default(),
             timeout: Duration::from_secs(30),
+            settle: Duration::from_secs(DEFAULT_SETTLE_SECONDS),
         }
     }
 }
@@ -168,7 +176,8 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         }
     };
 
-    let mut model_reports = Vec::new();
+    let mut model_reports: Vec<ModelReport> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for model in &models {
         let mut participants: Vec<usize> = Vec::new();
         for (i, slot) in slots.iter().enumerate() {
@@ -199,7 +208,6 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 )),
             }
         }
-        let first_row = divergences.len();
         let mut cost = None;
         let mut differing = 0u64;
         // Invalid rows, per participant.
@@ -245,10 +253,12 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                     cost: c,
                 } => {
                     differing = differences.len() as u64;
-                    let compared: Vec<String> =
-                        participants.iter().map(|&i| names[i].clone()).collect();
-                    for d in &differences {
-                        divergences.extend(classify::classify(model, d, &compared));
+                    if !differences.is_empty() {
+                        found.push(Found {
+                            model: model.clone(),
+                            participants: participants.clone(),
+                            differences,
+                        });
                     }
                     cost = Some(c);
                     break;
@@ -266,15 +276,6 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 }
             }
         }
-        let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-        for d in &divergences[first_row..] {
-            *counts.entry(d.kind).or_default() += 1;
-        }
-        for d in &divergences[..first_row] {
-            if d.model == *model {
-                *counts.entry(d.kind).or_default() += 1;
-            }
-        }
         let bytes_over_bound = cost.as_ref().and_then(|c: &Cost| {
             (differing > 0)
                 .then(|| (c.bytes_sent + c.bytes_received) as f64 / (differing as f64 * 8.0))
@@ -283,10 +284,25 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
             model: model.clone(),
             nodes_compared: participants.iter().map(|&i| names[i].clone()).collect(),
             differing_streams: differing,
-            counts,
+            counts: BTreeMap::new(),
             cost,
             bytes_over_bound,
         });
+    }
+
+    settle_and_classify(
+        &mut slots,
+        &names,
+        found,
+        options.settle,
+        &mut divergences,
+        &mut complete,
+    )
+    .await;
+    for m in &mut model_reports {
+        for d in divergences.iter().filter(|d| d.model == m.model) {
+            *m.counts.entry(d.kind).or_default() += 1;
+        }
     }
 
     let nodes: Vec<NodeReport> = slots
@@ -346,6 +362,117 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         models: model_reports,
         counts,
         divergences,
+    }
+}
+
+/// Differing keys of one model, as first seen.
+struct Found {
+    model: String,
+    participants: Vec<usize>,
+    differences: Vec<Difference>,
+}
+
+fn describe(v: &Option<Value>) -> String {
+    match v {
+        None => "(absent)".into(),
+        Some(v) if v.tip.is_empty() => format!("(no tip, columns {})", hex::encode(&v.digest[..4])),
+        Some(v) => format!("{} (columns {})", v.tip, hex::encode(&v.digest[..4])),
+    }
+}
+
+/// Waits `settle`, reads every differing row again on every node that compared it, and
+/// classifies: a row that changed on some node between the two looks is `in_flight` (one row
+/// per node whose value changed); the others are divergences, classified from the first look.
+async fn settle_and_classify(
+    slots: &mut [Slot],
+    names: &[String],
+    found: Vec<Found>,
+    settle: Duration,
+    divergences: &mut Vec<Divergence>,
+    complete: &mut bool,
+) {
+    let live = found.iter().any(|f| {
+        f.participants
+            .iter()
+            .any(|&i| slots[i].node.as_ref().is_some_and(Node::is_live))
+    });
+    // second[(found index, node)] = stream -> value now; no entry: could not re-read.
+    let mut second: HashMap<(usize, usize), HashMap<String, Value>> = HashMap::new();
+    if !settle.is_zero() && live {
+        info!(
+            seconds = settle.as_secs_f64(),
+            "Settling before re-checking differing rows."
+        );
+        tokio::time::sleep(settle).await;
+        let involved: BTreeSet<usize> = found
+            .iter()
+            .flat_map(|f| f.participants.iter().copied())
+            .collect();
+        for &i in &involved {
+            let Some(node) = slots[i].node.as_mut() else {
+                continue;
+            };
+            if let Err(SourceError::Node { message, .. }) = node.begin_recheck().await {
+                fail_node(&mut slots[i], &names[i], message, divergences, complete);
+            }
+        }
+        for (m, f) in found.iter().enumerate() {
+            let streams: Vec<String> = f.differences.iter().map(|d| d.key.stream()).collect();
+            for &i in &f.participants {
+                let Some(node) = slots[i].node.as_mut() else {
+                    continue;
+                };
+                match node.recheck(&f.model, &streams).await {
+                    Ok(entries) => {
+                        second.insert(
+                            (m, i),
+                            entries
+                                .into_iter()
+                                .map(|e| (e.key.stream(), e.value))
+                                .collect(),
+                        );
+                    }
+                    Err(SourceError::Node { message, .. }) => {
+                        fail_node(&mut slots[i], &names[i], message, divergences, complete)
+                    }
+                }
+            }
+        }
+    }
+    for (m, f) in found.iter().enumerate() {
+        let compared: Vec<String> = f.participants.iter().map(|&i| names[i].clone()).collect();
+        for d in &f.differences {
+            let stream = d.key.stream();
+            let changed: Vec<(usize, Option<Value>)> = f
+                .participants
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, &i)| {
+                    let now = second.get(&(m, i))?.get(&stream).cloned();
+                    (now != d.values[pos]).then_some((pos, now))
+                })
+                .collect();
+            if changed.is_empty() {
+                divergences.extend(classify::classify(&f.model, d, &compared));
+                continue;
+            }
+            for (pos, now) in changed {
+                divergences.push(Divergence {
+                    model: f.model.clone(),
+                    stream_id: stream.clone(),
+                    node: compared[pos].clone(),
+                    kind: Kind::InFlight,
+                    tip: now.as_ref().map(|v| v.tip.clone()).filter(|t| !t.is_empty()),
+                    majority_tip: None,
+                    agreeing_nodes: Vec::new(),
+                    detail: format!(
+                        "changed during the audit: {} then {}; re-audit to see whether it converged",
+                        describe(&d.values[pos]),
+                        describe(&now)
+                    ),
+                });
+            }
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub struct AuditArgs {
     )]
     pub mode: Mode,
     /// Divergence kinds that make the exit code 1 (comma-separated). Default: all but
-    /// `unreachable`, which always gives exit code 2.
+    /// `unreachable` (which always gives exit code 2) and `in_flight`.
     #[arg(long, value_delimiter = ',', env = "CERAMIC_AUDIT_FAIL_ON")]
     pub fail_on: Option<Vec<Kind>>,
     /// Seconds allowed to connect to a node and for any single statement.
@@ -59,6 +59,10 @@ pub struct AuditArgs {
     /// A differing range with at most this many rows on every node is compared row by row.
     #[arg(long, default_value_t = DescentParams::default().leaf_threshold, env = "CERAMIC_AUDIT_LEAF_THRESHOLD")]
     pub leaf_threshold: u64,
+    /// Seconds to wait before differing rows are read again; rows that changed meanwhile are
+    /// reported `in_flight` (a write still propagating), not as divergences. 0 skips it.
+    #[arg(long, default_value_t = audit::DEFAULT_SETTLE_SECONDS as f64, env = "CERAMIC_AUDIT_SETTLE_SECONDS")]
+    pub settle_seconds: f64,
     /// Print no summary on stdout (reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
@@ -151,6 +155,12 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         mode: args.mode,
         params,
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
+        settle: Duration::try_from_secs_f64(args.settle_seconds).map_err(|_| {
+            incomplete(format!(
+                "--settle-seconds {}: expected a number of seconds ≥ 0",
+                args.settle_seconds
+            ))
+        })?,
     };
     let report = run_interruptible(audit::run(&config, &options))?;
     if to_stdout {
@@ -175,7 +185,7 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         Kind::ALL
             .iter()
             .copied()
-            .filter(|k| *k != Kind::Unreachable)
+            .filter(|k| !matches!(k, Kind::Unreachable | Kind::InFlight))
             .collect()
     });
     Ok(if !report.complete {

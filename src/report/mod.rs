@@ -33,16 +33,20 @@ pub enum Kind {
     ModelNotIndexed,
     /// The node, or this model on it, could not be read.
     Unreachable,
+    /// The row changed on some node between the first look and the re-check after the settle
+    /// pause: a write still propagating, not (yet) a divergence.
+    InFlight,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::MissingStream,
         Kind::TipMismatch,
         Kind::ContentMismatch,
         Kind::InvalidRow,
         Kind::ModelNotIndexed,
         Kind::Unreachable,
+        Kind::InFlight,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::InvalidRow => "invalid_row",
             Kind::ModelNotIndexed => "model_not_indexed",
             Kind::Unreachable => "unreachable",
+            Kind::InFlight => "in_flight",
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct Node {
     /// Invalid rows per model, for sources read whole.
     invalid: HashMap<String, Vec<InvalidRow>>,
     loaded_stats: NodeStats,
+    /// The SQLite file, re-read for the settle re-check.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// Sorts and hashes a model's entries on all cores (1M rows: md5 of each is ~0.3 s on one).
@@ -191,18 +193,21 @@ impl Node {
                     memory: HashMap::new(),
                     invalid: HashMap::new(),
                     loaded_stats: NodeStats::default(),
+                    sqlite_path: None,
                 })
             }
             IndexLocation::Sqlite { path } => {
                 let name = config.name.clone();
-                let path = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || sqlite::load(&name, &path))
+                let file = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || sqlite::load(&name, &file))
                     .await
                     .map_err(|e| SourceError::Node {
                         node: config.name.clone(),
                         message: format!("SQLite reader stopped: {e}"),
                     })??;
-                Ok(Self::from_loaded(config, "sqlite", loaded, started))
+                let mut node = Self::from_loaded(config, "sqlite", loaded, started);
+                node.sqlite_path = Some(path.clone());
+                Ok(node)
             }
             IndexLocation::Snapshot { path } => {
                 let name = config.name.clone();
@@ -249,6 +254,7 @@ impl Node {
             pg: None,
             memory,
             invalid,
+            sqlite_path: None,
             loaded_stats: NodeStats {
                 rows,
                 bytes_received: loaded.bytes,
@@ -339,6 +345,55 @@ impl Node {
         };
         let suspects = pg.suspicious_rows(model).await?;
         Ok(invalid_rows(&suspects))
+    }
+
+    /// Whether a second look can differ from the first (a snapshot file cannot change).
+    pub fn is_live(&self) -> bool {
+        self.kind != "snapshot"
+    }
+
+    /// Starts the settle re-check: later [`Node::recheck`] calls read the node as it is now.
+    pub async fn begin_recheck(&mut self) -> Result<(), SourceError> {
+        match self.pg.as_mut() {
+            Some(pg) => pg.refresh_snapshot().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The current entries of `streams` in `model` (absent streams are left out).
+    pub async fn recheck(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<Entry>, SourceError> {
+        let table = self.table(model)?;
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.rows_of(model, &table, streams).await;
+        }
+        if let Some(path) = self.sqlite_path.clone() {
+            let (node, model, streams) = (self.name.clone(), model.to_string(), streams.to_vec());
+            return tokio::task::spawn_blocking(move || {
+                sqlite::rows_of(&node, &path, &model, &table, &streams)
+            })
+            .await
+            .map_err(|e| SourceError::Node {
+                node: self.name.clone(),
+                message: format!("SQLite reader stopped: {e}"),
+            })?;
+        }
+        // A snapshot: the second look is the first.
+        let wanted: std::collections::HashSet<&String> = streams.iter().collect();
+        Ok(self
+            .memory
+            .get(model)
+            .map(|m| {
+                m.as_slice()
+                    .iter()
+                    .filter(|e| wanted.contains(&e.key.stream()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     pub async fn close(mut self) {

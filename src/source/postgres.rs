@@ -660,6 +660,50 @@ impl PgSource {
         Ok(out)
     }
 
+    /// Starts a new read-only snapshot, for the settle re-check: the crawl's snapshot would
+    /// show the same (possibly in-flight) state again.
+    pub async fn refresh_snapshot(&mut self) -> Result<(), SourceError> {
+        let sql = "ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        self.statements += 1;
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| self.error("starting a new snapshot for the re-check", sql, &e))
+    }
+
+    /// The current `(tip, column digest)` of each of `streams` (absent streams are left out).
+    pub async fn rows_of(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        streams: &[String],
+    ) -> Result<Vec<Entry>, SourceError> {
+        let sql = format!(
+            "SELECT stream_id, tip, md5({cols}) FROM {table} WHERE stream_id = ANY($1::text[])",
+            cols = columns_sql(&table.custom),
+            table = quote_ident(model),
+        );
+        let rows = self
+            .query("re-reading differing rows", &sql, &[&streams])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let get = |e: tokio_postgres::Error| self.error("re-reading rows", &sql, &e);
+            let s: String = row.try_get(0).map_err(get)?;
+            let tip: Option<String> = row.try_get(1).map_err(get)?;
+            let d: String = row.try_get(2).map_err(get)?;
+            self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len) + d.len()) as u64;
+            out.push(Entry::new(
+                Key::new(model, &s),
+                Value::new(
+                    tip.unwrap_or_default(),
+                    digest_bytes(&d).map_err(|m| self.node_error(m))?,
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Ends the snapshot transaction (read-only: nothing to commit).
     pub async fn close(self) {
         let _ = self.client.batch_execute("ROLLBACK").await;

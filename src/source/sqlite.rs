@@ -35,6 +35,92 @@ fn millis(v: ValueRef<'_>) -> Option<i64> {
     }
 }
 
+/// Reads a model's rows; `only` restricts to those stream ids (the settle re-check).
+fn read_model(
+    conn: &Connection,
+    model: &str,
+    table: &TableInfo,
+    only: Option<&[String]>,
+    bytes: &mut u64,
+) -> rusqlite::Result<Vec<crate::recon::Entry>> {
+    let custom_sql: String = table
+        .custom
+        .iter()
+        .map(|c| format!(", {}", quote_ident(c)))
+        .collect();
+    let filter = match only {
+        Some(ids) => format!(
+            " WHERE stream_id IN ({})",
+            ids.iter()
+                .map(|s| quote_literal(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT stream_id, controller_did, stream_content, tip, last_anchored_at, \
+         first_anchored_at{custom_sql} FROM {}{filter}",
+        quote_ident(model)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut entries = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let raw_content = text(r.get_ref(2)?);
+        // Content that is not JSON is kept as written: it will differ from any jsonb node.
+        let content = raw_content
+            .as_deref()
+            .map(|c| jsonb_text(c).unwrap_or_else(|| c.to_string()));
+        let mut row = IndexRow {
+            stream_id: text(r.get_ref(0)?).unwrap_or_default(),
+            controller: text(r.get_ref(1)?),
+            content,
+            tip: text(r.get_ref(3)?),
+            last_anchored_ms: millis(r.get_ref(4)?),
+            first_anchored_ms: millis(r.get_ref(5)?),
+            custom: Vec::with_capacity(table.custom.len()),
+        };
+        for (i, name) in table.custom.iter().enumerate() {
+            row.custom.push((name.clone(), text(r.get_ref(6 + i)?)));
+        }
+        *bytes += (row.stream_id.len()
+            + row.controller.as_ref().map_or(0, String::len)
+            + raw_content.as_ref().map_or(0, String::len)
+            + row.tip.as_ref().map_or(0, String::len)
+            + 16) as u64;
+        entries.push(row.entry(model));
+    }
+    Ok(entries)
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// The current rows of `streams` in `model` (a fresh read, for the settle re-check).
+pub fn rows_of(
+    node: &str,
+    path: &Path,
+    model: &str,
+    table: &TableInfo,
+    streams: &[String],
+) -> Result<Vec<crate::recon::Entry>, SourceError> {
+    let mut bytes = 0;
+    open(path)
+        .and_then(|conn| read_model(&conn, model, table, Some(streams), &mut bytes))
+        .map_err(|e| SourceError::Node {
+            node: node.to_string(),
+            message: format!(
+                "SQLite index {}: re-reading model {model}: {e}",
+                path.display()
+            ),
+        })
+}
+
 pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| SourceError::Node {
         node: node.to_string(),
@@ -43,11 +129,7 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
     if !path.exists() {
         return Err(fail("cannot open", &"no such file"));
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| fail("cannot open", &e))?;
+    let conn = open(path).map_err(|e| fail("cannot open", &e))?;
     // One read transaction: every model is read at the same point.
     conn.execute_batch("BEGIN")
         .map_err(|e| fail("cannot start a read transaction", &e))?;
@@ -103,57 +185,8 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
         let ModelState::Ready(table) = &*state else {
             continue;
         };
-        let custom_sql: String = table
-            .custom
-            .iter()
-            .map(|c| format!(", {}", quote_ident(c)))
-            .collect();
-        let sql = format!(
-            "SELECT stream_id, controller_did, stream_content, tip, last_anchored_at, \
-             first_anchored_at{custom_sql} FROM {}",
-            quote_ident(model)
-        );
-        let mut stmt = conn
-            .prepare(&sql)
+        let entries = read_model(&conn, model, table, None, &mut loaded.bytes)
             .map_err(|e| fail(&format!("reading model {model}"), &e))?;
-        let custom = table.custom.clone();
-        let mut entries = Vec::new();
-        let mut rows = stmt
-            .query([])
-            .map_err(|e| fail(&format!("reading model {model}"), &e))?;
-        while let Some(r) = rows
-            .next()
-            .map_err(|e| fail(&format!("reading model {model}"), &e))?
-        {
-            let get = |i: usize| {
-                r.get_ref(i)
-                    .map_err(|e| fail(&format!("reading model {model}"), &e))
-            };
-            let stream_id = text(get(0)?).unwrap_or_default();
-            let raw_content = text(get(2)?);
-            // Content that is not JSON is kept as written: it will differ from any jsonb node.
-            let content = raw_content
-                .as_deref()
-                .map(|c| jsonb_text(c).unwrap_or_else(|| c.to_string()));
-            let mut row = IndexRow {
-                stream_id,
-                controller: text(get(1)?),
-                content,
-                tip: text(get(3)?),
-                last_anchored_ms: millis(get(4)?),
-                first_anchored_ms: millis(get(5)?),
-                custom: Vec::with_capacity(custom.len()),
-            };
-            for (i, name) in custom.iter().enumerate() {
-                row.custom.push((name.clone(), text(get(6 + i)?)));
-            }
-            loaded.bytes += (row.stream_id.len()
-                + row.controller.as_ref().map_or(0, String::len)
-                + raw_content.as_ref().map_or(0, String::len)
-                + row.tip.as_ref().map_or(0, String::len)
-                + 16) as u64;
-            entries.push(row.entry(model));
-        }
         loaded.rows.insert(model.clone(), entries);
     }
     loaded.models = models;

@@ -151,30 +151,41 @@ pub async fn pg_model(pg: &TempPg, model: &str, custom: &[&str], rows: &[Row]) {
 /// Upserts rows as js-ceramic's indexStream does (`ON CONFLICT (stream_id) DO UPDATE`).
 pub async fn pg_upsert(pg: &TempPg, model: &str, rows: &[Row]) {
     for chunk in rows.chunks(500) {
-        let mut sql = String::new();
-        for r in chunk {
-            let mut names = String::from("stream_id, controller_did, stream_content, tip, last_anchored_at, first_anchored_at");
-            let mut values = format!(
-                "{}, {}, {}::jsonb, {}, {}, {}",
-                sql_text(&r.stream_id),
-                sql_text(&r.controller),
-                sql_text(&r.content.to_string()),
-                sql_opt(&r.tip),
-                pg_ts(r.last_anchored_ms),
-                pg_ts(r.first_anchored_ms)
-            );
-            let mut sets = String::from("controller_did = EXCLUDED.controller_did, stream_content = EXCLUDED.stream_content, tip = EXCLUDED.tip, last_anchored_at = EXCLUDED.last_anchored_at, first_anchored_at = EXCLUDED.first_anchored_at, updated_at = now()");
-            for (c, v) in &r.custom {
-                names.push_str(&format!(", \"{c}\""));
-                values.push_str(&format!(", {}", sql_opt(v)));
-                sets.push_str(&format!(", \"{c}\" = EXCLUDED.\"{c}\""));
-            }
-            sql.push_str(&format!(
-                "INSERT INTO \"{model}\" ({names}) VALUES ({values}) ON CONFLICT (stream_id) DO UPDATE SET {sets};\n"
-            ));
-        }
-        pg.execute(&sql).await;
+        pg.execute(&upsert_sql(model, chunk)).await;
     }
+}
+
+/// The SQL of [`pg_upsert`] for `rows`.
+pub fn upsert_sql(model: &str, rows: &[Row]) -> String {
+    let mut sql = String::new();
+    for r in rows {
+        let mut names = String::from(
+            "stream_id, controller_did, stream_content, tip, last_anchored_at, first_anchored_at",
+        );
+        let mut values = format!(
+            "{}, {}, {}::jsonb, {}, {}, {}",
+            sql_text(&r.stream_id),
+            sql_text(&r.controller),
+            sql_text(&r.content.to_string()),
+            sql_opt(&r.tip),
+            pg_ts(r.last_anchored_ms),
+            pg_ts(r.first_anchored_ms)
+        );
+        let mut sets = String::from(
+            "controller_did = EXCLUDED.controller_did, stream_content = EXCLUDED.stream_content, \
+             tip = EXCLUDED.tip, last_anchored_at = EXCLUDED.last_anchored_at, \
+             first_anchored_at = EXCLUDED.first_anchored_at, updated_at = now()",
+        );
+        for (c, v) in &r.custom {
+            names.push_str(&format!(", \"{c}\""));
+            values.push_str(&format!(", {}", sql_opt(v)));
+            sets.push_str(&format!(", \"{c}\" = EXCLUDED.\"{c}\""));
+        }
+        sql.push_str(&format!(
+            "INSERT INTO \"{model}\" ({names}) VALUES ({values}) ON CONFLICT (stream_id) DO UPDATE SET {sets};\n"
+        ));
+    }
+    sql
 }
 
 /// The same model in a SQLite index file (js-ceramic's SQLite layout: ms timestamps, JSON text).
