@@ -247,7 +247,18 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 }
                 break;
             }
-            match descend(&mut slots, &participants, model, &options.params).await {
+            // Where a node's Postgres computes the fingerprints, start with a cheap bounds-only
+            // look so the rows are hashed once, not twice (see DescentParams::root_bounds_only).
+            let params = DescentParams {
+                root_bounds_only: participants.iter().any(|&i| {
+                    slots[i]
+                        .node
+                        .as_ref()
+                        .is_some_and(|n| n.kind == "postgres" && n.mode == Mode::Pushdown)
+                }),
+                ..options.params.clone()
+            };
+            match descend(&mut slots, &participants, model, &params).await {
                 ModelRun::Done {
                     differences,
                     cost: c,

@@ -52,6 +52,11 @@ pub struct DescentParams {
     /// Characters keys are made of, for even splits (default base36, as StreamIDs). Wrong only
     /// costs evenness: uneven sub-ranges mean more fingerprints and rounds, never wrong results.
     pub alphabet: Alphabet,
+    /// Start with the count and first/last key of the whole key space instead of its
+    /// fingerprint (default false). For a SQL store the first fingerprint is a full hashing
+    /// scan and the first split hashes every row again; a bounds-only root is a cheap scan, so
+    /// equal sets cost 2 rounds but only one hashing scan. Memory stores answer either for free.
+    pub root_bounds_only: bool,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -65,6 +70,7 @@ impl Default for DescentParams {
             leaf_digests: true,
             max_rounds: 64,
             alphabet: Alphabet::Base36,
+            root_bounds_only: false,
             trace: false,
         }
     }
@@ -150,6 +156,8 @@ pub struct Outcome {
 
 #[derive(Clone, Debug)]
 enum Work {
+    /// The bounds-only first look at the whole key space.
+    Root,
     /// Compare fingerprints; `depth` 0 is the whole key space; `parent_total` is the number of
     /// entries (all stores) of the range this one was split from, to detect a split that
     /// separated nothing.
@@ -199,14 +207,25 @@ impl<H: AssociativeHash> Descent<H> {
         if params.max_rounds < 2 {
             return Err(DescentError::Params("max_rounds must be at least 2"));
         }
-        let root = Work::Probe {
-            depth: 0,
-            parent_total: None,
-            hull: None,
-        };
-        let query = Query::Summary {
-            range: Range::full(),
-            bounds: true,
+        let (root, query) = if params.root_bounds_only {
+            (
+                Work::Root,
+                Query::Bounds {
+                    range: Range::full(),
+                },
+            )
+        } else {
+            (
+                Work::Probe {
+                    depth: 0,
+                    parent_total: None,
+                    hull: None,
+                },
+                Query::Summary {
+                    range: Range::full(),
+                    bounds: true,
+                },
+            )
         };
         Ok(Self {
             params,
@@ -267,6 +286,17 @@ impl<H: AssociativeHash> Descent<H> {
         for ((work, query), column) in round.into_iter().zip(columns) {
             let range = query.range().clone();
             match work {
+                Work::Root => {
+                    let looks = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Bounds { count, bounds } => (count, bounds),
+                            // `check` has verified every kind already.
+                            _ => (0, None),
+                        })
+                        .collect::<Vec<_>>();
+                    self.root(range, &looks, &mut next);
+                }
                 Work::Probe {
                     depth,
                     parent_total,
@@ -344,8 +374,10 @@ impl<H: AssociativeHash> Descent<H> {
                         check_entries(store, range, entries)?;
                         continue;
                     }
-                    (Query::Summary { .. }, Answer::Summary(_))
+                    (Query::Bounds { .. }, Answer::Bounds { .. })
+                    | (Query::Summary { .. }, Answer::Summary(_))
                     | (Query::Digests { .. }, Answer::Digests(_)) => continue,
+                    (Query::Bounds { .. }, _) => "bounds",
                     (Query::Summary { .. }, _) => "summary",
                     (Query::Digests { .. }, _) => "digests",
                     (Query::Entries { .. }, _) => "entries",
@@ -488,6 +520,72 @@ impl<H: AssociativeHash> Descent<H> {
                 },
                 Query::Summary {
                     range: child,
+                    bounds: false,
+                },
+            ));
+            start = end.unwrap_or_default();
+        }
+    }
+
+    /// The bounds-only first look: split the key space between the first and last key any
+    /// store holds (or compare it row by row when small), without a fingerprint yet.
+    fn root(
+        &mut self,
+        range: Range,
+        looks: &[(u64, Option<(Key, Key)>)],
+        next: &mut Vec<(Work, Query)>,
+    ) {
+        let total: u64 = looks.iter().map(|(c, _)| c).sum();
+        let max = looks.iter().map(|(c, _)| *c).max().unwrap_or(0);
+        let hull =
+            looks
+                .iter()
+                .filter_map(|(_, b)| b.as_ref())
+                .fold(None::<(Key, Key)>, |acc, (f, l)| match acc {
+                    None => Some((f.clone(), l.clone())),
+                    Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
+                });
+        let counts = || {
+            looks
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| format!("{}={c}", store_name(i)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let Some((first, last)) = hull else {
+            self.note(|| format!("  bounds {range} {} -> all empty", counts()));
+            return;
+        };
+        if max <= self.params.leaf_threshold {
+            self.note(|| format!("  bounds {range} {} -> leaf", counts()));
+            self.cost.leaf_ranges += 1;
+            next.push(self.leaf_work(range));
+            return;
+        }
+        let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
+        let fanout = self
+            .params
+            .root_fanout
+            .min(usize::try_from(needed).unwrap_or(usize::MAX));
+        let points = split_between(&first, &last, fanout, self.params.alphabet);
+        self.note(|| {
+            format!(
+                "  bounds {range} {} -> split {}",
+                counts(),
+                points.len() + 1
+            )
+        });
+        let mut start = range.start.clone();
+        for end in points.into_iter().map(Some).chain([range.end.clone()]) {
+            next.push((
+                Work::Probe {
+                    depth: 1,
+                    parent_total: Some(total),
+                    hull: Some((first.clone(), last.clone())),
+                },
+                Query::Summary {
+                    range: Range::new(start, end.clone()),
                     bounds: false,
                 },
             ));

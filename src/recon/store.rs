@@ -14,6 +14,9 @@ use super::key::{Entry, Key, Range};
 /// One question about one range. A round sends the same batch of queries to every store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
+    /// Entry count and first/last key of the range, without hashing anything: the cheap first
+    /// look of a SQL store (see `DescentParams::root_bounds_only`).
+    Bounds { range: Range },
     /// Fingerprint of the range; with `bounds`, also its first and last key.
     Summary { range: Range, bounds: bool },
     /// The `short()` digest of every entry in the range, in key order.
@@ -28,9 +31,10 @@ pub enum Query {
 impl Query {
     pub fn range(&self) -> &Range {
         match self {
-            Self::Summary { range, .. } | Self::Digests { range } | Self::Entries { range, .. } => {
-                range
-            }
+            Self::Bounds { range }
+            | Self::Summary { range, .. }
+            | Self::Digests { range }
+            | Self::Entries { range, .. } => range,
         }
     }
 }
@@ -84,6 +88,11 @@ pub struct Summary<H> {
 /// The answer to one [`Query`], same position in the batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer<H> {
+    /// Entry count and, unless empty, first and last key.
+    Bounds {
+        count: u64,
+        bounds: Option<(Key, Key)>,
+    },
     Summary(Summary<H>),
     Digests(Vec<u64>),
     Entries(Vec<Entry>),
@@ -98,6 +107,14 @@ pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
     let mut total = 0;
     for a in answers {
         match a {
+            Answer::Bounds { count, bounds } => {
+                total += varint_len(*count);
+                if let Some((first, last)) = bounds {
+                    total += key_wire_len(prev, first.as_bytes());
+                    total += key_wire_len(first.as_bytes(), last.as_bytes());
+                    prev = last.as_bytes();
+                }
+            }
             Answer::Summary(s) => {
                 total += H::WIRE_BYTES + varint_len(s.fingerprint.count);
                 if let Some((first, last)) = &s.bounds {
@@ -143,10 +160,20 @@ pub trait RangeStore {
         only: Option<&BTreeSet<u64>>,
     ) -> Result<Vec<Entry>, Self::Error>;
 
+    /// Count and first/last key of a range; by default from `summary` (free for a store with
+    /// prefix sums; a SQL store overrides `answer` to skip the hashing).
+    fn bounds(&mut self, range: &Range) -> Result<(u64, Option<(Key, Key)>), Self::Error> {
+        let s = self.summary(range, true)?;
+        Ok((s.fingerprint.count, s.bounds))
+    }
+
     fn answer(&mut self, batch: &[Query]) -> Result<Vec<Answer<Self::Hash>>, Self::Error> {
         batch
             .iter()
             .map(|q| match q {
+                Query::Bounds { range } => self
+                    .bounds(range)
+                    .map(|(count, bounds)| Answer::Bounds { count, bounds }),
                 Query::Summary { range, bounds } => {
                     self.summary(range, *bounds).map(Answer::Summary)
                 }

@@ -337,7 +337,8 @@ impl PgSource {
         batch: &[Query],
     ) -> Result<Vec<Answer<Md5Lanes>>, SourceError> {
         let mut answers: Vec<Option<Answer<Md5Lanes>>> = vec![None; batch.len()];
-        let kinds: [fn(&Query) -> bool; 3] = [
+        let kinds: [fn(&Query) -> bool; 4] = [
+            |q| matches!(q, Query::Bounds { .. }),
             |q| matches!(q, Query::Summary { .. }),
             |q| matches!(q, Query::Digests { .. }),
             |q| matches!(q, Query::Entries { .. }),
@@ -350,8 +351,9 @@ impl PgSource {
             let ranges: Vec<&Range> = idx.iter().map(|&i| batch[i].range()).collect();
             let b = buckets(model, &ranges);
             let filled = match kind {
-                0 => self.summaries(model, table, &b).await?,
-                1 => self.digests(model, table, &b).await?,
+                0 => self.bounds(model, &b).await?,
+                1 => self.summaries(model, table, &b).await?,
+                2 => self.digests(model, table, &b).await?,
                 _ => {
                     let only: Vec<Option<&BTreeSet<u64>>> = idx
                         .iter()
@@ -460,6 +462,56 @@ impl PgSource {
                             bounds: None,
                         }),
                 )
+            })
+            .collect())
+    }
+
+    /// Count and first/last stream id per range: a scan without hashing (the descent's first
+    /// look, `DescentParams::root_bounds_only`).
+    async fn bounds(
+        &mut self,
+        model: &str,
+        b: &Buckets,
+    ) -> Result<Vec<Answer<Md5Lanes>>, SourceError> {
+        let wanted: Vec<i32> = b.bucket.iter().flatten().copied().collect();
+        let mut by_bucket: HashMap<i32, (u64, Option<(Key, Key)>)> = HashMap::new();
+        if !wanted.is_empty() {
+            // `$1` (the model) is unused here but typed, so all statements share parameters.
+            let sql = format!(
+                "SELECT bucket, count(*)::bigint, min(sid), max(sid) \
+                 FROM (SELECT {bucket} AS bucket, stream_id COLLATE \"C\" AS sid FROM {table}) s \
+                 WHERE bucket = ANY($3::int[]) AND $1::text IS NOT NULL GROUP BY bucket",
+                bucket = bucket_sql(b, 2),
+                table = quote_ident(model),
+            );
+            let model_s = model.to_string();
+            let texts = Self::threshold_texts(b);
+            let params = Self::params(&model_s, b, &texts, &wanted);
+            let rows = self.query("range bounds", &sql, &params).await?;
+            for row in rows {
+                let get = |e: tokio_postgres::Error| self.error("reading range bounds", &sql, &e);
+                let bucket: i32 = row.try_get(0).map_err(get)?;
+                let count: i64 = row.try_get(1).map_err(get)?;
+                let first: String = row.try_get(2).map_err(get)?;
+                let last: String = row.try_get(3).map_err(get)?;
+                self.bytes_received += (12 + first.len() + last.len()) as u64;
+                self.rows_scanned += count.max(0) as u64;
+                by_bucket.insert(
+                    bucket,
+                    (
+                        count.max(0) as u64,
+                        Some((Key::new(model, &first), Key::new(model, &last))),
+                    ),
+                );
+            }
+        }
+        Ok(b.bucket
+            .iter()
+            .map(|bk| {
+                let (count, bounds) = bk
+                    .and_then(|k| by_bucket.get(&k).cloned())
+                    .unwrap_or((0, None));
+                Answer::Bounds { count, bounds }
             })
             .collect())
     }

@@ -73,10 +73,20 @@ fn params() -> impl Strategy<Value = DescentParams> {
         1..7u64,
         any::<bool>(),
         prop_oneof![4 => Just(64usize), 1 => 2..6usize],
-        prop_oneof![Just(Alphabet::Base36), Just(Alphabet::Bytes)],
+        (
+            prop_oneof![Just(Alphabet::Base36), Just(Alphabet::Bytes)],
+            any::<bool>(),
+        ),
     )
         .prop_map(
-            |(root_fanout, fanout, leaf_threshold, leaf_digests, max_rounds, alphabet)| {
+            |(
+                root_fanout,
+                fanout,
+                leaf_threshold,
+                leaf_digests,
+                max_rounds,
+                (alphabet, root_bounds_only),
+            )| {
                 // Small max_rounds exercise the safety net (fetch every open range whole).
                 DescentParams {
                     root_fanout,
@@ -85,6 +95,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                     leaf_digests,
                     max_rounds,
                     alphabet,
+                    root_bounds_only,
                     ..DescentParams::default()
                 }
             },

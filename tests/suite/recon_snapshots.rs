@@ -225,3 +225,30 @@ fn an_empty_store_against_a_full_one() {
         "#]],
     );
 }
+
+#[test]
+fn a_bounds_only_root_splits_before_hashing() {
+    let params = DescentParams {
+        root_bounds_only: true,
+        ..narrow()
+    };
+    descent(&["k1 k2 k3 k4", "k1 k2 k3=t2 k4"], params, expect![[r#"
+        a: [k1 k2 k3 k4]
+        b: [k1 k2 k3=t2 k4]
+        round 1
+          bounds [-inf, +inf) a=4 b=4 -> split 2
+        round 2
+          summary [-inf, m/k2) a=1:h(k1) b=1:h(k1) -> equal
+          summary [m/k2, +inf) a=3:h(k2,k3,k4) b=3:h(k2,k3=t2,k4) -> split 2 at m/k3
+        round 3
+          summary [m/k2, m/k3) a=1:h(k2) b=1:h(k2) -> equal
+          summary [m/k3, +inf) a=2:h(k3,k4) b=2:h(k3=t2,k4) -> split 2 at m/k3i
+        round 4
+          summary [m/k3, m/k3i) a=1:h(k3) b=1:h(k3=t2) -> leaf
+          summary [m/k3i, +inf) a=1:h(k4) b=1:h(k4) -> equal
+        round 5
+          entries [m/k3, m/k3i) -> m/k3 [a:t b:t2]
+        differences: m/k3
+        cost: rounds=5 ranges=6 fingerprints=12 digests=0 entries=2
+    "#]]);
+}
