@@ -78,6 +78,9 @@ pub fn queries_wire_len<'a>(batch: impl IntoIterator<Item = &'a Query>) -> usize
     total
 }
 
+/// The first and last key of a range, `None` when it is empty (or they were not asked for).
+pub type Bounds = Option<(Key, Key)>;
+
 /// A range's fingerprint plus, when asked for, its first and last key (`None` when empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary<H> {
@@ -162,7 +165,7 @@ pub trait RangeStore {
 
     /// Count and first/last key of a range; by default from `summary` (free for a store with
     /// prefix sums; a SQL store overrides `answer` to skip the hashing).
-    fn bounds(&mut self, range: &Range) -> Result<(u64, Option<(Key, Key)>), Self::Error> {
+    fn bounds(&mut self, range: &Range) -> Result<(u64, Bounds), Self::Error> {
         let s = self.summary(range, true)?;
         Ok((s.fingerprint.count, s.bounds))
     }

@@ -232,7 +232,10 @@ fn a_bounds_only_root_splits_before_hashing() {
         root_bounds_only: true,
         ..narrow()
     };
-    descent(&["k1 k2 k3 k4", "k1 k2 k3=t2 k4"], params, expect![[r#"
+    descent(
+        &["k1 k2 k3 k4", "k1 k2 k3=t2 k4"],
+        params,
+        expect![[r#"
         a: [k1 k2 k3 k4]
         b: [k1 k2 k3=t2 k4]
         round 1
@@ -250,5 +253,6 @@ fn a_bounds_only_root_splits_before_hashing() {
           entries [m/k3, m/k3i) -> m/k3 [a:t b:t2]
         differences: m/k3
         cost: rounds=5 ranges=6 fingerprints=12 digests=0 entries=2
-    "#]]);
+    "#]],
+    );
 }
