@@ -18,5 +18,6 @@ pub use hash::{AssociativeHash, HashCount, Md5Lanes, Sha256a};
 pub use key::{Entry, Key, Range, Value};
 pub use split::{interpolate, split_between, Alphabet};
 pub use store::{
-    answers_wire_len, queries_wire_len, Answer, MemoryStore, Query, RangeStore, Summary,
+    answers_wire_len, entries_wire_len, queries_wire_len, Answer, Bounds, MemoryStore, Query,
+    RangeStore, Summary,
 };
