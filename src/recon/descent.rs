@@ -452,13 +452,7 @@ impl<H: AssociativeHash> Descent<H> {
         let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
         let fanout = widest.min(usize::try_from(needed).unwrap_or(usize::MAX));
         // The union of the stores' first and last keys, where the stores reported them.
-        let bounds = summaries.iter().filter_map(|s| s.bounds.as_ref()).fold(
-            None::<(Key, Key)>,
-            |acc, (f, l)| match acc {
-                None => Some((f.clone(), l.clone())),
-                Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
-            },
-        );
+        let bounds = union_bounds(summaries.iter().filter_map(|s| s.bounds.as_ref()));
         let points = match (&bounds, &hull) {
             (Some((first, last)), _) => split_between(first, last, fanout, self.params.alphabet),
             // A split that left all of the parent's entries here separated nothing: learn the
@@ -537,14 +531,7 @@ impl<H: AssociativeHash> Descent<H> {
     ) {
         let total: u64 = looks.iter().map(|(c, _)| c).sum();
         let max = looks.iter().map(|(c, _)| *c).max().unwrap_or(0);
-        let hull =
-            looks
-                .iter()
-                .filter_map(|(_, b)| b.as_ref())
-                .fold(None::<(Key, Key)>, |acc, (f, l)| match acc {
-                    None => Some((f.clone(), l.clone())),
-                    Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
-                });
+        let hull = union_bounds(looks.iter().filter_map(|(_, b)| b.as_ref()));
         let counts = || {
             looks
                 .iter()
@@ -700,6 +687,14 @@ impl<H: AssociativeHash> Descent<H> {
             trace: self.trace,
         }
     }
+}
+
+/// The smallest first key and the largest last key among stores that reported bounds.
+fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
+    bounds.fold(None, |acc, (f, l)| match acc {
+        None => Some((f.clone(), l.clone())),
+        Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
+    })
 }
 
 /// Entries answered for `range` must lie in it, each key at most once.
