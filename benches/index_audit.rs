@@ -300,6 +300,10 @@ async fn main() {
                 .await;
         }
     }
+    write_report(n, &rows);
+}
+
+fn write_report(n: i64, rows: &[Json]) {
     let report = json!({
         "schema_version": 1,
         "benchmark": "index-audit",

@@ -242,9 +242,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         loop {
             participants.retain(|&i| slots[i].node.is_some());
             if participants.len() < 2 {
-                if !participants.is_empty() || slots.iter().any(|s| s.node.is_some()) {
-                    info!(model = %model, "Fewer than 2 nodes can be compared for this model.");
-                }
+                info!(model = %model, "Fewer than 2 nodes can be compared for this model.");
                 break;
             }
             // Where a node's Postgres computes the fingerprints, start with a cheap bounds-only
