@@ -8,11 +8,21 @@
 //!   in-memory store, and the N-way range-fingerprint descent with its cost accounting. Pure:
 //!   no async runtime, HTTP or database imports (a test checks this), so it runs in unit tests
 //!   and property tests without a network.
+//! - [`config`] — the cluster file: nodes and where their indexes are; validation with line
+//!   numbers; secrets from the environment or files only; DSN redaction.
+//! - [`source`] — one node's ComposeDB index behind one type: Postgres (fingerprints pushed down
+//!   into SQL, or rows downloaded), SQLite, snapshot files; the canonical row form every source
+//!   hashes identically.
+//! - [`audit`] — the audit run: every model compared N-way, node failures survived, differing
+//!   rows re-checked after a settle pause, classification.
+//! - [`report`] — report data, CSV, JSON and the terminal summary; atomic writes.
 //! - [`cli`] — argument parsing (clap), the commands, and the exit-code contract.
 //!
-//! Dependency direction: `cli → recon, ids`. Sources (Postgres, SQLite, HTTP, snapshots), the
-//! audit, repair and reports join as `src/source/`, `src/audit/`, `src/repair/` and
-//! `src/report/` as the issues that need them land; `recon` never imports them.
+//! Dependency direction: `cli → audit → source, report → recon, ids`; `recon` never imports
+//! an async runtime, HTTP client or database crate. The layout follows DESIGN.md, except that
+//! integration tests live in `tests/suite/` behind one `tests/tests.rs` (one test binary, one
+//! link) and the test harness for temporary Postgres servers in `tests/common/`, which the
+//! index benchmark reuses.
 //!
 //! The descent is written "sans-IO": [`recon::Descent`] hands out one batch of range queries per
 //! round and takes every store's answers back, so an async driver can ask all nodes at once and a
