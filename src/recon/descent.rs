@@ -445,12 +445,7 @@ impl<H: AssociativeHash> Descent<H> {
         } else {
             self.params.fanout
         };
-        // No wider than needed to bring the largest store's share to half a leaf: a range of
-        // 3 × leaf_threshold rows split 256 ways would send 256 fingerprints to find 3 leaves.
-        // Half, not one: sub-range counts vary, and a child just over the threshold costs a
-        // whole extra level.
-        let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
-        let fanout = widest.min(usize::try_from(needed).unwrap_or(usize::MAX));
+        let fanout = self.fanout(widest, max);
         // The union of the stores' first and last keys, where the stores reported them.
         let bounds = union_bounds(summaries.iter().filter_map(|s| s.bounds.as_ref()));
         let points = match (&bounds, &hull) {
@@ -503,22 +498,7 @@ impl<H: AssociativeHash> Descent<H> {
                     .join(", ")
             )
         });
-        let mut start = range.start.clone();
-        for end in points.into_iter().map(Some).chain([range.end.clone()]) {
-            let child = Range::new(start, end.clone());
-            next.push((
-                Work::Probe {
-                    depth: depth + 1,
-                    parent_total: Some(total),
-                    hull: hull.clone(),
-                },
-                Query::Summary {
-                    range: child,
-                    bounds: false,
-                },
-            ));
-            start = end.unwrap_or_default();
-        }
+        push_children(&range, points, depth + 1, total, hull, next);
     }
 
     /// The bounds-only first look: split the key space between the first and last key any
@@ -550,11 +530,7 @@ impl<H: AssociativeHash> Descent<H> {
             next.push(self.leaf_work(range));
             return;
         }
-        let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
-        let fanout = self
-            .params
-            .root_fanout
-            .min(usize::try_from(needed).unwrap_or(usize::MAX));
+        let fanout = self.fanout(self.params.root_fanout, max);
         let points = split_between(&first, &last, fanout, self.params.alphabet);
         self.note(|| {
             format!(
@@ -563,21 +539,17 @@ impl<H: AssociativeHash> Descent<H> {
                 points.len() + 1
             )
         });
-        let mut start = range.start.clone();
-        for end in points.into_iter().map(Some).chain([range.end.clone()]) {
-            next.push((
-                Work::Probe {
-                    depth: 1,
-                    parent_total: Some(total),
-                    hull: Some((first.clone(), last.clone())),
-                },
-                Query::Summary {
-                    range: Range::new(start, end.clone()),
-                    bounds: false,
-                },
-            ));
-            start = end.unwrap_or_default();
-        }
+        push_children(&range, points, 1, total, Some((first, last)), next);
+    }
+
+    /// Sub-ranges for a split of a range whose largest store holds `max` entries: at most
+    /// `widest`, and no wider than needed to bring that store's share to half a leaf. A range
+    /// of 3 × leaf_threshold rows split 256 ways would send 256 fingerprints to find 3 leaves;
+    /// half, not one, because sub-range counts vary and a child just over the threshold costs
+    /// a whole extra level.
+    fn fanout(&self, widest: usize, max: u64) -> usize {
+        let needed = (2 * max).div_ceil(self.params.leaf_threshold).max(2);
+        widest.min(usize::try_from(needed).unwrap_or(usize::MAX))
     }
 
     fn leaf_work(&self, range: Range) -> (Work, Query) {
@@ -686,6 +658,32 @@ impl<H: AssociativeHash> Descent<H> {
             cost: self.cost,
             trace: self.trace,
         }
+    }
+}
+
+/// Queues the fingerprints of `range` cut at `points` (increasing, strictly inside it).
+fn push_children(
+    range: &Range,
+    points: Vec<Key>,
+    depth: usize,
+    parent_total: u64,
+    hull: Option<(Key, Key)>,
+    next: &mut Vec<(Work, Query)>,
+) {
+    let mut start = range.start.clone();
+    for end in points.into_iter().map(Some).chain([range.end.clone()]) {
+        next.push((
+            Work::Probe {
+                depth,
+                parent_total: Some(parent_total),
+                hull: hull.clone(),
+            },
+            Query::Summary {
+                range: Range::new(start, end.clone()),
+                bounds: false,
+            },
+        ));
+        start = end.unwrap_or_default();
     }
 }
 

@@ -197,27 +197,13 @@ impl Node {
                 })
             }
             IndexLocation::Sqlite { path } => {
-                let name = config.name.clone();
-                let file = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || sqlite::load(&name, &file))
-                    .await
-                    .map_err(|e| SourceError::Node {
-                        node: config.name.clone(),
-                        message: format!("SQLite reader stopped: {e}"),
-                    })??;
+                let loaded = load_blocking(config, path, "SQLite", sqlite::load).await?;
                 let mut node = Self::from_loaded(config, "sqlite", loaded, started);
                 node.sqlite_path = Some(path.clone());
                 Ok(node)
             }
             IndexLocation::Snapshot { path } => {
-                let name = config.name.clone();
-                let path = path.clone();
-                let loaded = tokio::task::spawn_blocking(move || snapshot::load(&name, &path))
-                    .await
-                    .map_err(|e| SourceError::Node {
-                        node: config.name.clone(),
-                        message: format!("snapshot reader stopped: {e}"),
-                    })??;
+                let loaded = load_blocking(config, path, "snapshot", snapshot::load).await?;
                 Ok(Self::from_loaded(config, "snapshot", loaded, started))
             }
         }
@@ -401,6 +387,23 @@ impl Node {
             pg.close().await;
         }
     }
+}
+
+/// Reads a file source whole on the blocking pool (file I/O and parsing must not stall the
+/// async workers that drive the other nodes).
+async fn load_blocking(
+    config: &NodeConfig,
+    path: &std::path::Path,
+    what: &str,
+    load: fn(&str, &std::path::Path) -> Result<Loaded, SourceError>,
+) -> Result<Loaded, SourceError> {
+    let (name, file) = (config.name.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || load(&name, &file))
+        .await
+        .map_err(|e| SourceError::Node {
+            node: config.name.clone(),
+            message: format!("{what} reader stopped: {e}"),
+        })?
 }
 
 /// A node's index read whole (SQLite, snapshot files).
