@@ -11,6 +11,8 @@
 //!   exit codes, `--fail-on`, `--out -`, config errors with their line.
 //! - `audit_pg` — `audit` against real temporary PostgreSQL servers (and SQLite files,
 //!   snapshots): every divergence kind, a node dying mid-audit, push-down = download.
+//! - `pg_hash` — the push-down hash port equals Postgres' `hashtextextended` (recorded values
+//!   and a live server on random text).
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 
 mod common;
@@ -24,6 +26,8 @@ mod audit_pg;
 mod cli;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/pg_hash.rs"]
+mod pg_hash;
 #[path = "suite/purity.rs"]
 mod purity;
 #[path = "suite/recon_errors.rs"]

@@ -75,7 +75,7 @@ pub fn classify(model: &str, diff: &Difference, nodes: &[String]) -> Vec<Diverge
     for (tip, idx) in &by_tip {
         if Some(*tip) == majority_tip {
             // Same tip: compare the other columns within the group.
-            let mut by_digest: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
+            let mut by_digest: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
             for &i in idx {
                 if let Some(Value { digest, .. }) = &diff.values[i] {
                     by_digest.entry(*digest).or_default().push(i);
@@ -95,8 +95,8 @@ pub fn classify(model: &str, diff: &Difference, nodes: &[String]) -> Vec<Diverge
                             agreeing.clone(),
                             format!(
                                 "same tip, different controller, content, anchor times or custom \
-                                 columns (column digest {})",
-                                hex::encode(&digest[..4])
+                                 columns (column digest {:08x})",
+                                digest >> 32
                             ),
                         ));
                     }

@@ -14,7 +14,8 @@ use futures::future::join_all;
 use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
-use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Md5Lanes, Value};
+use crate::source::IndexHash;
+use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Value};
 use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
 use crate::source::{Mode, ModelState, Node, SourceError};
 
@@ -74,7 +75,7 @@ async fn descend(
     model: &str,
     params: &DescentParams,
 ) -> ModelRun {
-    let mut descent = match Descent::<Md5Lanes>::new(participants.len(), params.clone()) {
+    let mut descent = match Descent::<IndexHash>::new(participants.len(), params.clone()) {
         Ok(d) => d,
         Err(e) => {
             return ModelRun::Failed(vec![(participants[0], format!("descent refused: {e}"))])
@@ -365,7 +366,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         finished_at: now_rfc3339(),
         duration_ms: started.elapsed().as_millis() as u64,
         complete,
-        hash: Md5Lanes::NAME.into(),
+        hash: IndexHash::NAME.into(),
         params: options.params.clone(),
         nodes,
         models: model_reports,
@@ -384,8 +385,8 @@ struct Found {
 fn describe(v: &Option<Value>) -> String {
     match v {
         None => "(absent)".into(),
-        Some(v) if v.tip.is_empty() => format!("(no tip, columns {})", hex::encode(&v.digest[..4])),
-        Some(v) => format!("{} (columns {})", v.tip, hex::encode(&v.digest[..4])),
+        Some(v) if v.tip.is_empty() => format!("(no tip, columns {})", format!("{:08x}", v.digest >> 32)),
+        Some(v) => format!("{} (columns {})", v.tip, format!("{:08x}", v.digest >> 32)),
     }
 }
 

@@ -130,7 +130,7 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         leaf_threshold: args.leaf_threshold,
         ..DescentParams::default()
     };
-    crate::recon::Descent::<crate::recon::Md5Lanes>::new(2, params.clone())
+    crate::recon::Descent::<crate::source::IndexHash>::new(2, params.clone())
         .map_err(|e| incomplete(format!("--root-fanout/--fanout/--leaf-threshold: {e}")))?;
     if args.format.is_empty() {
         return Err(incomplete(

@@ -89,16 +89,17 @@ impl fmt::Debug for Key {
     }
 }
 
-/// What a node holds for a key: the tip CID string and a digest of the comparable columns
-/// (controller, content, anchor timestamps, custom columns). Node-local columns never enter it.
+/// What a node holds for a key: the tip CID string and a 64-bit digest of the comparable
+/// columns (controller, content, anchor timestamps, custom columns; Postgres'
+/// `hashtextextended` of their canonical text). Node-local columns never enter it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Value {
     pub tip: String,
-    pub digest: [u8; 16],
+    pub digest: u64,
 }
 
 impl Value {
-    pub fn new(tip: impl Into<String>, digest: [u8; 16]) -> Self {
+    pub fn new(tip: impl Into<String>, digest: u64) -> Self {
         Self {
             tip: tip.into(),
             digest,
@@ -118,18 +119,19 @@ impl Entry {
     }
 
     /// The canonical bytes an entry is hashed from, chosen so SQL can build the same string:
-    /// `model \n stream \n tip \n hex(digest)`. Identifiers never contain a newline, so the
-    /// fields cannot run into each other for well-formed rows.
+    /// `model \n stream \n tip \n digest` with the digest as a signed decimal (how Postgres
+    /// prints an `int8`). Identifiers never contain a newline, so the fields cannot run into
+    /// each other for well-formed rows.
     pub fn hash_input(&self) -> Vec<u8> {
         let (model, stream) = self.key.parts();
-        let mut out = Vec::with_capacity(model.len() + stream.len() + self.value.tip.len() + 35);
+        let mut out = Vec::with_capacity(model.len() + stream.len() + self.value.tip.len() + 24);
         out.extend_from_slice(model);
         out.push(b'\n');
         out.extend_from_slice(stream);
         out.push(b'\n');
         out.extend_from_slice(self.value.tip.as_bytes());
         out.push(b'\n');
-        out.extend_from_slice(hex::encode(self.value.digest).as_bytes());
+        out.extend_from_slice((self.value.digest as i64).to_string().as_bytes());
         out
     }
 

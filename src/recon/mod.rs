@@ -14,7 +14,7 @@ pub use descent::{
     run_descent, Cost, Descent, DescentError, DescentParams, Difference, Outcome, RunError,
     MAX_STORES,
 };
-pub use hash::{AssociativeHash, HashCount, Md5Lanes, Sha256a};
+pub use hash::{pg_hash_bytes_extended, AssociativeHash, HashCount, Md5Lanes, PgHash64, Sha256a};
 pub use key::{Entry, Key, Range, Value};
 pub use split::{interpolate, split_between, Alphabet};
 pub use store::{

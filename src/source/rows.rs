@@ -9,11 +9,10 @@
 //! milliseconds (empty when NULL), then each `custom_*` column in name order as `name=value`, or
 //! `name!` when NULL. Node-local columns (`created_at`, `updated_at`) never enter it.
 
-use md5::{Digest, Md5};
 use serde_json::Value as Json;
 
 use crate::ids::{parse_cid, StreamId};
-use crate::recon::{Entry, Key, Value};
+use crate::recon::{pg_hash_bytes_extended, Entry, Key, Value};
 
 /// The comparable columns of one model-table row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +56,9 @@ impl IndexRow {
         out
     }
 
-    pub fn digest(&self) -> [u8; 16] {
-        Md5::digest(self.columns_text().as_bytes()).into()
+    /// `hashtextextended(columns text, 0)`, as the Postgres source computes it in SQL.
+    pub fn digest(&self) -> u64 {
+        pg_hash_bytes_extended(self.columns_text().as_bytes(), 0)
     }
 
     /// The reconciliation entry of this row under `model` (a NULL tip hashes as empty).

@@ -1,18 +1,20 @@
 //! Snapshot files: one node's index state, written by `ceramic-audit crawl` and audited later
 //! like a live node (offline audits, incident archives, the README's first command).
 //!
-//! Format (JSON, `schema_version` 1; documented in `reports/README.md`):
+//! Format (JSON, `schema_version` 2; documented in `reports/README.md`):
 //!
 //! ```json
-//! {"schema_version": 1, "kind": "ceramic-audit-snapshot", "node": "a", "cluster": "demo",
+//! {"schema_version": 2, "kind": "ceramic-audit-snapshot", "node": "a", "cluster": "demo",
 //!  "crawled_at": "2026-11-24T17:00:00Z", "source": "postgres",
 //!  "models": {"kjzl6hvfrbw6c…": {"state": "ready", "custom": ["custom_author"],
-//!                                "rows": [["kjzl6kcym7w8y…", "bagcqcera…", "<32 hex>"]]},
+//!                                "rows": [["kjzl6kcym7w8y…", "bagcqcera…", "<16 hex>"]]},
 //!             "kjzl6hvfrbw6d…": {"state": "not_indexed"}}}
 //! ```
 //!
-//! A row is `[stream_id, tip or null, md5 of the canonical columns text]` — everything the
-//! comparison uses, nothing node-local.
+//! A row is `[stream_id, tip or null, column digest]` — everything the comparison uses, nothing
+//! node-local. The digest is `hashtextextended(canonical columns text, 0)` as 16 hex digits of
+//! its unsigned 64-bit value. Version 1 files held md5 digests, which no longer compare with
+//! live nodes: they are refused with a request to crawl again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -24,7 +26,7 @@ use super::{Loaded, ModelState, SourceError};
 use crate::recon::{Entry, Key, Value};
 
 pub const SNAPSHOT_KIND: &str = "ceramic-audit-snapshot";
-pub const SNAPSHOT_SCHEMA_VERSION: u32 = 1;
+pub const SNAPSHOT_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SnapshotFile {
@@ -53,7 +55,7 @@ impl SnapshotModel {
                 .iter()
                 .map(|e| {
                     let tip = Some(e.value.tip.clone()).filter(|t| !t.is_empty());
-                    (e.key.stream(), tip, hex::encode(e.value.digest))
+                    (e.key.stream(), tip, format!("{:016x}", e.value.digest))
                 })
                 .collect(),
         }
@@ -101,6 +103,13 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
             file.kind
         )));
     }
+    if file.schema_version == 1 {
+        return Err(fail(
+            "schema_version 1 holds md5 column digests, which this version no longer computes; \
+             crawl the node again (`ceramic-audit crawl`)"
+                .into(),
+        ));
+    }
     if file.schema_version != SNAPSHOT_SCHEMA_VERSION {
         return Err(fail(format!(
             "schema_version {} is not supported (this version reads {SNAPSHOT_SCHEMA_VERSION})",
@@ -115,12 +124,12 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
     for (model, m) in file.models {
         let mut entries = Vec::with_capacity(m.rows.len());
         for (stream, tip, digest) in m.rows {
-            let digest: [u8; 16] = hex::decode(&digest)
-                .ok()
-                .and_then(|d| d.try_into().ok())
+            let digest = Some(&digest)
+                .filter(|d| d.len() == 16)
+                .and_then(|d| u64::from_str_radix(d, 16).ok())
                 .ok_or_else(|| {
                     fail(format!(
-                        "model {model}, stream {stream}: digest {digest:?} is not 32 hex digits"
+                        "model {model}, stream {stream}: digest {digest:?} is not 16 hex digits"
                     ))
                 })?;
             entries.push(Entry::new(

@@ -8,7 +8,7 @@ use ceramic_audit::recon::{
 };
 
 fn entry(stream: &str, tip: &str) -> Entry {
-    Entry::new(Key::new("m", stream), Value::new(tip, [0; 16]))
+    Entry::new(Key::new("m", stream), Value::new(tip, 0))
 }
 
 /// A store that serves a memory store until its `fail_at`-th batch, then errors — a node whose
@@ -177,7 +177,7 @@ fn entries_outside_the_range_or_twice_are_rejected() {
     let Query::Entries { range, .. } = &batch[0] else {
         panic!("entries: {batch:?}")
     };
-    let outside = Entry::new(Key::new("n", "x"), Value::new("t", [0; 16]));
+    let outside = Entry::new(Key::new("n", "x"), Value::new("t", 0));
     assert!(!range.contains(&outside.key));
     let mut list = vec![
         vec![Answer::Entries(vec![outside])],

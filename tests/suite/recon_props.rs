@@ -132,9 +132,9 @@ fn contents(case: &Case) -> Vec<BTreeMap<Key, Value>> {
             } else {
                 format!("bafyreitip{i}")
             };
-            let mut digest = [7u8; 16];
+            let mut digest = 7u64;
             if p.content.map(|c| c % case.stores) == Some(s) {
-                digest[0] = 8;
+                digest = 8;
             }
             store.insert(p.key.clone(), Value::new(tip, digest));
         }
@@ -222,7 +222,7 @@ fn ranges_compared_grow_with_differences_times_log_n() {
             .map(|i| {
                 Entry::new(
                     Key::new("m", &random_stream(&mut rng)),
-                    Value::new(format!("tip{i}"), [0; 16]),
+                    Value::new(format!("tip{i}"), 0),
                 )
             })
             .collect();
@@ -238,7 +238,7 @@ fn ranges_compared_grow_with_differences_times_log_n() {
                     1 => c[idx].value.tip = format!("other{j}"),
                     _ => a.push(Entry::new(
                         Key::new("m", &random_stream(&mut rng)),
-                        Value::new("extra", [0; 16]),
+                        Value::new("extra", 0),
                     )),
                 }
             }

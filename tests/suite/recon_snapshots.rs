@@ -69,7 +69,7 @@ impl AssociativeHash for Names {
 fn store(spec: &str) -> MemoryStore<Names> {
     MemoryStore::new(spec.split_whitespace().map(|item| {
         let (key, tip) = item.split_once('=').unwrap_or((item, "t"));
-        Entry::new(Key::new("m", key), Value::new(tip, [0; 16]))
+        Entry::new(Key::new("m", key), Value::new(tip, 0))
     }))
 }
 
