@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use ceramic_audit::recon::{run_descent, DescentParams, Entry, Key, Md5Lanes, MemoryStore, Value};
+use ceramic_audit::recon::{run_descent, DescentParams, Entry, Key, MemoryStore, PgHash64, Value};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use rand::{seq::index::sample, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +45,7 @@ fn build(n: usize, d: usize, rng: &mut ChaCha8Rng) -> Case {
         .map(|_| {
             Entry::new(
                 Key::new(MODEL, &random_stream(rng)),
-                Value::new(random_tip(rng), [0; 16]),
+                Value::new(random_tip(rng), 0),
             )
         })
         .collect();
@@ -62,7 +62,7 @@ fn build(n: usize, d: usize, rng: &mut ChaCha8Rng) -> Case {
             _ => {
                 a.push(Entry::new(
                     Key::new(MODEL, &random_stream(rng)),
-                    Value::new(random_tip(rng), [0; 16]),
+                    Value::new(random_tip(rng), 0),
                 ));
                 d_pair += 1;
             }
@@ -75,7 +75,7 @@ fn build(n: usize, d: usize, rng: &mut ChaCha8Rng) -> Case {
     Case { a, b, c, d_pair }
 }
 
-fn descent_json(stores: &mut [MemoryStore<Md5Lanes>], expected: usize) -> Json {
+fn descent_json(stores: &mut [MemoryStore<PgHash64>], expected: usize) -> Json {
     let started = Instant::now();
     let out = run_descent(stores, DescentParams::default()).expect("memory stores cannot fail");
     let wall = started.elapsed();
@@ -169,12 +169,12 @@ fn main() {
     for &n in sizes {
         for d in [0usize, 10, 1000] {
             let case = build(n, d, &mut rng);
-            let mut three: Vec<MemoryStore<Md5Lanes>> = [&case.a, &case.b, &case.c]
+            let mut three: Vec<MemoryStore<PgHash64>> = [&case.a, &case.b, &case.c]
                 .into_iter()
                 .map(|s| MemoryStore::new(s.iter().cloned()))
                 .collect();
             let ours3 = descent_json(&mut three, d);
-            let mut pair: Vec<MemoryStore<Md5Lanes>> = three.drain(..2).collect();
+            let mut pair: Vec<MemoryStore<PgHash64>> = three.drain(..2).collect();
             let ours2 = descent_json(&mut pair, case.d_pair);
             let neg = negentropy_json(&case.a, &case.b, case.d_pair);
             let ratio = match (ours2["bytes_total"].as_f64(), neg["bytes_total"].as_f64()) {

@@ -7,17 +7,17 @@
 
 pub mod classify;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
-use crate::source::IndexHash;
 use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Value};
 use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
-use crate::source::{Mode, ModelState, Node, SourceError};
+use crate::source::IndexHash;
+use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
 
 /// Default settle pause. Pubsub carries an update to the other nodes within a second or two;
 /// shorter risks reporting writes still in flight as divergences, longer only delays the report.
@@ -33,6 +33,10 @@ pub struct AuditOptions {
     /// Pause before differing rows are read again; a row that changed meanwhile on any node is
     /// `in_flight`, not a divergence. Zero skips the re-check.
     pub settle: Duration,
+    /// How Postgres nodes in push-down mode look for invalid rows held alike by every node.
+    pub row_check: RowCheck,
+    /// Which columns are compared.
+    pub compare: Compare,
 }
 
 impl Default for AuditOptions {
@@ -42,6 +46,8 @@ impl Default for AuditOptions {
             params: DescentParams::default(),
             timeout: Duration::from_secs(30),
             settle: Duration::from_secs(DEFAULT_SETTLE_SECONDS),
+            row_check: RowCheck::default(),
+            compare: Compare::default(),
         }
     }
 }
@@ -127,7 +133,10 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
             crate::config::IndexLocation::Sqlite { .. } => "sqlite",
             crate::config::IndexLocation::Snapshot { .. } => "snapshot",
         };
-        (source, Node::open(n, options.mode, options.timeout).await)
+        (
+            source,
+            Node::open(n, options.mode, options.timeout, options.compare).await,
+        )
     }))
     .await;
     let mut slots: Vec<Slot> = opened
@@ -211,12 +220,21 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         }
         let mut cost = None;
         let mut differing = 0u64;
-        // Invalid rows, per participant.
-        for &i in &participants {
-            let Some(node) = slots[i].node.as_mut() else {
-                continue;
-            };
-            match node.invalid_rows(model).await {
+        // Invalid rows, every participant at once (a full scan on each Postgres node).
+        let checks =
+            join_all(
+                slots
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| participants.contains(i))
+                    .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
+                    .map(|(i, node)| async move {
+                        (i, node.invalid_rows(model, options.row_check).await)
+                    }),
+            )
+            .await;
+        for (i, result) in checks {
+            match result {
                 Ok(rows) => {
                     for r in rows {
                         divergences.push(Divergence {
@@ -367,6 +385,16 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         duration_ms: started.elapsed().as_millis() as u64,
         complete,
         hash: IndexHash::NAME.into(),
+        compared: match options.compare {
+            Compare::All => "all",
+            Compare::Tips => "tips",
+        }
+        .into(),
+        row_check: match options.row_check {
+            RowCheck::Quick => "quick",
+            RowCheck::Full => "full",
+        }
+        .into(),
         params: options.params.clone(),
         nodes,
         models: model_reports,
@@ -385,8 +413,10 @@ struct Found {
 fn describe(v: &Option<Value>) -> String {
     match v {
         None => "(absent)".into(),
-        Some(v) if v.tip.is_empty() => format!("(no tip, columns {})", format!("{:08x}", v.digest >> 32)),
-        Some(v) => format!("{} (columns {})", v.tip, format!("{:08x}", v.digest >> 32)),
+        Some(v) if v.tip.is_empty() => {
+            format!("(no tip, columns {:08x})", v.digest >> 32)
+        }
+        Some(v) => format!("{} (columns {:08x})", v.tip, v.digest >> 32),
     }
 }
 
@@ -449,10 +479,38 @@ async fn settle_and_classify(
             }
         }
     }
+    // Invalid rows the row check listed already, so a differing one is not listed twice.
+    let mut invalid_listed: HashSet<(String, String, String)> = divergences
+        .iter()
+        .filter(|x| x.kind == Kind::InvalidRow)
+        .map(|x| (x.model.clone(), x.stream_id.clone(), x.node.clone()))
+        .collect();
     for (m, f) in found.iter().enumerate() {
         let compared: Vec<String> = f.participants.iter().map(|&i| names[i].clone()).collect();
         for d in &f.differences {
             let stream = d.key.stream();
+            // Differing rows are parsed exactly, whatever the row check could see in SQL.
+            for (pos, value) in d.values.iter().enumerate() {
+                let Some(v) = value else { continue };
+                let tip = Some(v.tip.as_str()).filter(|t| !t.is_empty());
+                let Some(problem) = crate::source::rows::row_problem(&stream, tip) else {
+                    continue;
+                };
+                let first =
+                    invalid_listed.insert((f.model.clone(), stream.clone(), compared[pos].clone()));
+                if first {
+                    divergences.push(Divergence {
+                        model: f.model.clone(),
+                        stream_id: stream.clone(),
+                        node: compared[pos].clone(),
+                        kind: Kind::InvalidRow,
+                        tip: tip.map(str::to_string),
+                        majority_tip: None,
+                        agreeing_nodes: Vec::new(),
+                        detail: problem,
+                    });
+                }
+            }
             let changed: Vec<(usize, Option<Value>)> = f
                 .participants
                 .iter()

@@ -16,7 +16,7 @@ use crate::report::{self, Format, Kind};
 use crate::source::snapshot::{
     self, SnapshotFile, SnapshotModel, SNAPSHOT_KIND, SNAPSHOT_SCHEMA_VERSION,
 };
-use crate::source::{Mode, ModelState, Node, SourceError};
+use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -63,6 +63,21 @@ pub struct AuditArgs {
     /// reported `in_flight` (a write still propagating), not as divergences. 0 skips it.
     #[arg(long, default_value_t = audit::DEFAULT_SETTLE_SECONDS as f64, env = "CERAMIC_AUDIT_SETTLE_SECONDS")]
     pub settle_seconds: f64,
+    /// How Postgres nodes (push-down) look for malformed rows that every node holds alike:
+    /// `quick` (NULL/short tips and ids) or `full` (every id and tip against its alphabet; costs
+    /// as much as the fingerprints). Differing rows are always parsed exactly.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "quick",
+        env = "CERAMIC_AUDIT_ROW_CHECK"
+    )]
+    pub row_check: RowCheck,
+    /// Columns compared: `all` (tip, controller, content, anchor times, custom columns) or
+    /// `tips` (stream id and tip only: what a missed update changes; several times cheaper on
+    /// Postgres, blind to content mismatches under an equal tip).
+    #[arg(long, value_enum, default_value = "all", env = "CERAMIC_AUDIT_COMPARE")]
+    pub compare: Compare,
     /// Print no summary on stdout (reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
@@ -155,6 +170,8 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         mode: args.mode,
         params,
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
+        row_check: args.row_check,
+        compare: args.compare,
         settle: Duration::try_from_secs_f64(args.settle_seconds).map_err(|_| {
             incomplete(format!(
                 "--settle-seconds {}: expected a number of seconds ≥ 0",
@@ -225,7 +242,7 @@ pub fn crawl(args: CrawlArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     };
     let crawled_at = audit::now_rfc3339();
     let result: Result<BTreeMap<String, SnapshotModel>, SourceError> = run_interruptible(async {
-        let mut node = Node::open(&node_config, Mode::Download, timeout).await?;
+        let mut node = Node::open(&node_config, Mode::Download, timeout, Compare::All).await?;
         let mut models = BTreeMap::new();
         let states: Vec<(String, ModelState)> = node.models.clone().into_iter().collect();
         for (model, state) in states {

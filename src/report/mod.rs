@@ -121,6 +121,10 @@ pub struct Report {
     /// False when some node or model could not be read (exit code 2).
     pub complete: bool,
     pub hash: String,
+    /// Columns compared: `all` or `tips` (stream id and tip only).
+    pub compared: String,
+    /// How Postgres push-down nodes looked for malformed rows held alike: `quick` or `full`.
+    pub row_check: String,
     pub params: DescentParams,
     pub nodes: Vec<NodeReport>,
     pub models: Vec<ModelReport>,

@@ -6,7 +6,7 @@ use std::path::Path;
 use ceramic_audit::audit::{self, AuditOptions};
 use ceramic_audit::config::ClusterConfig;
 use ceramic_audit::report::{Divergence, Kind, Report};
-use ceramic_audit::source::Mode;
+use ceramic_audit::source::{Compare, Mode};
 
 use crate::common::composedb::{
     model_id, pg_model, pg_upsert, sqlite_model, stream_id, tip, upsert_sql, Row,
@@ -37,6 +37,15 @@ fn rows(n: usize) -> Vec<Row> {
 async fn audit_with(cfg: &ClusterConfig, mode: Mode) -> Report {
     let options = AuditOptions {
         mode,
+        ..AuditOptions::default()
+    };
+    audit::run(cfg, &options).await
+}
+
+async fn audit_tips(cfg: &ClusterConfig, mode: Mode) -> Report {
+    let options = AuditOptions {
+        mode,
+        compare: Compare::Tips,
         ..AuditOptions::default()
     };
     audit::run(cfg, &options).await
@@ -159,6 +168,81 @@ async fn node_b_missed_streams_and_updates_and_c_has_other_content() {
         assert_eq!(m.differing_streams, 4);
         let cost = m.cost.as_ref().expect("compared");
         assert!(cost.rounds >= 2);
+
+        // Comparing tips only: the same findings but the content mismatch, which it cannot see.
+        let report = audit_tips(&cfg, mode).await;
+        assert_eq!(report.compared, "tips");
+        let mut got = triples(&report);
+        got.sort();
+        let without_content: Vec<_> = expected
+            .iter()
+            .filter(|(_, _, k)| *k != Kind::ContentMismatch)
+            .cloned()
+            .collect();
+        assert_eq!(got, without_content, "tips, {mode:?}");
+    }
+}
+
+/// Enough rows and differences that Postgres answers the first two levels with one sequential
+/// scan each, the second filtered to the first level's differing ranges by key prefix; one id
+/// with a capital letter (not base36, yet long enough to pass the quick row check) escapes that
+/// filter on b, which must notice the shortfall and scan again unfiltered. Push-down and
+/// download must agree on every finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_rounds_use_filtered_scans_and_find_everything() {
+    let (pgs, model, _dir, cfg) = three_nodes(12_000).await;
+    // 40 streams b never saw, 40 stale tips on c: a fifth of the first level's ranges differ.
+    let gone: Vec<usize> = (0..40).map(|k| 150 * k + 7).collect();
+    let stale: Vec<usize> = (0..40).map(|k| 150 * k + 80).collect();
+    let list = gone
+        .iter()
+        .map(|i| format!("'{}'", stream_id(&i.to_string())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    pgs[1]
+        .execute(&format!(
+            "DELETE FROM \"{model}\" WHERE stream_id IN ({list})"
+        ))
+        .await;
+    let old: Vec<Row> = stale
+        .iter()
+        .map(|&i| Row::new(i, 0).with_custom(AUTHOR, Some(&format!("did:key:author{}", i % 7))))
+        .collect();
+    pg_upsert(&pgs[2], &model, &old).await;
+    // On b only: an id that sorts among real ones but has a capital letter at position 14.
+    let odd = format!("kjzl6kcym7w8yQ{}", &stream_id("odd")[14..]);
+    pgs[1]
+        .execute(&format!(
+            "INSERT INTO \"{model}\" (stream_id, controller_did, stream_content, tip) \
+             VALUES ('{odd}', 'did:key:x', '{{}}', '{}')",
+            tip("odd")
+        ))
+        .await;
+
+    let mut expected: Vec<(String, String, Kind)> = Vec::new();
+    for &i in &gone {
+        expected.push((stream_id(&i.to_string()), "b".into(), Kind::MissingStream));
+    }
+    for &i in &stale {
+        expected.push((stream_id(&i.to_string()), "c".into(), Kind::TipMismatch));
+    }
+    expected.push((odd.clone(), "a".into(), Kind::MissingStream));
+    expected.push((odd.clone(), "c".into(), Kind::MissingStream));
+    expected.push((odd.clone(), "b".into(), Kind::InvalidRow));
+    expected.sort();
+    for mode in [Mode::Pushdown, Mode::Download] {
+        let report = audit_with(&cfg, mode).await;
+        assert!(report.complete, "{mode:?}: {:?}", report.nodes);
+        let mut got = triples(&report);
+        got.sort();
+        assert_eq!(got, expected, "{mode:?}");
+        let invalid = find(&report, &odd, "b");
+        assert!(
+            invalid.detail.contains("not a StreamID"),
+            "{}",
+            invalid.detail
+        );
+        assert_eq!(report.models[0].differing_streams, 81, "{mode:?}");
     }
 }
 

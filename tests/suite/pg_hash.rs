@@ -41,10 +41,7 @@ async fn port_matches_live_postgres_on_random_text() {
     let client = pg.client().await;
     let mut runner = crate::common::runner("pg_hash_live", 1);
     let strategy = prop::collection::vec("[a-zA-Z0-9\\n:/ é✓{}\"]{0,300}", 400);
-    let texts = strategy
-        .new_tree(&mut runner)
-        .expect("strategy")
-        .current();
+    let texts = strategy.new_tree(&mut runner).expect("strategy").current();
     let seeds: Vec<i64> = vec![0, 1, -1, 0x0123_4567_89ab_cdef];
     let rows = client
         .query(
