@@ -8,6 +8,7 @@
 //! Whatever the source, a row becomes the same [`crate::recon::Entry`] (see [`rows`]), so
 //! sources of different kinds compare with each other.
 
+pub mod hashed;
 pub mod postgres;
 pub mod rows;
 pub mod snapshot;
@@ -173,7 +174,9 @@ pub struct Node {
     pub compare: Compare,
     pub models: BTreeMap<String, ModelState>,
     pg: Option<PgSource>,
-    /// Models held in memory (files, SQLite, Postgres in download mode).
+    /// Stream ids and row hashes of a Postgres node in download mode.
+    hashed: HashMap<String, hashed::HashedKeys>,
+    /// Models held in memory (files, SQLite).
     memory: HashMap<String, MemoryStore<IndexHash>>,
     /// Invalid rows per model, for sources read whole.
     invalid: HashMap<String, Vec<InvalidRow>>,
@@ -237,6 +240,7 @@ impl Node {
                     models,
                     pg: Some(pg),
                     memory: HashMap::new(),
+                    hashed: HashMap::new(),
                     invalid: HashMap::new(),
                     loaded_stats: NodeStats::default(),
                     sqlite_path: None,
@@ -289,6 +293,7 @@ impl Node {
             models: loaded.models,
             pg: None,
             memory,
+            hashed: HashMap::new(),
             invalid,
             sqlite_path: None,
             loaded_stats: NodeStats {
@@ -339,9 +344,8 @@ impl Node {
         model: &str,
         batch: &[Query],
     ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
-        if !self.memory.contains_key(model) && self.mode == Mode::Download {
-            let entries = self.entries(model).await?;
-            self.memory.insert(model.to_string(), memory_store(entries));
+        if self.mode == Mode::Download && self.pg.is_some() {
+            return self.answer_downloaded(model, batch).await;
         }
         if let Some(store) = self.memory.get_mut(model) {
             return store.answer(batch).map_err(|e| match e {});
@@ -354,6 +358,67 @@ impl Node {
                 .answer(batch)
                 .map_err(|e| match e {}),
         }
+    }
+
+    /// A round for a Postgres node in download mode: fingerprints and digests from the
+    /// downloaded row hashes, entries read back from the node (same snapshot) for the rows asked.
+    async fn answer_downloaded(
+        &mut self,
+        model: &str,
+        batch: &[Query],
+    ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
+        let table = self.table(model)?;
+        let Some(pg) = self.pg.as_mut() else {
+            return Err(SourceError::Node {
+                node: self.name.clone(),
+                message: "internal: download mode without a database".into(),
+            });
+        };
+        if !self.hashed.contains_key(model) {
+            let rows = pg.download_hashes(model, &table).await?;
+            let model_owned = model.to_string();
+            let store =
+                tokio::task::spawn_blocking(move || hashed::HashedKeys::new(&model_owned, rows))
+                    .await
+                    .map_err(|e| SourceError::Node {
+                        node: self.name.clone(),
+                        message: format!("sorting downloaded rows stopped: {e}"),
+                    })?;
+            self.hashed.insert(model.to_string(), store);
+        }
+        let Some(store) = self.hashed.get(model) else {
+            return Ok(Vec::new());
+        };
+        let mut answers = Vec::with_capacity(batch.len());
+        for q in batch {
+            answers.push(match q {
+                Query::Bounds { range } => {
+                    let s = store.summary(range, true);
+                    Answer::Bounds {
+                        count: s.fingerprint.count,
+                        bounds: s.bounds,
+                    }
+                }
+                Query::Summary { range, bounds } => Answer::Summary(store.summary(range, *bounds)),
+                Query::Digests { range } => Answer::Digests(store.digests(range)),
+                Query::Entries { range, only } => {
+                    let wanted: Vec<String> = store
+                        .rows(range)
+                        .into_iter()
+                        .filter(|(_, h)| only.as_ref().is_none_or(|set| set.contains(h)))
+                        .map(|(s, _)| s)
+                        .collect();
+                    let mut entries = if wanted.is_empty() {
+                        Vec::new()
+                    } else {
+                        pg.rows_of(model, &table, &wanted).await?
+                    };
+                    entries.sort_by(|a, b| a.key.cmp(&b.key));
+                    Answer::Entries(entries)
+                }
+            });
+        }
+        Ok(answers)
     }
 
     /// The model's invalid rows (exactly, for sources read whole; by a pattern scan otherwise).

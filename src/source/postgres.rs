@@ -1267,7 +1267,46 @@ impl PgSource {
             .collect())
     }
 
-    /// Download mode: every row of the model as `(stream_id, tip, column digest)`.
+    /// Download mode: every row's stream id and row hash (computed by Postgres as in push-down),
+    /// streamed; the tips of the few differing rows are read later with [`PgSource::rows_of`].
+    pub async fn download_hashes(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+    ) -> Result<super::hashed::Downloaded, SourceError> {
+        let sql = format!(
+            "SELECT stream_id, {hash} FROM {table}",
+            hash = self.hash_sql(&table.custom),
+            table = quote_ident(model),
+        );
+        let started = Instant::now();
+        self.statements += 1;
+        let params: [&(dyn ToSql + Sync); 1] = [&model];
+        let stream = self
+            .client
+            .query_raw(sql.as_str(), params)
+            .await
+            .map_err(|e| self.error("downloading row hashes", &sql, &e))?;
+        pin_mut!(stream);
+        let mut out = super::hashed::Downloaded::default();
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.error("downloading row hashes", &sql, &e))?
+        {
+            let get = |e: tokio_postgres::Error| self.error("reading row hashes", &sql, &e);
+            let s: &str = row.try_get(0).map_err(get)?;
+            let h: i64 = row.try_get(1).map_err(get)?;
+            self.bytes_received += s.len() as u64 + 8;
+            out.push(s.as_bytes(), h as u64)
+                .map_err(|m| self.node_error(format!("model {model}: {m}")))?;
+        }
+        self.rows_scanned += out.hashes.len() as u64;
+        self.busy += started.elapsed();
+        Ok(out)
+    }
+
+    /// Every row of the model as `(stream_id, tip, column digest)` (`crawl`).
     pub async fn download(
         &mut self,
         model: &str,
