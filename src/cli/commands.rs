@@ -78,6 +78,14 @@ pub struct AuditArgs {
     /// Postgres, blind to content mismatches under an equal tip).
     #[arg(long, value_enum, default_value = "all", env = "CERAMIC_AUDIT_COMPARE")]
     pub compare: Compare,
+    /// Stop comparing a model once this many differing streams are found (the report lists
+    /// them and says it stopped; exit code 2).
+    #[arg(long, env = "CERAMIC_AUDIT_MAX_DIFFS")]
+    pub max_diffs: Option<u64>,
+    /// Stop comparing once the audit has run this many seconds (what was found is reported;
+    /// exit code 2). Statements in flight finish first.
+    #[arg(long, env = "CERAMIC_AUDIT_MAX_SECONDS")]
+    pub max_seconds: Option<f64>,
     /// Print no summary on stdout (reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
@@ -172,6 +180,17 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
         row_check: args.row_check,
         compare: args.compare,
+        max_diffs: args.max_diffs,
+        max_duration: args
+            .max_seconds
+            .map(|s| {
+                Duration::try_from_secs_f64(s).map_err(|_| {
+                    incomplete(format!(
+                        "--max-seconds {s}: expected a number of seconds ≥ 0"
+                    ))
+                })
+            })
+            .transpose()?,
         settle: Duration::try_from_secs_f64(args.settle_seconds).map_err(|_| {
             incomplete(format!(
                 "--settle-seconds {}: expected a number of seconds ≥ 0",

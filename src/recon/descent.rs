@@ -116,6 +116,8 @@ pub struct Cost {
     pub rounds: u64,
     /// Ranges whose fingerprints were compared across the stores.
     pub ranges_compared: u64,
+    /// Of those, ranges whose fingerprints differed.
+    pub ranges_differing: u64,
     /// Fingerprints received, all stores together.
     pub fingerprints: u64,
     /// Ranges asked again for their first/last key after a split that separated nothing.
@@ -253,6 +255,16 @@ impl<H: AssociativeHash> Descent<H> {
     /// Rounds answered so far.
     pub fn rounds(&self) -> u64 {
         self.cost.rounds
+    }
+
+    /// The cost so far (ranges compared and differing, bytes, …).
+    pub fn cost(&self) -> &Cost {
+        &self.cost
+    }
+
+    /// Differing keys found so far.
+    pub fn differences_found(&self) -> usize {
+        self.differences.len()
     }
 
     /// Takes every store's answers to this round's batch (`answers[store][query]`) and prepares
@@ -434,6 +446,7 @@ impl<H: AssociativeHash> Descent<H> {
             self.note(|| format!("  summary {range} {} -> equal", shown()));
             return;
         }
+        self.cost.ranges_differing += 1;
         if max <= self.params.leaf_threshold {
             self.note(|| format!("  summary {range} {} -> leaf", shown()));
             self.cost.leaf_ranges += 1;

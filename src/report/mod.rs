@@ -109,6 +109,14 @@ pub struct ModelReport {
     /// Bytes moved (both ways, all nodes) ÷ the information-theoretic bound of 8 bytes
     /// (64 bits) per differing stream; None when nothing differs.
     pub bytes_over_bound: Option<f64>,
+    /// Set when the comparison stopped early (`--max-diffs`, `--max-seconds`): why. The
+    /// differences listed are then only those found before it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Set when Postgres nodes were switched from push-down to download for this model
+    /// because most of its first-level ranges differed (see README): the measured share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched_to_download: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

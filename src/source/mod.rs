@@ -176,6 +176,9 @@ pub struct Node {
     pg: Option<PgSource>,
     /// Stream ids and row hashes of a Postgres node in download mode.
     hashed: HashMap<String, hashed::HashedKeys>,
+    /// Models this Postgres node downloads although its mode is push-down (switched by the
+    /// audit when most of a model's ranges differ).
+    download_models: std::collections::HashSet<String>,
     /// Models held in memory (files, SQLite).
     memory: HashMap<String, MemoryStore<IndexHash>>,
     /// Invalid rows per model, for sources read whole.
@@ -241,6 +244,7 @@ impl Node {
                     pg: Some(pg),
                     memory: HashMap::new(),
                     hashed: HashMap::new(),
+                    download_models: Default::default(),
                     invalid: HashMap::new(),
                     loaded_stats: NodeStats::default(),
                     sqlite_path: None,
@@ -294,6 +298,7 @@ impl Node {
             pg: None,
             memory,
             hashed: HashMap::new(),
+            download_models: Default::default(),
             invalid,
             sqlite_path: None,
             loaded_stats: NodeStats {
@@ -344,7 +349,7 @@ impl Node {
         model: &str,
         batch: &[Query],
     ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
-        if self.mode == Mode::Download && self.pg.is_some() {
+        if self.pg.is_some() && !self.pushes_down(model) {
             return self.answer_downloaded(model, batch).await;
         }
         if let Some(store) = self.memory.get_mut(model) {
@@ -357,6 +362,18 @@ impl Node {
             None => MemoryStore::<IndexHash>::new([])
                 .answer(batch)
                 .map_err(|e| match e {}),
+        }
+    }
+
+    /// Whether this node's Postgres computes `model`'s fingerprints itself.
+    pub fn pushes_down(&self, model: &str) -> bool {
+        self.pg.is_some() && self.mode == Mode::Pushdown && !self.download_models.contains(model)
+    }
+
+    /// From now on, download `model` whole instead of pushing its fingerprints down.
+    pub fn download_model(&mut self, model: &str) {
+        if self.pg.is_some() {
+            self.download_models.insert(model.to_string());
         }
     }
 

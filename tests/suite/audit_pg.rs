@@ -605,3 +605,75 @@ async fn writes_in_flight_during_the_audit_are_not_divergences() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Many differences: the first level shows nearly every range differing, so the Postgres nodes
+/// switch to download for the model (and find exactly what download mode finds); the caps stop
+/// the comparison early with an incomplete report that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_differences_switch_to_download_and_caps_stop_early() {
+    let (pgs, model, _dir, cfg) = three_nodes(3000).await;
+    let old: Vec<Row> = (0..3000)
+        .step_by(4)
+        .map(|i| Row::new(i, 0).with_custom(AUTHOR, Some(&format!("did:key:author{}", i % 7))))
+        .collect();
+    pg_upsert(&pgs[1], &model, &old).await;
+
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(report.complete);
+    let m = &report.models[0];
+    let share = m.switched_to_download.expect("switched to download");
+    assert!(share > 0.9, "{share}");
+    assert_eq!(m.differing_streams, 750);
+    assert!(report
+        .divergences
+        .iter()
+        .all(|d| d.kind == Kind::TipMismatch && d.node == "b"));
+    let download = audit_with(&cfg, Mode::Download).await;
+    assert_eq!(triples(&report), triples(&download));
+    assert_eq!(download.models[0].switched_to_download, None);
+
+    for mode in [Mode::Pushdown, Mode::Download] {
+        let capped = audit::run(
+            &cfg,
+            &AuditOptions {
+                mode,
+                max_diffs: Some(40),
+                ..AuditOptions::default()
+            },
+        )
+        .await;
+        assert!(!capped.complete, "{mode:?}: a capped audit is incomplete");
+        let m = &capped.models[0];
+        assert!(
+            m.stopped
+                .as_deref()
+                .unwrap_or("")
+                .contains("--max-diffs 40"),
+            "{m:?}"
+        );
+        assert_eq!(m.differing_streams, 40, "{mode:?}");
+        // The 40 listed are real: each is one of b's stale tips.
+        assert_eq!(capped.divergences.len(), 40);
+        let stale: std::collections::HashSet<String> = (0..3000)
+            .step_by(4)
+            .map(|i| stream_id(&i.to_string()))
+            .collect();
+        assert!(capped
+            .divergences
+            .iter()
+            .all(|d| stale.contains(&d.stream_id)));
+
+        let timed = audit::run(
+            &cfg,
+            &AuditOptions {
+                mode,
+                max_duration: Some(std::time::Duration::ZERO),
+                ..AuditOptions::default()
+            },
+        )
+        .await;
+        assert!(!timed.complete);
+        let why = timed.models[0].stopped.clone().unwrap_or_default();
+        assert!(why.contains("--max-seconds"), "{mode:?}: {why}");
+    }
+}
