@@ -3,9 +3,16 @@
 //! (half with another tip on b, half missing on c), and in the same run:
 //!
 //! - `pushdown`: `ceramic-audit audit --mode pushdown` (fingerprints computed by Postgres),
+//! - `pushdown_tips`: the same with `--compare tips` (stream id and tip only, as the baseline),
 //! - `download`: `ceramic-audit audit --mode download` (every row streamed and hashed here),
 //! - `baseline`: the naive audit — each node's `stream_id, tip` copied out with
-//!   `COPY … TO STDOUT` (all nodes at once) and joined in a hash map.
+//!   `COPY … TO STDOUT` (all nodes at once, each parsed on its own thread) and joined in hash
+//!   maps that borrow the copied bytes.
+//!
+//! Every node runs on this machine, so moving bytes costs almost nothing here; each method also
+//! gets `projected_wall_s_100mbit`, its wall time plus its largest per-node byte count over a
+//! 100 Mbit/s link per node (links in parallel), as a remote cluster would see it. That column
+//! is a projection, not a measurement.
 //!
 //! The audits run as child processes of the release binary, so wall time and peak RSS are the
 //! real command's. Writes `reports/bench/index-audit.json` and prints a Markdown table.
@@ -83,10 +90,15 @@ fn run_measured(cmd: &mut std::process::Command) -> (f64, i64, i32) {
     )
 }
 
-fn audit(config: &Path, mode: &str, out: &Path, expected_d: u64) -> Json {
+/// Bytes a second over a 100 Mbit/s link.
+const LINK_BYTES_PER_S: f64 = 100e6 / 8.0;
+
+fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected_d: u64) -> Json {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ceramic-audit"));
     cmd.args([
         "audit",
+        "--compare",
+        compare,
         "-q",
         "--settle-seconds",
         "0",
@@ -120,6 +132,8 @@ fn audit(config: &Path, mode: &str, out: &Path, expected_d: u64) -> Json {
     let bytes_per_node = max("bytes_received");
     json!({
         "wall_s": wall,
+        "projected_wall_s_100mbit": wall + bytes_per_node as f64 / LINK_BYTES_PER_S,
+        "switched_to_download": model["switched_to_download"],
         "peak_rss_mib": rss_kib as f64 / 1024.0,
         "exit_code": code,
         "rounds": model["cost"]["rounds"],
@@ -133,53 +147,70 @@ fn audit(config: &Path, mode: &str, out: &Path, expected_d: u64) -> Json {
 
 async fn baseline(pgs: &[TempPg], model: &str, expected_d: u64) -> Json {
     let started = Instant::now();
-    let copies = pgs.iter().map(|pg| async move {
-        let client = pg.client().await;
+    let copies = pgs.iter().map(|pg| {
+        let dsn = pg.dsn();
         let sql = format!("COPY (SELECT stream_id, tip FROM \"{model}\") TO STDOUT");
-        let stream = client.copy_out(sql.as_str()).await.expect("COPY out");
-        pin_mut!(stream);
-        let mut bytes = 0usize;
-        let mut rows: HashMap<String, String> = HashMap::new();
-        let mut rest = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.expect("COPY data");
-            bytes += chunk.len();
-            rest.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(nl) = rest[start..].iter().position(|&b| b == b'\n') {
-                let line = &rest[start..start + nl];
-                if let Some(tab) = line.iter().position(|&b| b == b'\t') {
-                    rows.insert(
-                        String::from_utf8_lossy(&line[..tab]).into_owned(),
-                        String::from_utf8_lossy(&line[tab + 1..]).into_owned(),
-                    );
-                }
-                start += nl + 1;
+        tokio::spawn(async move {
+            let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            let stream = client.copy_out(sql.as_str()).await.expect("COPY out");
+            pin_mut!(stream);
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                buf.extend_from_slice(&chunk.expect("COPY data"));
             }
-            rest.drain(..start);
-        }
-        (bytes, rows)
+            buf
+        })
     });
-    let results = futures::future::join_all(copies).await;
+    let buffers: Vec<Vec<u8>> = futures::future::join_all(copies)
+        .await
+        .into_iter()
+        .map(|r| r.expect("copy task"))
+        .collect();
+    // Each node's lines into a map borrowing its buffer, one thread per node.
+    let maps: Vec<HashMap<&[u8], &[u8]>> = std::thread::scope(|s| {
+        let handles: Vec<_> = buffers
+            .iter()
+            .map(|buf| {
+                s.spawn(move || {
+                    let mut map = HashMap::with_capacity(buf.len() / 120);
+                    for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        if let Some(tab) = line.iter().position(|&b| b == b'\t') {
+                            map.insert(&line[..tab], &line[tab + 1..]);
+                        }
+                    }
+                    map
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parse"))
+            .collect()
+    });
     let mut differing = 0u64;
-    let (first, others) = results.split_first().expect("nodes");
-    let mut keys: std::collections::HashSet<&String> = first.1.keys().collect();
-    for (_, r) in others {
-        keys.extend(r.keys());
-    }
-    for k in keys {
-        let v0 = first.1.get(k);
-        if others.iter().any(|(_, r)| r.get(k) != v0) {
-            differing += 1;
+    for (i, map) in maps.iter().enumerate() {
+        for (k, v) in map {
+            // Count each differing key once: at the first node that holds it.
+            if maps[..i].iter().any(|m| m.contains_key(k)) {
+                continue;
+            }
+            if maps.iter().any(|m| m.get(k) != Some(v)) {
+                differing += 1;
+            }
         }
     }
     assert_eq!(differing, expected_d, "the baseline found every divergence");
-    let bytes_per_node = results.iter().map(|(b, _)| *b).max().unwrap_or(0);
+    let bytes_per_node = buffers.iter().map(Vec::len).max().unwrap_or(0);
+    let wall = started.elapsed().as_secs_f64();
     json!({
-        "wall_s": started.elapsed().as_secs_f64(),
+        "wall_s": wall,
+        "projected_wall_s_100mbit": wall + bytes_per_node as f64 / LINK_BYTES_PER_S,
         "rounds": 1,
         "bytes_per_node": bytes_per_node,
-        "rows_scanned_per_node": results.iter().map(|(_, r)| r.len()).max().unwrap_or(0),
+        "rows_scanned_per_node": maps.iter().map(HashMap::len).max().unwrap_or(0),
         "differing_streams": differing,
     })
 }
@@ -232,8 +263,8 @@ async fn main() {
     std::fs::write(&config, text).expect("config");
 
     let mut rows = Vec::new();
-    println!("| n per node | d | method | wall s | rounds | SQL statements / node | bytes / node | bytes ÷ (d × 8 B) | rows scanned / node | peak RSS MiB | vs baseline wall |");
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| n per node | d | method | wall s | vs baseline wall | rounds | SQL statements / node | bytes / node | bytes ÷ (d × 8 B) | rows scanned / node | peak RSS MiB | projected wall s at 100 Mbit/s |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for d in ds {
         // Half of d: another tip on b; the other half: missing on c (disjoint, spread evenly).
         let step = if d > 0 { 2 * n / d } else { 0 };
@@ -254,18 +285,28 @@ async fn main() {
         let push = audit(
             &config,
             "pushdown",
+            "all",
             &dir.path().join(format!("push-{d}")),
+            d as u64,
+        );
+        let tips = audit(
+            &config,
+            "pushdown",
+            "tips",
+            &dir.path().join(format!("tips-{d}")),
             d as u64,
         );
         let down = audit(
             &config,
             "download",
+            "all",
             &dir.path().join(format!("down-{d}")),
             d as u64,
         );
         let bw = base["wall_s"].as_f64().unwrap_or(f64::NAN);
         for (name, m) in [
             ("pushdown", &push),
+            ("pushdown --compare tips", &tips),
             ("download", &down),
             ("baseline", &base),
         ] {
@@ -275,19 +316,21 @@ async fn main() {
                 None => "–".into(),
             };
             println!(
-                "| {n} | {d} | {name} | {} | {} | {} | {} | {} | {} | {} | {:.2}× |",
+                "| {n} | {d} | {name} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} |",
                 f("wall_s"),
+                m["wall_s"].as_f64().unwrap_or(f64::NAN) / bw,
                 f("rounds"),
                 f("statements_per_node"),
                 f("bytes_per_node"),
                 f("bytes_over_bound"),
                 f("rows_scanned_per_node"),
                 f("peak_rss_mib"),
-                m["wall_s"].as_f64().unwrap_or(f64::NAN) / bw
+                f("projected_wall_s_100mbit"),
             );
         }
-        rows.push(json!({"n": n, "d": d, "pushdown": push, "download": down, "baseline": base,
+        rows.push(json!({"n": n, "d": d, "pushdown": push, "pushdown_tips": tips, "download": down, "baseline": base,
                          "pushdown_speedup_vs_baseline": bw / push["wall_s"].as_f64().unwrap_or(f64::NAN),
+                         "pushdown_tips_speedup_vs_baseline": bw / tips["wall_s"].as_f64().unwrap_or(f64::NAN),
                          "pushdown_bytes_vs_baseline": push["bytes_per_node"].as_f64().unwrap_or(0.0) / base["bytes_per_node"].as_f64().unwrap_or(1.0)}));
         if d > 0 {
             pgs[1]

@@ -406,6 +406,25 @@ impl Node {
         let Some(store) = self.hashed.get(model) else {
             return Ok(Vec::new());
         };
+        // Every entry the round asks for, read back in one statement.
+        let mut wanted: Vec<String> = Vec::new();
+        for q in batch {
+            if let Query::Entries { range, only } = q {
+                wanted.extend(
+                    store
+                        .rows(range)
+                        .into_iter()
+                        .filter(|(_, h)| only.as_ref().is_none_or(|set| set.contains(h)))
+                        .map(|(s, _)| s),
+                );
+            }
+        }
+        let mut fetched: Vec<Entry> = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            pg.rows_of(model, &table, &wanted).await?
+        };
+        fetched.sort_by(|a, b| a.key.cmp(&b.key));
         let mut answers = Vec::with_capacity(batch.len());
         for q in batch {
             answers.push(match q {
@@ -419,19 +438,22 @@ impl Node {
                 Query::Summary { range, bounds } => Answer::Summary(store.summary(range, *bounds)),
                 Query::Digests { range } => Answer::Digests(store.digests(range)),
                 Query::Entries { range, only } => {
-                    let wanted: Vec<String> = store
-                        .rows(range)
-                        .into_iter()
-                        .filter(|(_, h)| only.as_ref().is_none_or(|set| set.contains(h)))
-                        .map(|(s, _)| s)
-                        .collect();
-                    let mut entries = if wanted.is_empty() {
-                        Vec::new()
-                    } else {
-                        pg.rows_of(model, &table, &wanted).await?
-                    };
-                    entries.sort_by(|a, b| a.key.cmp(&b.key));
-                    Answer::Entries(entries)
+                    let hashes: HashMap<String, u64> = store.rows(range).into_iter().collect();
+                    let lo = fetched.partition_point(|e| e.key < range.start);
+                    let hi = range.end.as_ref().map_or(fetched.len(), |end| {
+                        fetched.partition_point(|e| e.key < *end)
+                    });
+                    Answer::Entries(
+                        fetched[lo..hi.max(lo)]
+                            .iter()
+                            .filter(|e| {
+                                hashes.get(&e.key.stream()).is_some_and(|h| {
+                                    only.as_ref().is_none_or(|set| set.contains(h))
+                                })
+                            })
+                            .cloned()
+                            .collect(),
+                    )
                 }
             });
         }
