@@ -8,15 +8,15 @@
 //!   so fingerprints can be compared with ceramic-one's stored `ahash_0..7` sums.
 //! - [`Md5Lanes`] — md5 read as 2 big-endian u64 lanes, added with wrap-around. Postgres computes
 //!   it at ~1.2 M rows/s in plain SQL (`('x'||substr(md5(t),1,16))::bit(64)::bigint`, summed as
-//!   numeric, reduced mod 2^64), where Sha256a runs at 54 k rows/s; it is the push-down hash.
-//!
+//!   numeric, reduced mod 2^64), where Sha256a runs at 54 k rows/s. It was the first push-down
+//!   hash; kept as a 128-bit alternative the tests also exercise.
 //! - [`PgHash64`] — Postgres' own `hashtextextended(text, 0)` (Bob Jenkins' lookup3 as
 //!   `hash_bytes_extended` in `src/common/hashfn.c`), ported here bit for bit. Postgres 15
 //!   computes it at ~4 M rows/s as a built-in, 4–5× faster than the md5 lanes (whose hex-to-bit
 //!   conversion dominates), so it is the push-down hash: every node sums it in SQL, and the
-//!   SQLite, snapshot and download paths compute the same function here. Its values are stable
-//!   across Postgres versions 11–17 on little-endian hosts; a big-endian server computes other
-//!   values, which the Postgres source detects with a probe at connect time.
+//!   SQLite, snapshot and download paths compute the same function here. The function has not
+//!   changed since it appeared in Postgres 11; a big-endian server computes other values, and
+//!   the Postgres source refuses any server whose answer to a probe differs from this port's.
 //!
 //! XOR is not an option: duplicates would cancel (the reason CIP-124 gives for a sum).
 

@@ -104,7 +104,7 @@ pub enum Answer<H> {
 /// Bytes one store's answers to a batch take on the wire in the cost model: a fingerprint is
 /// `WIRE_BYTES` of hash plus a varint count; bounds and entry keys are prefix-compressed against
 /// the previous key in the answer; a digest is 8 bytes; an entry also carries its tip (with a
-/// length byte) and its 16-byte column digest.
+/// length byte) and its 8-byte column digest.
 pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
     let mut prev: &[u8] = &[];
     let mut total = 0;
@@ -135,7 +135,7 @@ pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
 
 /// Bytes of one list of entries in the cost model: a count, then per entry its key
 /// (prefix-compressed against the previous entry's), its tip with a length varint, and its
-/// 16-byte column digest.
+/// 8-byte column digest.
 pub fn entries_wire_len(list: &[Entry]) -> usize {
     let mut prev: &[u8] = &[];
     let mut total = varint_len(list.len() as u64);
@@ -143,7 +143,7 @@ pub fn entries_wire_len(list: &[Entry]) -> usize {
         total += key_wire_len(prev, e.key.as_bytes())
             + varint_len(e.value.tip.len() as u64)
             + e.value.tip.len()
-            + 16;
+            + 8;
         prev = e.key.as_bytes();
     }
     total

@@ -1,7 +1,8 @@
 //! Index sources: one node's ComposeDB index, read-only, behind one type the audit uses.
 //!
-//! - Postgres ([`postgres`]): fingerprints pushed down into SQL (default), or every row
-//!   downloaded and fingerprinted locally (`--mode download`).
+//! - Postgres ([`postgres`]): fingerprints pushed down into SQL (default), or every row's
+//!   stream id and row hash downloaded into a compact store ([`hashed`]) and fingerprinted
+//!   locally (`--mode download`, and per model when most of it differs).
 //! - SQLite ([`sqlite`]): js-ceramic's default index; rows are read and fingerprinted locally.
 //! - Snapshot files ([`snapshot`]): a node's index state written by `crawl`, for offline audits.
 //!
