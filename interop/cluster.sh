@@ -105,8 +105,12 @@ start_ipfs() { # name
   local n=$1
   mkdir -p "$RUN/pids" "$RUN/logs"
   if [ -f "$RUN/pids/ipfs-$n.pid" ] && kill -0 "$(cat "$RUN/pids/ipfs-$n.pid")" 2>/dev/null; then return; fi
-  (cd "$CACHE/npm/jsipfs" && nohup node ipfs-node.mjs "$RUN/ipfs-$n" "$(swarm_port "$n")" "$(api_port "$n")" \
-    >"$RUN/logs/ipfs-$n.log" 2>&1 & echo $! >"$RUN/pids/ipfs-$n.pid")
+  # Only the node process goes to the background (its PID is the one recorded), detached from
+  # this script's stdin and stdout so nothing waits on it.
+  (cd "$CACHE/npm/jsipfs" || exit 1
+    nohup node ipfs-node.mjs "$RUN/ipfs-$n" "$(swarm_port "$n")" "$(api_port "$n")" \
+      </dev/null >"$RUN/logs/ipfs-$n.log" 2>&1 &
+    echo $! >"$RUN/pids/ipfs-$n.pid")
   local i
   for i in $(seq 1 120); do grep -q '"ready":true' "$RUN/logs/ipfs-$n.log" 2>/dev/null && return; sleep 0.5; done
   die "js-ipfs $n did not start: $(tail -5 "$RUN/logs/ipfs-$n.log")"
@@ -149,8 +153,9 @@ start_ceramic() { # name
   if [ -f "$RUN/pids/ceramic-$n.pid" ] && kill -0 "$(cat "$RUN/pids/ceramic-$n.pid")" 2>/dev/null; then return; fi
   mkdir -p "$RUN/home-$n"
   # nohup execs node, so the PID recorded is the daemon's own (a restart by PID must hit it).
-  (cd "$CACHE/npm/v6" && IPFS_FLAVOR=go HOME="$RUN/home-$n" nohup node node_modules/@ceramicnetwork/cli/bin/ceramic.js daemon \
-    --config "$RUN/$n.config.json" --port "$port" --hostname 127.0.0.1 >>"$RUN/logs/ceramic-$n.log" 2>&1 &
+  (cd "$CACHE/npm/v6" || exit 1
+    IPFS_FLAVOR=go HOME="$RUN/home-$n" nohup node node_modules/@ceramicnetwork/cli/bin/ceramic.js daemon \
+      --config "$RUN/$n.config.json" --port "$port" --hostname 127.0.0.1 </dev/null >>"$RUN/logs/ceramic-$n.log" 2>&1 &
     echo $! >"$RUN/pids/ceramic-$n.pid")
   local i
   for i in $(seq 1 240); do
