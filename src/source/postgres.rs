@@ -1267,6 +1267,35 @@ impl PgSource {
             .collect())
     }
 
+    /// Runs one statement and hands its rows to `each` as they stream in (nothing is buffered
+    /// here); `each` returns the bytes it read, for the counters.
+    async fn stream_rows(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        mut each: impl FnMut(&tokio_postgres::Row) -> Result<u64, tokio_postgres::Error>,
+    ) -> Result<(), SourceError> {
+        let started = Instant::now();
+        self.statements += 1;
+        let stream = self
+            .client
+            .query_raw(sql, params.iter().copied())
+            .await
+            .map_err(|e| self.error(what, sql, &e))?;
+        pin_mut!(stream);
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.error(what, sql, &e))?
+        {
+            self.bytes_received += each(&row).map_err(|e| self.error(what, sql, &e))?;
+            self.rows_scanned += 1;
+        }
+        self.busy += started.elapsed();
+        Ok(())
+    }
+
     /// Download mode: every row's stream id and row hash (computed by Postgres as in push-down),
     /// streamed; the tips of the few differing rows are read later with [`PgSource::rows_of`].
     pub async fn download_hashes(
@@ -1279,31 +1308,21 @@ impl PgSource {
             hash = self.hash_sql(&table.custom),
             table = quote_ident(model),
         );
-        let started = Instant::now();
-        self.statements += 1;
-        let params: [&(dyn ToSql + Sync); 1] = [&model];
-        let stream = self
-            .client
-            .query_raw(sql.as_str(), params)
-            .await
-            .map_err(|e| self.error("downloading row hashes", &sql, &e))?;
-        pin_mut!(stream);
         let mut out = super::hashed::Downloaded::default();
-        while let Some(row) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.error("downloading row hashes", &sql, &e))?
-        {
-            let get = |e: tokio_postgres::Error| self.error("reading row hashes", &sql, &e);
-            let s: &str = row.try_get(0).map_err(get)?;
-            let h: i64 = row.try_get(1).map_err(get)?;
-            self.bytes_received += s.len() as u64 + 8;
-            out.push(s.as_bytes(), h as u64)
-                .map_err(|m| self.node_error(format!("model {model}: {m}")))?;
+        let mut too_large = None;
+        self.stream_rows("downloading row hashes", &sql, &[&model], |row| {
+            let s: &str = row.try_get(0)?;
+            let h: i64 = row.try_get(1)?;
+            if let Err(m) = out.push(s.as_bytes(), h as u64) {
+                too_large.get_or_insert(m);
+            }
+            Ok(s.len() as u64 + 8)
+        })
+        .await?;
+        match too_large {
+            Some(m) => Err(self.node_error(format!("model {model}: {m}"))),
+            None => Ok(out),
         }
-        self.rows_scanned += out.hashes.len() as u64;
-        self.busy += started.elapsed();
-        Ok(out)
     }
 
     /// Every row of the model as `(stream_id, tip, column digest)` (`crawl`).
@@ -1317,33 +1336,19 @@ impl PgSource {
             digest = self.digest_sql(&table.custom),
             table = quote_ident(model),
         );
-        let started = Instant::now();
-        self.statements += 1;
-        let params: [&(dyn ToSql + Sync); 0] = [];
-        let stream = self
-            .client
-            .query_raw(sql.as_str(), params)
-            .await
-            .map_err(|e| self.error("downloading rows", &sql, &e))?;
-        pin_mut!(stream);
         let mut out = Vec::new();
-        while let Some(row) = stream
-            .try_next()
-            .await
-            .map_err(|e| self.error("downloading rows", &sql, &e))?
-        {
-            let get = |e: tokio_postgres::Error| self.error("reading rows", &sql, &e);
-            let s: String = row.try_get(0).map_err(get)?;
-            let tip: Option<String> = row.try_get(1).map_err(get)?;
-            let d: i64 = row.try_get(2).map_err(get)?;
-            self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
+        self.stream_rows("downloading rows", &sql, &[], |row| {
+            let s: String = row.try_get(0)?;
+            let tip: Option<String> = row.try_get(1)?;
+            let d: i64 = row.try_get(2)?;
+            let bytes = (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
             out.push(Entry::new(
                 Key::new(model, &s),
                 Value::new(tip.unwrap_or_default(), d as u64),
             ));
-        }
-        self.rows_scanned += out.len() as u64;
-        self.busy += started.elapsed();
+            Ok(bytes)
+        })
+        .await?;
         Ok(out)
     }
 
