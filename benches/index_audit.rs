@@ -282,32 +282,23 @@ async fn main() {
                 .await;
         }
         let base = baseline(&pgs, &model, d as u64).await;
-        let push = audit(
-            &config,
-            "pushdown",
-            "all",
-            &dir.path().join(format!("push-{d}")),
-            d as u64,
-        );
-        let tips = audit(
-            &config,
-            "pushdown",
-            "tips",
-            &dir.path().join(format!("tips-{d}")),
-            d as u64,
-        );
-        let down = audit(
-            &config,
-            "download",
-            "all",
-            &dir.path().join(format!("down-{d}")),
-            d as u64,
-        );
+        let runs: Vec<Json> = [
+            ("pushdown", "all", "push"),
+            ("pushdown", "tips", "tips"),
+            ("download", "all", "down"),
+        ]
+        .iter()
+        .map(|(mode, compare, tag)| {
+            let out = dir.path().join(format!("{tag}-{d}"));
+            audit(&config, mode, compare, &out, d as u64)
+        })
+        .collect();
+        let (push, tips, down) = (&runs[0], &runs[1], &runs[2]);
         let bw = base["wall_s"].as_f64().unwrap_or(f64::NAN);
         for (name, m) in [
-            ("pushdown", &push),
-            ("pushdown --compare tips", &tips),
-            ("download", &down),
+            ("pushdown", push),
+            ("pushdown --compare tips", tips),
+            ("download", down),
             ("baseline", &base),
         ] {
             let f = |k: &str| match m[k].as_f64() {
