@@ -13,6 +13,8 @@
 //! - [`source`] — one node's ComposeDB index behind one type: Postgres (fingerprints pushed down
 //!   into SQL, or rows downloaded), SQLite, snapshot files; the canonical row form every source
 //!   hashes identically.
+//! - [`api`] — a node's HTTP API (`/api/v0`): stream state, commits, multiqueries, healthcheck;
+//!   timeouts, retries on transient errors only, bounded concurrency and rate per node.
 //! - [`audit`] — the audit run: every model compared N-way, node failures survived, differing
 //!   rows re-checked after a settle pause, classification.
 //! - [`report`] — report data, CSV, JSON and the terminal summary; atomic writes.
@@ -29,6 +31,7 @@
 //! SQL store can answer a whole level in one statement. [`recon::run_descent`] drives it against
 //! synchronous stores such as [`recon::MemoryStore`].
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -13,10 +13,15 @@
 //!   snapshots): every divergence kind, a node dying mid-audit, push-down = download.
 //! - `pg_hash` — the push-down hash port equals Postgres' `hashtextextended` (recorded values
 //!   and a live server on random text).
+//! - `api` — the node HTTP API client against a real HTTP server on 127.0.0.1 answering (and
+//!   failing) like js-ceramic 6.11: shapes, retries on transient errors only, errors naming node,
+//!   endpoint and stream, pacing.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 
 mod common;
 
+#[path = "suite/api.rs"]
+mod api;
 #[path = "suite/audit_cli.rs"]
 mod audit_cli;
 #[path = "suite/audit_pg.rs"]

@@ -1,0 +1,440 @@
+//! A js-ceramic node's HTTP API (`/api/v0`), the read side the audit needs: the healthcheck,
+//! a stream's state and log (`GET /streams/:id?sync=2`), its commits (`GET /commits/:id`) and
+//! batched loads (`POST /multiqueries`). Shapes as served by `@ceramicnetwork/cli` 6.11
+//! (`../shared/reference/real-ceramic.md`, "HTTP API shapes").
+//!
+//! Reads are not passive on js-ceramic: even with `sync=2` (never sync) a node that lacks a
+//! stream fetches it from its peers and indexes it. Callers must therefore decide presence from
+//! the index first and ask a node only about streams it already holds. This client never sends
+//! `pin`.
+//!
+//! Every request has a timeout; transient failures (connection errors, timeouts, a body cut
+//! short, 429 and 502–504) are retried with exponential backoff; requests to one node are
+//! bounded in concurrency and paced to a maximum rate. Any other status or an unexpected body
+//! is an error naming the node, the endpoint and the stream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+use tokio::sync::{Mutex, Semaphore};
+
+/// How a client treats one node.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// Per request, connection included.
+    pub timeout: Duration,
+    /// Extra attempts after a transient failure.
+    pub retries: u32,
+    /// Requests in flight at once to this node.
+    pub concurrency: usize,
+    /// Requests started per second at most (`None`: unpaced).
+    pub max_rate: Option<f64>,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            concurrency: 4,
+            max_rate: Some(50.0),
+        }
+    }
+}
+
+/// First pause before a retry; it doubles with each attempt, up to [`MAX_BACKOFF`]. Too short
+/// hammers a node that is restarting (a js-ceramic daemon takes 4–7 s); too long slows audits
+/// over flaky links.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("node {node}: {endpoint}{}: {message}", stream_part(.stream))]
+    Unreachable {
+        node: String,
+        endpoint: String,
+        stream: Option<String>,
+        message: String,
+    },
+    #[error("node {node}: {endpoint}{}: HTTP {status}: {body}", stream_part(.stream))]
+    Status {
+        node: String,
+        endpoint: String,
+        stream: Option<String>,
+        status: u16,
+        /// The node's own error text (`{"error": …}`) when it sent one, else the body's start.
+        body: String,
+    },
+    #[error("node {node}: {endpoint}{}: unexpected response: {message}", stream_part(.stream))]
+    Malformed {
+        node: String,
+        endpoint: String,
+        stream: Option<String>,
+        message: String,
+    },
+    #[error("node {node}: bad API URL {url:?}: {message}")]
+    BadUrl {
+        node: String,
+        url: String,
+        message: String,
+    },
+}
+
+fn stream_part(stream: &Option<String>) -> String {
+    stream
+        .as_ref()
+        .map(|s| format!(" (stream {s})"))
+        .unwrap_or_default()
+}
+
+/// One entry of a stream's log.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct LogEntry {
+    pub cid: String,
+    /// 0 genesis, 1 signed data, 2 anchor.
+    #[serde(rename = "type")]
+    pub kind: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub controllers: Vec<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// A stream's state as a node serializes it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamState {
+    #[serde(rename = "type")]
+    pub stream_type: u64,
+    #[serde(default)]
+    pub content: Json,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub anchor_status: Option<String>,
+    pub log: Vec<LogEntry>,
+}
+
+impl StreamState {
+    /// The tip: the last log entry's CID.
+    pub fn tip(&self) -> Option<&str> {
+        self.log.last().map(|e| e.cid.as_str())
+    }
+}
+
+/// One commit as `GET /commits/:id` returns it: its CID and its serialized value (a signed
+/// commit's `{jws, linkedBlock}` or an anchor commit's `{id, path, prev, proof}`), kept as JSON
+/// to be posted back unchanged by a repair.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct CommitRecord {
+    pub cid: String,
+    pub value: Json,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamResponse {
+    stream_id: String,
+    state: StreamState,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommitsResponse {
+    stream_id: String,
+    commits: Vec<CommitRecord>,
+}
+
+/// A client for one node.
+pub struct NodeApi {
+    node: String,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    options: ApiOptions,
+    in_flight: Arc<Semaphore>,
+    /// When the next request may start (pacing to `max_rate`).
+    next_start: Mutex<Instant>,
+}
+
+impl NodeApi {
+    /// `base_url` is the node's API root, e.g. `http://127.0.0.1:7007` (`/api/v0` is added).
+    pub fn new(node: &str, base_url: &str, options: ApiOptions) -> Result<Self, ApiError> {
+        let bad = |message: String| ApiError::BadUrl {
+            node: node.to_string(),
+            url: base_url.to_string(),
+            message,
+        };
+        let mut base = reqwest::Url::parse(base_url).map_err(|e| bad(e.to_string()))?;
+        if base.scheme() != "http" {
+            return Err(bad(format!(
+                "scheme {} is not supported (this build speaks plain HTTP only)",
+                base.scheme()
+            )));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            node: node.to_string(),
+            base,
+            http,
+            in_flight: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            options,
+            next_start: Mutex::new(Instant::now()),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// `GET /api/v0/node/healthcheck?checkIpfs=false`: the node answers `Alive!`.
+    pub async fn healthcheck(&self) -> Result<(), ApiError> {
+        let endpoint = "GET /api/v0/node/healthcheck";
+        let body = self
+            .send(endpoint, None, |c, url| {
+                c.get(url.join("api/v0/node/healthcheck?checkIpfs=false"))
+            })
+            .await?;
+        let text = String::from_utf8_lossy(&body);
+        if text.trim() == "Alive!" {
+            Ok(())
+        } else {
+            Err(self.malformed(
+                endpoint,
+                None,
+                format!("expected `Alive!`, got {:?}", clip(&text)),
+            ))
+        }
+    }
+
+    /// `GET /api/v0/streams/:id?sync=2`: the stream's state as the node holds it, without
+    /// querying the network for a newer tip. See the module note: the node loads a stream it
+    /// lacks even so.
+    pub async fn stream(&self, stream_id: &str) -> Result<StreamState, ApiError> {
+        let endpoint = "GET /api/v0/streams";
+        let path = format!("api/v0/streams/{stream_id}?sync=2");
+        let body = self
+            .send(endpoint, Some(stream_id), |c, url| c.get(url.join(&path)))
+            .await?;
+        let r: StreamResponse = self.parse(endpoint, Some(stream_id), &body)?;
+        if r.stream_id != stream_id {
+            return Err(self.malformed(
+                endpoint,
+                Some(stream_id),
+                format!("answered for stream {}", r.stream_id),
+            ));
+        }
+        Ok(r.state)
+    }
+
+    /// `GET /api/v0/commits/:id`: the stream's commits in log order.
+    pub async fn commits(&self, stream_id: &str) -> Result<Vec<CommitRecord>, ApiError> {
+        let endpoint = "GET /api/v0/commits";
+        let path = format!("api/v0/commits/{stream_id}");
+        let body = self
+            .send(endpoint, Some(stream_id), |c, url| c.get(url.join(&path)))
+            .await?;
+        let r: CommitsResponse = self.parse(endpoint, Some(stream_id), &body)?;
+        if r.stream_id != stream_id {
+            return Err(self.malformed(
+                endpoint,
+                Some(stream_id),
+                format!("answered for stream {}", r.stream_id),
+            ));
+        }
+        Ok(r.commits)
+    }
+
+    /// `POST /api/v0/multiqueries` with `sync: 2` for each id: the states the node could load,
+    /// keyed by stream id. A missing key means that load failed (the node omits failures).
+    pub async fn multiquery(
+        &self,
+        stream_ids: &[String],
+    ) -> Result<BTreeMap<String, StreamState>, ApiError> {
+        let endpoint = "POST /api/v0/multiqueries";
+        let queries: Vec<Json> = stream_ids
+            .iter()
+            .map(|id| serde_json::json!({"streamId": id, "opts": {"sync": 2}}))
+            .collect();
+        let body = serde_json::json!({ "queries": queries });
+        let raw = self
+            .send(endpoint, None, |c, url| {
+                c.post(url.join("api/v0/multiqueries")).json(&body)
+            })
+            .await?;
+        let map: BTreeMap<String, StreamState> = self.parse(endpoint, None, &raw)?;
+        if let Some(extra) = map.keys().find(|k| !stream_ids.contains(k)) {
+            return Err(self.malformed(
+                endpoint,
+                None,
+                format!("answered for stream {extra}, which was not asked for"),
+            ));
+        }
+        Ok(map)
+    }
+
+    fn malformed(&self, endpoint: &str, stream: Option<&str>, message: String) -> ApiError {
+        ApiError::Malformed {
+            node: self.node.clone(),
+            endpoint: endpoint.to_string(),
+            stream: stream.map(str::to_string),
+            message,
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        stream: Option<&str>,
+        body: &[u8],
+    ) -> Result<T, ApiError> {
+        serde_json::from_slice(body).map_err(|e| {
+            self.malformed(
+                endpoint,
+                stream,
+                format!("{e} in {:?}", clip(&String::from_utf8_lossy(body))),
+            )
+        })
+    }
+
+    /// Waits for a slot and for the pace, then sends, retrying transient failures.
+    async fn send(
+        &self,
+        endpoint: &str,
+        stream: Option<&str>,
+        build: impl Fn(&reqwest::Client, &UrlJoin) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ApiError> {
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Unreachable {
+                node: self.node.clone(),
+                endpoint: endpoint.to_string(),
+                stream: stream.map(str::to_string),
+                message: e.to_string(),
+            })?;
+        let url = UrlJoin(self.base.clone());
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            self.pace().await;
+            let outcome = self.attempt(build(&self.http, &url)).await;
+            match outcome {
+                Ok(body) => return Ok(body),
+                Err(Failure::Transient(message)) if attempt < self.options.retries => {
+                    tracing::debug!(node = %self.node, endpoint, attempt, %message, "retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                Err(Failure::Transient(message)) => {
+                    return Err(ApiError::Unreachable {
+                        node: self.node.clone(),
+                        endpoint: endpoint.to_string(),
+                        stream: stream.map(str::to_string),
+                        message: format!("{message} (after {} attempts)", attempt + 1),
+                    })
+                }
+                Err(Failure::Status(status, body)) => {
+                    return Err(ApiError::Status {
+                        node: self.node.clone(),
+                        endpoint: endpoint.to_string(),
+                        stream: stream.map(str::to_string),
+                        status,
+                        body,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(describe(&e)))?;
+        let status = response.status().as_u16();
+        // A body cut short (the node died mid-answer) is an error here, hence transient.
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Transient(format!("reading the body: {}", describe(&e))))?;
+        match status {
+            200..=299 => Ok(body.to_vec()),
+            429 | 502..=504 => Err(Failure::Transient(format!("HTTP {status}"))),
+            _ => {
+                let text = String::from_utf8_lossy(&body);
+                let said = serde_json::from_slice::<Json>(&body)
+                    .ok()
+                    .and_then(|j| j.get("error").and_then(Json::as_str).map(str::to_string))
+                    .unwrap_or_else(|| clip(&text));
+                Err(Failure::Status(status, said))
+            }
+        }
+    }
+
+    async fn pace(&self) {
+        let Some(rate) = self.options.max_rate.filter(|r| *r > 0.0) else {
+            return;
+        };
+        let gap = Duration::from_secs_f64(1.0 / rate);
+        let wait = {
+            let mut next = self.next_start.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + gap;
+            start - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Status(u16, String),
+}
+
+/// The base URL, with joins that cannot fail for the fixed relative paths used here.
+struct UrlJoin(reqwest::Url);
+
+impl UrlJoin {
+    fn join(&self, path: &str) -> reqwest::Url {
+        self.0.join(path).unwrap_or_else(|_| self.0.clone())
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The first 200 characters, for error messages.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,209 @@
+//! The node HTTP API client against a real HTTP server on 127.0.0.1 that answers like a
+//! js-ceramic 6.11 node (shapes from ../shared/reference/real-ceramic.md), and fails like one.
+
+use std::time::Duration;
+
+use ceramic_audit::api::{ApiError, ApiOptions, NodeApi};
+
+use crate::common::http::{FakeNode, Reply};
+
+const STREAM: &str = "kjzl6kcym7w8y5gddxijppujr2m7uap90kcf5nc3u3x38lvkkxl1zmdshs90jci";
+const MODEL: &str = "kjzl6hvfrbw6c8ts6i0ex6yh1j8hsu23h6eeif2h615gm3asvfxghz0sfqqp03b";
+
+fn state_json(tips: &[&str]) -> String {
+    let log: Vec<String> = tips
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!(r#"{{"cid":"{t}","type":{}}}"#, if i == 0 { 0 } else { 1 }))
+        .collect();
+    format!(
+        r#"{{"type":3,"content":{{"title":"one v2","count":2}},"metadata":{{"controllers":["did:key:z6MkUser"],"model":"{MODEL}","unique":"abc"}},"signature":2,"anchorStatus":"NOT_REQUESTED","log":[{}],"doctype":"MID"}}"#,
+        log.join(",")
+    )
+}
+
+fn quick() -> ApiOptions {
+    ApiOptions {
+        timeout: Duration::from_millis(800),
+        retries: 2,
+        concurrency: 2,
+        max_rate: None,
+    }
+}
+
+#[tokio::test]
+async fn reads_state_commits_multiquery_and_health_as_a_node_serves_them() {
+    let node = FakeNode::start(|req, _| {
+        let t = req.target.as_str();
+        if t.starts_with("/api/v0/node/healthcheck") {
+            Reply::Full(200, "Alive!".into())
+        } else if t == format!("/api/v0/streams/{STREAM}?sync=2") {
+            Reply::Full(
+                200,
+                format!(r#"{{"streamId":"{STREAM}","state":{}}}"#, state_json(&["bagcqceragen", "bagcqceratip"])),
+            )
+        } else if t == format!("/api/v0/commits/{STREAM}") {
+            Reply::Full(
+                200,
+                format!(
+                    r#"{{"streamId":"{STREAM}","commits":[{{"cid":"bagcqceragen","value":{{"jws":{{"payload":"p","signatures":[]}},"linkedBlock":"AA=="}}}},{{"cid":"bafyanchor","value":{{"id":"x","path":"","prev":"y","proof":"z"}}}}]}}"#
+                ),
+            )
+        } else if t == "/api/v0/multiqueries" {
+            // The node omits streams it could not load.
+            Reply::Full(200, format!(r#"{{"{STREAM}":{}}}"#, state_json(&["bagcqceragen"])))
+        } else {
+            Reply::Full(404, "{}".into())
+        }
+    })
+    .await;
+    let api = NodeApi::new("a", &node.url, quick()).expect("client");
+    api.healthcheck().await.expect("healthy");
+
+    let state = api.stream(STREAM).await.expect("state");
+    assert_eq!(state.tip(), Some("bagcqceratip"));
+    assert_eq!(state.stream_type, 3);
+    assert_eq!(state.metadata.model.as_deref(), Some(MODEL));
+    assert_eq!(state.metadata.controllers, ["did:key:z6MkUser"]);
+    assert_eq!(state.log.iter().map(|e| e.kind).collect::<Vec<_>>(), [0, 1]);
+
+    let commits = api.commits(STREAM).await.expect("commits");
+    assert_eq!(commits.len(), 2);
+    assert_eq!(commits[1].cid, "bafyanchor");
+    assert!(
+        commits[1].value.get("proof").is_some(),
+        "values stay as served"
+    );
+
+    let other = "kjzl6kcym7w8y85oa7v97j3hkguvnrtak4ufwvhr4gxlw84wx15yb8yeor52i6h".to_string();
+    let loaded = api
+        .multiquery(&[STREAM.to_string(), other.clone()])
+        .await
+        .expect("multiquery");
+    assert!(loaded.contains_key(STREAM));
+    assert!(
+        !loaded.contains_key(&other),
+        "a failed load is a missing key"
+    );
+
+    let requests = node.requests();
+    let mq = requests
+        .iter()
+        .find(|r| r.target == "/api/v0/multiqueries")
+        .expect("multiquery sent");
+    assert_eq!(mq.method, "POST");
+    let body: serde_json::Value = serde_json::from_str(&mq.body).expect("JSON body");
+    assert_eq!(body["queries"][1]["streamId"], other.as_str());
+    assert_eq!(
+        body["queries"][0]["opts"]["sync"], 2,
+        "never ask the node to sync"
+    );
+    assert!(
+        requests.iter().all(|r| !r.target.contains("pin")),
+        "the audit never pins: {requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn errors_name_the_node_endpoint_and_stream_and_only_transient_ones_are_retried() {
+    let node = FakeNode::start(|req, n| {
+        let t = req.target.as_str();
+        if t.starts_with("/api/v0/streams/k500") {
+            Reply::Full(500, r#"{"error":"Failed to load stream"}"#.into())
+        } else if t.starts_with("/api/v0/streams/kcut") {
+            Reply::Truncated(
+                200,
+                format!(r#"{{"streamId":"kcut","state":{}}}"#, state_json(&["b1"])),
+            )
+        } else if t.starts_with("/api/v0/streams/kslow") {
+            Reply::After(
+                Duration::from_secs(30),
+                Box::new(Reply::Full(200, "{}".into())),
+            )
+        } else if t.starts_with("/api/v0/streams/kjunk") {
+            Reply::Full(
+                200,
+                r#"{"streamId":"kjunk","state":{"type":"three"}}"#.into(),
+            )
+        } else if t.starts_with("/api/v0/streams/kbusy") {
+            // Busy for the first two requests, then fine.
+            if n < 2 {
+                Reply::Full(503, "busy".into())
+            } else {
+                Reply::Full(
+                    200,
+                    format!(r#"{{"streamId":"kbusy","state":{}}}"#, state_json(&["b1"])),
+                )
+            }
+        } else {
+            Reply::Full(404, "{}".into())
+        }
+    })
+    .await;
+    let api = NodeApi::new("b", &node.url, quick()).expect("client");
+
+    let e = api.stream("kbusy").await;
+    assert_eq!(e.expect("retried past 503").tip(), Some("b1"));
+    assert_eq!(node.requests().len(), 3, "two 503s, then success");
+
+    let before = node.requests().len();
+    let e = api.stream("k500").await.expect_err("500");
+    let text = e.to_string();
+    assert!(matches!(e, ApiError::Status { status: 500, .. }), "{e:?}");
+    assert!(
+        text.contains("node b") && text.contains("GET /api/v0/streams"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stream k500") && text.contains("Failed to load stream"),
+        "{text}"
+    );
+    assert_eq!(node.requests().len(), before + 1, "a 500 is not retried");
+
+    let e = api.stream("kcut").await.expect_err("truncated");
+    assert!(matches!(e, ApiError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("after 3 attempts"), "{e}");
+
+    let e = api.stream("kjunk").await.expect_err("junk");
+    assert!(matches!(e, ApiError::Malformed { .. }), "{e:?}");
+    assert!(e.to_string().contains("stream kjunk"), "{e}");
+
+    let started = std::time::Instant::now();
+    let e = api.stream("kslow").await.expect_err("timeout");
+    assert!(matches!(e, ApiError::Unreachable { .. }), "{e:?}");
+    // 3 attempts of 0.8 s and 0.6 s of backoff: it gave up long before the node would answer.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "gave up at its timeouts"
+    );
+
+    // A node that is not there at all.
+    let dead = NodeApi::new("c", "http://127.0.0.1:9", quick()).expect("client");
+    let e = dead.healthcheck().await.expect_err("refused");
+    assert!(e.to_string().contains("node c"), "{e}");
+    assert!(
+        NodeApi::new("d", "https://example.org", quick()).is_err(),
+        "TLS is refused"
+    );
+    assert!(NodeApi::new("d", "not a url", quick()).is_err());
+}
+
+#[tokio::test]
+async fn requests_are_paced_to_the_rate_cap() {
+    let node = FakeNode::start(|_, _| Reply::Full(200, "Alive!".into())).await;
+    let options = ApiOptions {
+        max_rate: Some(20.0),
+        ..quick()
+    };
+    let api = NodeApi::new("a", &node.url, options).expect("client");
+    let started = std::time::Instant::now();
+    for _ in 0..6 {
+        api.healthcheck().await.expect("healthy");
+    }
+    // Six starts at 20/s need at least five gaps of 50 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
