@@ -260,7 +260,10 @@ impl NodeApi {
     }
 
     /// `POST /api/v0/multiqueries` with `sync: 2` for each id: the states the node could load,
-    /// keyed by stream id. A missing key means that load failed (the node omits failures).
+    /// keyed by stream id. A missing key means that load failed (the node omits failures). The
+    /// node is given three quarters of this client's timeout (its default is 30 s, as long as
+    /// ours): a stream it lacks makes it search the network until then, and it must answer
+    /// with what it has before the client gives up on the whole batch.
     pub async fn multiquery(
         &self,
         stream_ids: &[String],
@@ -270,7 +273,8 @@ impl NodeApi {
             .iter()
             .map(|id| serde_json::json!({"streamId": id, "opts": {"sync": 2}}))
             .collect();
-        let body = serde_json::json!({ "queries": queries });
+        let node_ms = (self.options.timeout.as_millis() * 3 / 4).max(1) as u64;
+        let body = serde_json::json!({ "queries": queries, "timeout": node_ms });
         let raw = self
             .send(endpoint, None, |c, url| {
                 c.post(url.join("api/v0/multiqueries")).json(&body)

@@ -98,6 +98,10 @@ async fn reads_state_commits_multiquery_and_health_as_a_node_serves_them() {
         body["queries"][0]["opts"]["sync"], 2,
         "never ask the node to sync"
     );
+    assert_eq!(
+        body["timeout"], 600,
+        "the node answers before the client's 800 ms run out"
+    );
     assert!(
         requests.iter().all(|r| !r.target.contains("pin")),
         "the audit never pins: {requests:?}"
