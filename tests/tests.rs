@@ -11,6 +11,8 @@
 //!   exit codes, `--fail-on`, `--out -`, config errors with their line.
 //! - `audit_pg` — `audit` against real temporary PostgreSQL servers (and SQLite files,
 //!   snapshots): every divergence kind, a node dying mid-audit, push-down = download.
+//! - `logs` — log relations (behind, ahead, forked) and js-ceramic's fork winner, including the
+//!   JavaScript string comparison of CID bytes.
 //! - `pg_hash` — the push-down hash port equals Postgres' `hashtextextended` (recorded values
 //!   and a live server on random text).
 //! - `api` — the node HTTP API client against a real HTTP server on 127.0.0.1 answering (and
@@ -31,6 +33,8 @@ mod audit_pg;
 mod cli;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/logs.rs"]
+mod logs;
 #[path = "suite/pg_hash.rs"]
 mod pg_hash;
 #[path = "suite/purity.rs"]

@@ -98,6 +98,9 @@ pub struct LogEntry {
     /// 0 genesis, 1 signed data, 2 anchor.
     #[serde(rename = "type")]
     pub kind: u8,
+    /// For an anchor commit: the anchor's block timestamp (unix seconds), when the node has it.
+    #[serde(default)]
+    pub timestamp: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -6,6 +6,7 @@
 //! the others; the report is then marked incomplete (exit code 2).
 
 pub mod classify;
+pub mod logs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};

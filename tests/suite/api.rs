@@ -66,6 +66,12 @@ async fn reads_state_commits_multiquery_and_health_as_a_node_serves_them() {
     assert_eq!(state.metadata.model.as_deref(), Some(MODEL));
     assert_eq!(state.metadata.controllers, ["did:key:z6MkUser"]);
     assert_eq!(state.log.iter().map(|e| e.kind).collect::<Vec<_>>(), [0, 1]);
+    let commits = ceramic_audit::audit::logs::from_api(&state.log);
+    assert_eq!(commits.len(), 2);
+    assert!(
+        commits.iter().all(|c| c.anchor.is_none()),
+        "no anchor in this log"
+    );
 
     let commits = api.commits(STREAM).await.expect("commits");
     assert_eq!(commits.len(), 2);
