@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The interop scenario against real js-ceramic nodes (issue 4), as far as the audit reports it
-# today: a clean 3-node cluster (two Postgres indexes, one SQLite) must audit consistent (exit 0);
-# then node b misses 1, 2 and 3 updates of three streams and two new streams while it is down,
-# and one index row on c gets another tip by SQL (a crash between state store and index). The
-# audit must report exactly those divergences and nothing else.
+# The interop scenario against real js-ceramic nodes (issue 4): a clean 3-node cluster (two
+# Postgres indexes, one SQLite) must audit consistent (exit 0); then node b misses 1, 2 and 3
+# updates of three streams and two new streams while it is down, and one index row on c gets
+# another tip by SQL (a crash between state store and index). Reading the logs over HTTP, the
+# audit must report exactly: b lagging by 1, 2 and 3 commits, b missing the two new streams, c's
+# row index_stale — and nothing else.
 #
 # usage: interop/test.sh      (builds the release binary; leaves nothing running)
 # Not part of scripts/test.sh yet: a cold npm install takes ~3 minutes.
@@ -82,18 +83,23 @@ report = json.load(open(sys.argv[1]))
 s1, s2, s3, s4, new1, new2 = sys.argv[2:8]
 got = sorted((d["stream_id"], d["node"], d["kind"]) for d in report["divergences"])
 want = sorted([
-    (s1, "b", "tip_mismatch"), (s2, "b", "tip_mismatch"), (s3, "b", "tip_mismatch"),
+    (s1, "b", "lagging"), (s2, "b", "lagging"), (s3, "b", "lagging"),
     (new1, "b", "missing_stream"), (new2, "b", "missing_stream"),
-    (s4, "c", "tip_mismatch"),
+    (s4, "c", "index_stale"),
 ])
 if got != want:
     print("FAIL: divergences differ")
     print("  got: ", got)
     print("  want:", want)
     sys.exit(1)
+missing = {s1: 1, s2: 2, s3: 3}
 for d in report["divergences"]:
-    if d["node"] == "b" and d["kind"] == "tip_mismatch":
+    if d["kind"] == "lagging":
         assert d["agreeing_nodes"] == ["a", "c"], d
+        assert d["missing_commits"] == missing[d["stream_id"]], d
+        assert d["ahead_node"] in ("a", "c"), d
+    if d["kind"] == "index_stale":
+        assert "state tip" in d["detail"], d
 print("ok: exactly the expected divergences (%d)" % len(got))
 EOF
 echo "interop test passed"

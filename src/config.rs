@@ -11,7 +11,7 @@
 //!
 //! [[nodes]]
 //! name = "a"
-//! api_url = "http://127.0.0.1:7007"      # optional until HTTP checks land
+//! api_url = "http://127.0.0.1:7007"      # optional: lets the audit read logs of differing streams
 //! index = "postgres://ceramic@127.0.0.1:5432/ceramic"
 //! password_env = "NODE_A_PGPASSWORD"     # or password_file = "/run/secrets/a"
 //!

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::recon::{Difference, Value};
-use crate::report::{Divergence, Kind};
+use crate::report::{Divergence, Kind, LogFinding};
 
 /// The largest group, if it is strictly larger than every other.
 fn majority<K: Clone + Ord>(groups: &BTreeMap<K, Vec<usize>>) -> Option<K> {
@@ -57,6 +57,7 @@ pub fn classify(model: &str, diff: &Difference, nodes: &[String]) -> Vec<Diverge
         majority_tip: majority_tip.map(str::to_string),
         agreeing_nodes: agreeing,
         detail,
+        log: LogFinding::default(),
     };
     let mut out = Vec::new();
     let holders: Vec<usize> = by_tip.values().flatten().copied().collect();

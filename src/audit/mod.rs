@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod logs;
+pub mod refine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
 use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Value};
-use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
+use crate::report::{
+    Divergence, Kind, LogFinding, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION,
+};
 use crate::source::IndexHash;
 use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
 
@@ -42,6 +45,9 @@ pub struct AuditOptions {
     pub max_diffs: Option<u64>,
     /// Stop comparing (every model) once the audit has run this long.
     pub max_duration: Option<Duration>,
+    /// Read the logs of streams whose tips differ from the nodes that hold them (nodes with
+    /// `api_url`), to tell `lagging`, `forked` and `index_stale` apart.
+    pub read_logs: bool,
 }
 
 /// Share of a model's first-level ranges that must differ before Postgres nodes switch from
@@ -64,6 +70,7 @@ impl Default for AuditOptions {
             compare: Compare::default(),
             max_diffs: None,
             max_duration: None,
+            read_logs: true,
         }
     }
 }
@@ -320,6 +327,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                             majority_tip: None,
                             agreeing_nodes: Vec::new(),
                             detail: r.problem,
+                            log: LogFinding::default(),
                         });
                     }
                 }
@@ -425,6 +433,9 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         &mut complete,
     )
     .await;
+    if options.read_logs {
+        refine::refine(config, options.timeout, &mut divergences).await;
+    }
     for m in &mut model_reports {
         for d in divergences.iter().filter(|d| d.model == m.model) {
             *m.counts.entry(d.kind).or_default() += 1;
@@ -606,6 +617,7 @@ async fn settle_and_classify(
                         majority_tip: None,
                         agreeing_nodes: Vec::new(),
                         detail: problem,
+                        log: LogFinding::default(),
                     });
                 }
             }
@@ -636,6 +648,7 @@ async fn settle_and_classify(
                         describe(&d.values[pos]),
                         describe(&now)
                     ),
+                    log: LogFinding::default(),
                 });
             }
         }
@@ -652,6 +665,7 @@ fn node_row(node: &str, model: &str, kind: Kind, detail: String) -> Divergence {
         majority_tip: None,
         agreeing_nodes: Vec::new(),
         detail,
+        log: LogFinding::default(),
     }
 }
 

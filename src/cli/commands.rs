@@ -86,6 +86,10 @@ pub struct AuditArgs {
     /// exit code 2). Statements in flight finish first.
     #[arg(long, env = "CERAMIC_AUDIT_MAX_SECONDS")]
     pub max_seconds: Option<f64>,
+    /// Do not read the logs of differing streams over the nodes' HTTP APIs (`api_url`); tip
+    /// differences then stay `tip_mismatch` instead of `lagging`, `forked` or `index_stale`.
+    #[arg(long, env = "CERAMIC_AUDIT_NO_LOGS")]
+    pub no_logs: bool,
     /// Print no summary on stdout (reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
@@ -181,6 +185,7 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         row_check: args.row_check,
         compare: args.compare,
         max_diffs: args.max_diffs,
+        read_logs: !args.no_logs,
         max_duration: args
             .max_seconds
             .map(|s| {

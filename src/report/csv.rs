@@ -2,7 +2,7 @@
 
 use super::Report;
 
-pub const HEADER: [&str; 8] = [
+pub const HEADER: [&str; 13] = [
     "model",
     "stream_id",
     "node",
@@ -11,6 +11,11 @@ pub const HEADER: [&str; 8] = [
     "majority_tip",
     "agreeing_nodes",
     "detail",
+    "missing_commits",
+    "ahead_node",
+    "fork_point",
+    "predicted_winner",
+    "likely_cause",
 ];
 
 pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
@@ -26,6 +31,14 @@ pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
             d.majority_tip.as_deref().unwrap_or(""),
             &d.agreeing_nodes.join(";"),
             d.detail.as_str(),
+            &d.log
+                .missing_commits
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            d.log.ahead_node.as_deref().unwrap_or(""),
+            d.log.fork_point.as_deref().unwrap_or(""),
+            d.log.predicted_winner.as_deref().unwrap_or(""),
+            d.log.likely_cause.as_deref().unwrap_or(""),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error())

@@ -23,8 +23,17 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 pub enum Kind {
     /// The node has no row for a stream other nodes index.
     MissingStream,
-    /// The node's row has another tip than the majority (or there is no majority).
+    /// The node's row has another tip than the majority (or there is no majority), and the
+    /// nodes' logs could not be read to say more.
     TipMismatch,
+    /// The node's log is a strict prefix of another node's: it misses `missing_commits`
+    /// commits that `ahead_node` has (likely cause: missed pubsub updates).
+    Lagging,
+    /// Neither log contains the other: they part after `fork_point`; `predicted_winner` is the
+    /// node whose branch js-ceramic would keep.
+    Forked,
+    /// The node's index row has another tip than the node's own stream state.
+    IndexStale,
     /// Same tip as the majority, other controller, content, anchor times or custom columns.
     ContentMismatch,
     /// The row's stream id or tip is not a valid identifier (or the tip is NULL).
@@ -39,9 +48,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::MissingStream,
         Kind::TipMismatch,
+        Kind::Lagging,
+        Kind::Forked,
+        Kind::IndexStale,
         Kind::ContentMismatch,
         Kind::InvalidRow,
         Kind::ModelNotIndexed,
@@ -53,6 +65,9 @@ impl Kind {
         match self {
             Kind::MissingStream => "missing_stream",
             Kind::TipMismatch => "tip_mismatch",
+            Kind::Lagging => "lagging",
+            Kind::Forked => "forked",
+            Kind::IndexStale => "index_stale",
             Kind::ContentMismatch => "content_mismatch",
             Kind::InvalidRow => "invalid_row",
             Kind::ModelNotIndexed => "model_not_indexed",
@@ -77,6 +92,28 @@ pub struct Divergence {
     /// Nodes holding the majority value this node differs from.
     pub agreeing_nodes: Vec<String>,
     pub detail: String,
+    /// What the nodes' logs say (only for rows refined from them).
+    #[serde(flatten)]
+    pub log: LogFinding,
+}
+
+/// What the nodes' commit logs say about a differing stream (fields empty when not read).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LogFinding {
+    /// `lagging`: commits the node misses; `index_stale`: commits between the two tips.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_commits: Option<u64>,
+    /// `lagging`: the node whose log is longest and contains this node's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead_node: Option<String>,
+    /// `forked`: the last commit both branches share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork_point: Option<String>,
+    /// `forked`: the node whose branch js-ceramic keeps, and the rule that decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_winner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely_cause: Option<String>,
 }
 
 /// How one node was read.

@@ -57,7 +57,12 @@ fn the_example_cluster_is_divergent_and_both_reports_are_written() {
             "tip",
             "majority_tip",
             "agreeing_nodes",
-            "detail"
+            "detail",
+            "missing_commits",
+            "ahead_node",
+            "fork_point",
+            "predicted_winner",
+            "likely_cause"
         ]
     );
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();

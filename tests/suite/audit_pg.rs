@@ -677,3 +677,124 @@ async fn many_differences_switch_to_download_and_caps_stop_early() {
         assert!(why.contains("--max-seconds"), "{mode:?}: {why}");
     }
 }
+
+/// With `api_url`s, tip differences are read from the nodes' own logs (over HTTP, from real
+/// servers on 127.0.0.1 answering like js-ceramic): b lags on stream 5, c forked on stream 6,
+/// c's index row of stream 7 is behind c's own state. A node is never asked about a stream its
+/// index does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tip_differences_are_classified_from_the_nodes_logs() {
+    use crate::common::http::{FakeNode, Reply};
+    let (pgs, model, dir, _) = three_nodes(20).await;
+    let custom = |i: usize| Some(format!("did:key:author{}", i % 7));
+    pg_upsert(
+        &pgs[1],
+        &model,
+        &[Row::new(5, 0).with_custom(AUTHOR, custom(5).as_deref())],
+    )
+    .await;
+    let mut forked = Row::new(6, 9).with_custom(AUTHOR, custom(6).as_deref());
+    forked.content = Row::new(6, 1).content; // same content, another commit
+    pg_upsert(&pgs[2], &model, &[forked]).await;
+    pg_upsert(
+        &pgs[2],
+        &model,
+        &[Row::new(7, 0).with_custom(AUTHOR, custom(7).as_deref())],
+    )
+    .await;
+    pgs[2]
+        .execute(&format!(
+            "DELETE FROM \"{model}\" WHERE stream_id = '{}'",
+            stream_id("9")
+        ))
+        .await;
+
+    // Each node's state logs: every stream at version 1 ([v0, v1]) unless said otherwise.
+    let node = |name: &'static str| {
+        FakeNode::start(move |req, _| {
+            let Some(rest) = req.target.strip_prefix("/api/v0/streams/") else {
+                return Reply::Full(404, "{}".into());
+            };
+            let id = rest.trim_end_matches("?sync=2");
+            let i = (0..20).find(|i| stream_id(&i.to_string()) == id);
+            let Some(i) = i else {
+                return Reply::Full(500, r#"{"error":"unknown stream"}"#.into());
+            };
+            let versions: Vec<String> = match (name, i) {
+                ("b", 5) => vec!["5:0".into()],
+                ("c", 6) => vec!["6:0".into(), "6:9".into()],
+                _ => vec![format!("{i}:0"), format!("{i}:1")],
+            };
+            let log: Vec<String> = versions
+                .iter()
+                .enumerate()
+                .map(|(k, v)| format!(r#"{{"cid":"{}","type":{}}}"#, tip(v), k.min(1)))
+                .collect();
+            Reply::Full(
+                200,
+                format!(
+                    r#"{{"streamId":"{id}","state":{{"type":3,"content":{{}},"metadata":{{"controllers":[]}},"log":[{}]}}}}"#,
+                    log.join(",")
+                ),
+            )
+        })
+    };
+    let (na, nb, nc) = (node("a").await, node("b").await, node("c").await);
+    let mut text = String::from("cluster = \"logs\"\n");
+    for (name, pg, api) in [
+        ("a", &pgs[0], &na),
+        ("b", &pgs[1], &nb),
+        ("c", &pgs[2], &nc),
+    ] {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"{name}\"\napi_url = \"{}\"\nindex = \"{}\"\n",
+            api.url,
+            pg.dsn()
+        ));
+    }
+    let path = dir.path().join("logs.toml");
+    std::fs::write(&path, text).expect("config");
+    let cfg = ClusterConfig::load(&path).expect("config");
+    let report = audit_with(&cfg, Mode::Pushdown).await;
+    assert!(report.complete, "{:?}", report.nodes);
+    let mut got = triples(&report);
+    got.sort();
+    let mut want = vec![
+        (stream_id("5"), "b".to_string(), Kind::Lagging),
+        (stream_id("6"), "c".to_string(), Kind::Forked),
+        (stream_id("7"), "c".to_string(), Kind::IndexStale),
+        (stream_id("9"), "c".to_string(), Kind::MissingStream),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    let lag = find(&report, &stream_id("5"), "b");
+    assert_eq!(lag.log.missing_commits, Some(1));
+    assert_eq!(lag.log.ahead_node.as_deref(), Some("a"));
+    let fork = find(&report, &stream_id("6"), "c");
+    assert_eq!(fork.log.fork_point.as_deref(), Some(tip("6:0").as_str()));
+    let winner = fork.log.predicted_winner.as_deref().expect("a winner");
+    assert!(winner == "a" || winner == "c", "{winner}");
+    assert!(fork.detail.contains("js-ceramic keeps"), "{}", fork.detail);
+    let stale = find(&report, &stream_id("7"), "c");
+    assert_eq!(stale.log.missing_commits, Some(1), "{}", stale.detail);
+    // c's index has no row for stream 9: c was never asked about it (a read would load it).
+    let nine = stream_id("9");
+    assert!(nc.requests().iter().all(|r| !r.target.contains(&nine)));
+    // With --no-logs the same differences stay tip mismatches.
+    let plain = audit::run(
+        &cfg,
+        &AuditOptions {
+            read_logs: false,
+            ..AuditOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        plain
+            .divergences
+            .iter()
+            .filter(|d| d.kind == Kind::TipMismatch)
+            .count(),
+        3
+    );
+}
