@@ -228,38 +228,55 @@ impl NodeApi {
     /// querying the network for a newer tip. See the module note: the node loads a stream it
     /// lacks even so.
     pub async fn stream(&self, stream_id: &str) -> Result<StreamState, ApiError> {
-        let endpoint = "GET /api/v0/streams";
-        let path = format!("api/v0/streams/{stream_id}?sync=2");
-        let body = self
-            .send(endpoint, Some(stream_id), |c, url| c.get(url.join(&path)))
+        let r: StreamResponse = self
+            .get_about(
+                "streams",
+                stream_id,
+                Some("sync=2"),
+                |r: &StreamResponse| &r.stream_id,
+            )
             .await?;
-        let r: StreamResponse = self.parse(endpoint, Some(stream_id), &body)?;
-        if r.stream_id != stream_id {
-            return Err(self.malformed(
-                endpoint,
-                Some(stream_id),
-                format!("answered for stream {}", r.stream_id),
-            ));
-        }
         Ok(r.state)
     }
 
     /// `GET /api/v0/commits/:id`: the stream's commits in log order.
     pub async fn commits(&self, stream_id: &str) -> Result<Vec<CommitRecord>, ApiError> {
-        let endpoint = "GET /api/v0/commits";
-        let path = format!("api/v0/commits/{stream_id}");
-        let body = self
-            .send(endpoint, Some(stream_id), |c, url| c.get(url.join(&path)))
+        let r: CommitsResponse = self
+            .get_about("commits", stream_id, None, |r: &CommitsResponse| {
+                &r.stream_id
+            })
             .await?;
-        let r: CommitsResponse = self.parse(endpoint, Some(stream_id), &body)?;
-        if r.stream_id != stream_id {
+        Ok(r.commits)
+    }
+
+    /// `GET /api/v0/<resource>/<stream id>[?query]`, parsed, and checked to be about that
+    /// stream. The id travels as one escaped path segment, whatever an index row held.
+    async fn get_about<T: serde::de::DeserializeOwned>(
+        &self,
+        resource: &str,
+        stream_id: &str,
+        query: Option<&str>,
+        answered: impl Fn(&T) -> &String,
+    ) -> Result<T, ApiError> {
+        let endpoint = format!("GET /api/v0/{resource}");
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .extend(["api", "v0", resource, stream_id]);
+        }
+        url.set_query(query);
+        let body = self
+            .send(&endpoint, Some(stream_id), |c, _| c.get(url.clone()))
+            .await?;
+        let r: T = self.parse(&endpoint, Some(stream_id), &body)?;
+        if answered(&r) != stream_id {
             return Err(self.malformed(
-                endpoint,
+                &endpoint,
                 Some(stream_id),
-                format!("answered for stream {}", r.stream_id),
+                format!("answered for stream {}", answered(&r)),
             ));
         }
-        Ok(r.commits)
+        Ok(r)
     }
 
     /// `POST /api/v0/multiqueries` with `sync: 2` for each id: the states the node could load,

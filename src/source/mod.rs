@@ -407,19 +407,24 @@ impl Node {
         let Some(store) = self.hashed.get(model) else {
             return Ok(Vec::new());
         };
-        // Every entry the round asks for, read back in one statement.
-        let mut wanted: Vec<String> = Vec::new();
-        for q in batch {
-            if let Query::Entries { range, only } = q {
-                wanted.extend(
+        // Every entry the round asks for (per entries query: the streams chosen by their row
+        // hashes), read back in one statement.
+        let chosen: Vec<std::collections::HashSet<String>> = batch
+            .iter()
+            .filter_map(|q| match q {
+                Query::Entries { range, only } => Some(
                     store
                         .rows(range)
                         .into_iter()
                         .filter(|(_, h)| only.as_ref().is_none_or(|set| set.contains(h)))
-                        .map(|(s, _)| s),
-                );
-            }
-        }
+                        .map(|(s, _)| s)
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        let wanted: Vec<String> = chosen.iter().flatten().cloned().collect();
+        let mut chosen = chosen.into_iter();
         let mut fetched: Vec<Entry> = if wanted.is_empty() {
             Vec::new()
         } else {
@@ -438,8 +443,8 @@ impl Node {
                 }
                 Query::Summary { range, bounds } => Answer::Summary(store.summary(range, *bounds)),
                 Query::Digests { range } => Answer::Digests(store.digests(range)),
-                Query::Entries { range, only } => {
-                    let hashes: HashMap<String, u64> = store.rows(range).into_iter().collect();
+                Query::Entries { range, .. } => {
+                    let streams = chosen.next().unwrap_or_default();
                     let lo = fetched.partition_point(|e| e.key < range.start);
                     let hi = range.end.as_ref().map_or(fetched.len(), |end| {
                         fetched.partition_point(|e| e.key < *end)
@@ -447,11 +452,7 @@ impl Node {
                     Answer::Entries(
                         fetched[lo..hi.max(lo)]
                             .iter()
-                            .filter(|e| {
-                                hashes.get(&e.key.stream()).is_some_and(|h| {
-                                    only.as_ref().is_none_or(|set| set.contains(h))
-                                })
-                            })
+                            .filter(|e| streams.contains(&e.key.stream()))
                             .cloned()
                             .collect(),
                     )

@@ -70,18 +70,19 @@ impl Shape {
         if self.last.is_empty() {
             return self.rows;
         }
-        let meets = |a: &Range, b: &Range| {
-            a.end.as_ref().is_none_or(|e| b.start < *e)
-                && b.end.as_ref().is_none_or(|e| a.start < *e)
-        };
         Some(
             self.last
                 .iter()
-                .filter(|(r, _)| ranges.iter().any(|q| meets(r, q)))
+                .filter(|(r, _)| ranges.iter().any(|q| ranges_meet(r, q)))
                 .map(|(_, n)| n)
                 .sum(),
         )
     }
+}
+
+/// Whether two half-open ranges share a key.
+fn ranges_meet(a: &Range, b: &Range) -> bool {
+    a.end.as_ref().is_none_or(|e| b.start < *e) && b.end.as_ref().is_none_or(|e| a.start < *e)
 }
 
 /// A round is answered by one sequential scan, grouped by key prefix, once it would touch at
@@ -971,7 +972,8 @@ impl PgSource {
     ) -> Result<Vec<Answer<PgHash64>>, SourceError> {
         let wanted: Vec<i32> = b.bucket.iter().flatten().copied().collect();
         let mut by_bucket: HashMap<i32, (u64, Option<(Key, Key)>)> = HashMap::new();
-        // The row check read the whole table's bounds in this snapshot already.
+        // The row check (which runs before every descent) read the whole table's size and first
+        // and last id in this snapshot already; only narrower bounds are asked of Postgres.
         let cached = self
             .shapes
             .get(model)
@@ -984,50 +986,7 @@ impl PgSource {
                 bounds,
             }]);
         }
-        // The whole table as one range, read where byte order is the index order: the first and
-        // last id come from the primary key (two index probes), only the count scans.
-        let whole_table = b
-            .ranges
-            .as_ref()
-            .is_some_and(|p| p.lo.len() == 1 && p.lo[0].is_empty() && p.hi[0] == "l");
-        if whole_table {
-            let sql = format!(
-                "SELECT 0, (SELECT count(*) FROM {table})::int8, \
-                        (SELECT min(stream_id) FROM {table}), (SELECT max(stream_id) FROM {table}) \
-                 WHERE $1::text IS NOT NULL AND cardinality($2::text[]) >= 0 \
-                   AND cardinality($3::int[]) >= 0 AND cardinality($4::text[]) >= 0",
-                table = quote_ident(model)
-            );
-            let rows = self
-                .round_query("table bounds", &sql, model, b, &wanted, &[])
-                .await?;
-            let get = |e: tokio_postgres::Error| self.error("reading table bounds", &sql, &e);
-            if let Some(row) = rows.first() {
-                let count: i64 = row.try_get(1).map_err(get)?;
-                let first: Option<String> = row.try_get(2).map_err(get)?;
-                let last: Option<String> = row.try_get(3).map_err(get)?;
-                self.bytes_received += 8
-                    + first.as_ref().map_or(0, String::len) as u64
-                    + last.as_ref().map_or(0, String::len) as u64;
-                let shape = self.shapes.entry(model.to_string()).or_default();
-                shape.rows = Some(count.max(0) as u64);
-                if let (Some(f), Some(l)) = (&first, &last) {
-                    shape.common_prefix =
-                        f.bytes().zip(l.bytes()).take_while(|(x, y)| x == y).count();
-                }
-                if let (Some(bk), Some(f), Some(l)) =
-                    (b.bucket.first().copied().flatten(), first, last)
-                {
-                    by_bucket.insert(
-                        bk,
-                        (
-                            count.max(0) as u64,
-                            Some((Key::new(model, &f), Key::new(model, &l))),
-                        ),
-                    );
-                }
-            }
-        } else if !wanted.is_empty() {
+        if !wanted.is_empty() {
             // `$1` (the model) is unused here but typed, so all statements share parameters.
             let sql = format!(
                 "SELECT bucket, count(*)::bigint, min(sid), max(sid) \
@@ -1097,14 +1056,10 @@ impl PgSource {
     fn prefix_filter(&self, model: &str, ranges: &[&Range]) -> Option<PrefixFilter> {
         let shape = self.shapes.get(model)?;
         let (first, last) = shape.bounds.clone().flatten()?;
-        let meets = |a: &Range, b: &Range| {
-            a.end.as_ref().is_none_or(|e| b.start < *e)
-                && b.end.as_ref().is_none_or(|e| a.start < *e)
-        };
         let parents: Vec<&(Range, u64)> = shape
             .last
             .iter()
-            .filter(|(r, _)| ranges.iter().any(|q| meets(r, q)))
+            .filter(|(r, _)| ranges.iter().any(|q| ranges_meet(r, q)))
             .collect();
         if parents.is_empty() || parents.len() == shape.last.len() {
             return None; // nothing learned, or every range differs: filtering saves nothing

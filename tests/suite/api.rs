@@ -187,6 +187,17 @@ async fn errors_name_the_node_endpoint_and_stream_and_only_transient_ones_are_re
         "gave up at its timeouts"
     );
 
+    // An id from a damaged index row travels as one escaped path segment, not as a path.
+    let e = api.stream("k/../x?y").await.expect_err("unknown");
+    assert!(matches!(e, ApiError::Status { status: 404, .. }), "{e:?}");
+    assert!(
+        node.requests()
+            .iter()
+            .any(|r| r.target == "/api/v0/streams/k%2F..%2Fx%3Fy?sync=2"),
+        "{:?}",
+        node.requests()
+    );
+
     // A node that is not there at all.
     let dead = NodeApi::new("c", "http://127.0.0.1:9", quick()).expect("client");
     let e = dead.healthcheck().await.expect_err("refused");
