@@ -2,7 +2,7 @@
 
 use super::Report;
 
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 14] = [
     "model",
     "stream_id",
     "node",
@@ -16,6 +16,7 @@ pub const HEADER: [&str; 13] = [
     "fork_point",
     "predicted_winner",
     "likely_cause",
+    "repair_hint",
 ];
 
 pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
@@ -39,6 +40,7 @@ pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
             d.log.fork_point.as_deref().unwrap_or(""),
             d.log.predicted_winner.as_deref().unwrap_or(""),
             d.log.likely_cause.as_deref().unwrap_or(""),
+            d.log.repair_hint.as_deref().unwrap_or(""),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error())

@@ -114,6 +114,10 @@ pub struct LogFinding {
     pub predicted_winner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub likely_cause: Option<String>,
+    /// What a repair would do (`republish N commit(s) from X`, `reindex`, `create from
+    /// genesis`), or why it would fail (`unrepairable if …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_hint: Option<String>,
 }
 
 /// How one node was read.
