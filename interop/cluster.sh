@@ -192,6 +192,8 @@ write_cluster_toml() {
       else
         echo "index = \"postgres://ceramic@127.0.0.1:$PG_PORT/ceramic_$n\""
       fi
+      # The admin DID's seed (listed in every node's admin-dids): lets the audit read pin lists.
+      echo "admin_key_file = \"$RUN/admin.seed\""
     done
   } >"$out"
   say "wrote $out"

@@ -14,6 +14,8 @@
 //! api_url = "http://127.0.0.1:7007"      # optional: lets the audit read logs of differing streams
 //! index = "postgres://ceramic@127.0.0.1:5432/ceramic"
 //! password_env = "NODE_A_PGPASSWORD"     # or password_file = "/run/secrets/a"
+//! admin_key_file = "/run/secrets/admin"  # optional (or admin_key_env): an admin DID's seed
+//!                                        # (64 hex digits) to read the node's pin list
 //!
 //! [[nodes]]
 //! name = "b"
@@ -52,6 +54,9 @@ pub struct NodeConfig {
     pub api_url: Option<String>,
     pub index: IndexLocation,
     pub password: PasswordSource,
+    /// Where the seed of an admin DID of this node comes from (`admin_key_env` /
+    /// `admin_key_file`); it lets the audit read the node's pin list (`index_missing`).
+    pub admin_key: Option<PasswordSource>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,10 @@ struct RawNode {
     password_env: Option<Spanned<String>>,
     #[serde(default)]
     password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    admin_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    admin_key_file: Option<Spanned<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -277,6 +286,18 @@ impl ClusterConfig {
                     ))
                 }
             };
+            let admin_key = match (node.admin_key_env, node.admin_key_file) {
+                (Some(env), None) => Some(PasswordSource::Env(env.into_inner())),
+                (None, Some(file)) => Some(PasswordSource::File(resolve(file.get_ref()))),
+                (None, None) => None,
+                (Some(env), Some(_)) => {
+                    return Err(invalid(
+                        env.span(),
+                        "nodes.admin_key_env",
+                        format!("node {name}: give admin_key_env or admin_key_file, not both"),
+                    ))
+                }
+            };
             if let Some(url) = &node.api_url {
                 let u = url.get_ref();
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -292,6 +313,7 @@ impl ClusterConfig {
                 api_url: node.api_url.map(Spanned::into_inner),
                 index,
                 password,
+                admin_key,
             });
         }
         Ok(Self {
@@ -306,15 +328,20 @@ impl ClusterConfig {
 impl PasswordSource {
     /// Reads the password now (so a missing variable or file is reported before any work).
     pub fn read(&self, node: &str) -> Result<Option<String>, String> {
+        self.read_as(node, "password")
+    }
+
+    /// Reads the secret; `what` names the keys in messages (`password` → `password_env`).
+    pub fn read_as(&self, node: &str, what: &str) -> Result<Option<String>, String> {
         match self {
             Self::Env(var) => std::env::var(var)
                 .map(Some)
-                .map_err(|_| format!("node {node}: password_env {var} is not set")),
+                .map_err(|_| format!("node {node}: {what}_env {var} is not set")),
             Self::File(path) => std::fs::read_to_string(path)
                 .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
                 .map_err(|e| {
                     format!(
-                        "node {node}: cannot read password_file {}: {e}",
+                        "node {node}: cannot read {what}_file {}: {e}",
                         path.display()
                     )
                 }),

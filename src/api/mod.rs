@@ -13,7 +13,9 @@
 //! bounded in concurrency and paced to a maximum rate. Any other status or an unexpected body
 //! is an error naming the node, the endpoint and the stream.
 
-use std::collections::BTreeMap;
+pub mod admin;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -311,6 +313,53 @@ impl NodeApi {
         Ok(map)
     }
 
+    /// `GET /api/v0/admin/pins`: every stream the node's state store holds (pinned), read
+    /// without loading any of them. Needs an admin DID's key; a fresh single-use code is fetched
+    /// from `GET /api/v0/admin/getCode` for each call (codes expire after 60 s).
+    pub async fn pinned(&self, key: &admin::AdminKey) -> Result<BTreeSet<String>, ApiError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            match self.pinned_once(key).await {
+                Err(ApiError::Unreachable { .. }) if attempt < self.options.retries => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn pinned_once(&self, key: &admin::AdminKey) -> Result<BTreeSet<String>, ApiError> {
+        #[derive(Deserialize)]
+        struct Code {
+            code: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Pins {
+            pinned_stream_ids: Vec<String>,
+        }
+        let endpoint = "GET /api/v0/admin/getCode";
+        let raw = self
+            .send(endpoint, None, |c, url| c.get(url.join("api/v0/admin/getCode")))
+            .await?;
+        let code: Code = self.parse(endpoint, None, &raw)?;
+        let endpoint = "GET /api/v0/admin/pins";
+        let path = "/api/v0/admin/pins";
+        let authorization = format!("Basic {}", key.jws(&code.code, path));
+        // Sent once: the code is single-use (a retry starts over with a new code).
+        let raw = self
+            .send_once(endpoint, |c, url| {
+                c.get(url.join("api/v0/admin/pins"))
+                    .header("Authorization", authorization.as_str())
+            })
+            .await?;
+        let pins: Pins = self.parse(endpoint, None, &raw)?;
+        Ok(pins.pinned_stream_ids.into_iter().collect())
+    }
+
     fn malformed(&self, endpoint: &str, stream: Option<&str>, message: String) -> ApiError {
         ApiError::Malformed {
             node: self.node.clone(),
@@ -335,11 +384,31 @@ impl NodeApi {
         })
     }
 
+    /// [`Self::send`] without retries, for requests that must not be replayed.
+    async fn send_once(
+        &self,
+        endpoint: &str,
+        build: impl Fn(&reqwest::Client, &UrlJoin) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ApiError> {
+        self.send_with(endpoint, None, 0, build).await
+    }
+
     /// Waits for a slot and for the pace, then sends, retrying transient failures.
     async fn send(
         &self,
         endpoint: &str,
         stream: Option<&str>,
+        build: impl Fn(&reqwest::Client, &UrlJoin) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, ApiError> {
+        self.send_with(endpoint, stream, self.options.retries, build)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        endpoint: &str,
+        stream: Option<&str>,
+        retries: u32,
         build: impl Fn(&reqwest::Client, &UrlJoin) -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, ApiError> {
         let _slot = self
@@ -360,7 +429,7 @@ impl NodeApi {
             let outcome = self.attempt(build(&self.http, &url)).await;
             match outcome {
                 Ok(body) => return Ok(body),
-                Err(Failure::Transient(message)) if attempt < self.options.retries => {
+                Err(Failure::Transient(message)) if attempt < retries => {
                     tracing::debug!(node = %self.node, endpoint, attempt, %message, "retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod logs;
+pub mod presence;
 pub mod refine;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -434,6 +435,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
     )
     .await;
     if options.read_logs {
+        presence::check(config, options.timeout, &mut divergences).await;
         refine::refine(config, options.timeout, &mut divergences).await;
     }
     for m in &mut model_reports {

@@ -34,6 +34,9 @@ pub enum Kind {
     Forked,
     /// The node's index row has another tip than the node's own stream state.
     IndexStale,
+    /// The node's state store holds the stream (it is in the node's pin list) but its index
+    /// has no row for it.
+    IndexMissing,
     /// Same tip as the majority, other controller, content, anchor times or custom columns.
     ContentMismatch,
     /// The row's stream id or tip is not a valid identifier (or the tip is NULL).
@@ -48,12 +51,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::MissingStream,
         Kind::TipMismatch,
         Kind::Lagging,
         Kind::Forked,
         Kind::IndexStale,
+        Kind::IndexMissing,
         Kind::ContentMismatch,
         Kind::InvalidRow,
         Kind::ModelNotIndexed,
@@ -68,6 +72,7 @@ impl Kind {
             Kind::Lagging => "lagging",
             Kind::Forked => "forked",
             Kind::IndexStale => "index_stale",
+            Kind::IndexMissing => "index_missing",
             Kind::ContentMismatch => "content_mismatch",
             Kind::InvalidRow => "invalid_row",
             Kind::ModelNotIndexed => "model_not_indexed",
