@@ -30,10 +30,13 @@ const ED25519_PUB: [u8; 2] = [0xed, 0x01];
 impl AdminKey {
     /// From the seed as 64 hex digits (how the interop harness and `did-from-seed.mjs` keep it).
     pub fn from_hex(text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| format!("the admin key is not hex: {e}"))?;
+        let bytes =
+            hex::decode(text.trim()).map_err(|e| format!("the admin key is not hex: {e}"))?;
         let seed: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!("the admin key must be 32 bytes (64 hex digits), got {}", b.len())
+            format!(
+                "the admin key must be 32 bytes (64 hex digits), got {}",
+                b.len()
+            )
         })?;
         let key = SigningKey::from_bytes(&seed);
         let mut public = ED25519_PUB.to_vec();
@@ -50,7 +53,8 @@ impl AdminKey {
     /// The compact JWS for one admin request.
     pub fn jws(&self, code: &str, request_path: &str) -> String {
         let fingerprint = self.did.trim_start_matches("did:key:");
-        let header = serde_json::json!({"alg": "EdDSA", "kid": format!("{}#{fingerprint}", self.did)});
+        let header =
+            serde_json::json!({"alg": "EdDSA", "kid": format!("{}#{fingerprint}", self.did)});
         let payload = serde_json::json!({"code": code, "requestPath": request_path});
         let b64 = |v: &serde_json::Value| Base::Base64Url.encode(v.to_string().as_bytes());
         let signing_input = format!("{}.{}", b64(&header), b64(&payload));
@@ -69,10 +73,9 @@ mod tests {
     #[test]
     fn the_did_matches_key_did_provider_ed25519() {
         // From the interop harness: `node did-from-seed.mjs <seed>` printed this DID.
-        let key = AdminKey::from_hex(
-            "0000000000000000000000000000000000000000000000000000000000000001",
-        )
-        .expect("key");
+        let key =
+            AdminKey::from_hex("0000000000000000000000000000000000000000000000000000000000000001")
+                .expect("key");
         assert_eq!(
             key.did(),
             "did:key:z6MkjchhfUsD6mmvni8mCdXHw216Xrm9bQe2mBH1P5RDjVJG"

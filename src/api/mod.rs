@@ -343,7 +343,9 @@ impl NodeApi {
         }
         let endpoint = "GET /api/v0/admin/getCode";
         let raw = self
-            .send(endpoint, None, |c, url| c.get(url.join("api/v0/admin/getCode")))
+            .send(endpoint, None, |c, url| {
+                c.get(url.join("api/v0/admin/getCode"))
+            })
             .await?;
         let code: Code = self.parse(endpoint, None, &raw)?;
         let endpoint = "GET /api/v0/admin/pins";

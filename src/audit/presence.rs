@@ -29,12 +29,8 @@ pub async fn check(config: &ClusterConfig, timeout: Duration, divergences: &mut 
             Some((node, rows))
         })
         .collect();
-    let lists = futures::future::join_all(
-        nodes
-            .iter()
-            .map(|(node, _)| pin_list(node, timeout)),
-    )
-    .await;
+    let lists =
+        futures::future::join_all(nodes.iter().map(|(node, _)| pin_list(node, timeout))).await;
     for ((_, rows), list) in nodes.iter().zip(lists) {
         for &i in rows {
             let d = &mut divergences[i];

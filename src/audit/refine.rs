@@ -122,11 +122,7 @@ async fn read_logs(apis: &HashMap<String, NodeApi>, case: &Case) -> Logs {
 /// prefix of it is `lagging`; each on another branch is `forked`; each whose index row has
 /// another tip than its own state is `index_stale` (also when it lags as well). A node whose log
 /// could not be read keeps its `tip_mismatch` row, saying why.
-pub(crate) fn judge_case(
-    case: &Case,
-    logs: &Logs,
-    originals: Vec<Divergence>,
-) -> Vec<Divergence> {
+pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -> Vec<Divergence> {
     let ok: BTreeMap<&String, &Vec<Commit>> = logs
         .iter()
         .filter_map(|(n, l)| l.as_ref().ok().map(|l| (n, l)))
@@ -213,9 +209,11 @@ pub(crate) fn judge_case(
                          between saving the state and updating the index?)"
                             .into(),
                     ),
-                    repair_hint: Some("reindex: load the stream on this node so it re-indexes \
+                    repair_hint: Some(
+                        "reindex: load the stream on this node so it re-indexes \
                                        its own state"
-                        .into()),
+                            .into(),
+                    ),
                     ..LogFinding::default()
                 },
             ));
@@ -224,8 +222,7 @@ pub(crate) fn judge_case(
             Relation::Same | Relation::Ahead { .. } => {}
             Relation::Behind { missing } => {
                 let lacking = &best_log[own.len()..];
-                let anchors: Vec<&Commit> =
-                    lacking.iter().filter(|c| c.anchor.is_some()).collect();
+                let anchors: Vec<&Commit> = lacking.iter().filter(|c| c.anchor.is_some()).collect();
                 let (cause, hint) = match anchors.first() {
                     None => (
                         "missed pubsub updates (the node was down or disconnected when they were \
@@ -381,7 +378,10 @@ mod tests {
         let rows = judge_case(&c, &logs, vec![original("a", "t")]);
         assert_eq!(kinds(&rows), vec![("b".into(), Kind::Lagging)]);
         let hint = rows[0].log.repair_hint.as_deref().unwrap_or_default();
-        assert!(hint.starts_with("unrepairable if the node rejects anchor commit t"), "{hint}");
+        assert!(
+            hint.starts_with("unrepairable if the node rejects anchor commit t"),
+            "{hint}"
+        );
     }
 
     #[test]
@@ -419,6 +419,10 @@ mod tests {
         .into();
         let rows = judge_case(&c, &logs, vec![original("b", "v1")]);
         assert_eq!(kinds(&rows), vec![("b".into(), Kind::TipMismatch)]);
-        assert!(rows[0].detail.ends_with("logs not read: HTTP 500"), "{}", rows[0].detail);
+        assert!(
+            rows[0].detail.ends_with("logs not read: HTTP 500"),
+            "{}",
+            rows[0].detail
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct Seen {
     pub method: String,
     pub target: String,
     pub body: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 type Route = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
@@ -115,11 +117,17 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Seen> {
     let mut first = lines.next()?.split_whitespace();
     let method = first.next()?.to_string();
     let target = first.next()?.to_string();
-    let length: usize = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
+    let headers: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let authorization = header("authorization");
     while buf.len() < head_end + length {
         let n = socket.read(&mut chunk).await.ok()?;
         if n == 0 {
@@ -132,5 +140,6 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Seen> {
         method,
         target,
         body,
+        authorization,
     })
 }

@@ -228,3 +228,62 @@ async fn requests_are_paced_to_the_rate_cap() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn the_pin_list_is_read_with_a_fresh_code_signed_by_the_admin_did() {
+    use ceramic_audit::api::admin::AdminKey;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let seed = "1f".repeat(32);
+    let key = AdminKey::from_hex(&seed).expect("key");
+    let public = ed25519_dalek::SigningKey::from_bytes(&[0x1f; 32]).verifying_key();
+    let node = FakeNode::start(move |req, n| {
+        match req.target.as_str() {
+            "/api/v0/admin/getCode" => Reply::Full(200, format!(r#"{{"code":"code-{n}"}}"#)),
+            "/api/v0/admin/pins" => {
+                let Some(jws) = req
+                    .authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Basic "))
+                else {
+                    return Reply::Full(401, r#"{"error":"Missing authorization header"}"#.into());
+                };
+                let parts: Vec<&str> = jws.split('.').collect();
+                let decode = |s: &str| multibase::Base::Base64Url.decode(s).unwrap_or_default();
+                let payload: serde_json::Value =
+                    serde_json::from_slice(&decode(parts[1])).unwrap_or_default();
+                let signature = Signature::from_slice(&decode(parts[2]));
+                let signed = signature.is_ok_and(|s| {
+                    VerifyingKey::verify(
+                        &public,
+                        format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                        &s,
+                    )
+                    .is_ok()
+                });
+                // The code handed out just before, for this very path, signed by the admin key.
+                if !signed
+                    || payload["code"] != format!("code-{}", n - 1)
+                    || payload["requestPath"] != "/api/v0/admin/pins"
+                {
+                    return Reply::Full(401, r#"{"error":"Unauthorized access"}"#.into());
+                }
+                Reply::Full(
+                    200,
+                    format!(r#"{{"pinnedStreamIds":["{STREAM}","{MODEL}"]}}"#),
+                )
+            }
+            _ => Reply::Full(404, "{}".into()),
+        }
+    })
+    .await;
+    let api = NodeApi::new("a", &node.url, quick()).expect("client");
+    let pins = api.pinned(&key).await.expect("pins");
+    assert_eq!(pins, [STREAM.to_string(), MODEL.to_string()].into());
+    // Another key is refused by the node, and the error names the node and the endpoint.
+    let other = AdminKey::from_hex(&"2e".repeat(32)).expect("key");
+    let err = api.pinned(&other).await.expect_err("refused").to_string();
+    assert!(
+        err.contains("node a: GET /api/v0/admin/pins: HTTP 401: Unauthorized access"),
+        "{err}"
+    );
+}

@@ -766,7 +766,11 @@ async fn tip_differences_are_classified_from_the_nodes_logs() {
         &[Commit::signed(&tip("6:0")), Commit::signed(&tip("6:9"))],
         &[Commit::signed(&tip("6:0")), Commit::signed(&tip("6:1"))],
     ) == Winner::First(Rule::LowerCid);
-    let (losers, winner): (&[&str], &str) = if c_wins { (&["a", "b"], "c") } else { (&["c"], "a") };
+    let (losers, winner): (&[&str], &str) = if c_wins {
+        (&["a", "b"], "c")
+    } else {
+        (&["c"], "a")
+    };
     let mut want = vec![
         (stream_id("5"), "b".to_string(), Kind::Lagging),
         (stream_id("7"), "c".to_string(), Kind::IndexStale),
