@@ -9,6 +9,7 @@ pub mod classify;
 pub mod logs;
 pub mod presence;
 pub mod refine;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct AuditOptions {
     /// Read the logs of streams whose tips differ from the nodes that hold them (nodes with
     /// `api_url`), to tell `lagging`, `forked` and `index_stale` apart.
     pub read_logs: bool,
+    /// Compare index rows with their own node's state even where the nodes agree.
+    pub verify_state: verify::VerifyState,
 }
 
 /// Share of a model's first-level ranges that must differ before Postgres nodes switch from
@@ -72,6 +75,7 @@ impl Default for AuditOptions {
             max_diffs: None,
             max_duration: None,
             read_logs: true,
+            verify_state: verify::VerifyState::Off,
         }
     }
 }
@@ -438,6 +442,16 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         presence::check(config, options.timeout, &mut divergences).await;
         refine::refine(config, options.timeout, &mut divergences).await;
     }
+    verify::verify(
+        config,
+        &mut slots,
+        &names,
+        &models,
+        options.verify_state,
+        options.timeout,
+        &mut divergences,
+    )
+    .await;
     for m in &mut model_reports {
         for d in divergences.iter().filter(|d| d.model == m.model) {
             *m.counts.entry(d.kind).or_default() += 1;

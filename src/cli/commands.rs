@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK};
+use crate::audit::verify::VerifyState;
 use crate::audit::{self, AuditOptions};
 use crate::config::ClusterConfig;
 use crate::recon::DescentParams;
@@ -86,10 +87,16 @@ pub struct AuditArgs {
     /// exit code 2). Statements in flight finish first.
     #[arg(long, env = "CERAMIC_AUDIT_MAX_SECONDS")]
     pub max_seconds: Option<f64>,
-    /// Do not read the logs of differing streams over the nodes' HTTP APIs (`api_url`); tip
-    /// differences then stay `tip_mismatch` instead of `lagging`, `forked` or `index_stale`.
+    /// Do not read the nodes' HTTP APIs (`api_url`) about differing streams: tip differences
+    /// then stay `tip_mismatch` instead of `lagging`, `forked` or `index_stale`, and missing
+    /// rows stay `missing_stream` (no pin list is read, so no `index_missing`).
     #[arg(long, env = "CERAMIC_AUDIT_NO_LOGS")]
     pub no_logs: bool,
+    /// Also compare index rows with their own node's stream state where the nodes agree:
+    /// `all` rows, `sample:N` rows per node and model drawn at random, or `off`. Finds an index
+    /// row left behind on every node at once. Costs one HTTP load per row asked.
+    #[arg(long, env = "CERAMIC_AUDIT_VERIFY_STATE", default_value = "off", value_parser = parse_verify)]
+    pub verify_state: VerifyState,
     /// Print no summary on stdout (reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
@@ -109,6 +116,10 @@ pub struct CrawlArgs {
     /// Seconds allowed to connect and for any single statement.
     #[arg(long, default_value_t = 30, env = "CERAMIC_AUDIT_TIMEOUT_SECONDS")]
     pub timeout_seconds: u64,
+}
+
+fn parse_verify(s: &str) -> Result<VerifyState, String> {
+    s.parse()
 }
 
 fn incomplete(message: String) -> Failure {
@@ -186,6 +197,7 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         compare: args.compare,
         max_diffs: args.max_diffs,
         read_logs: !args.no_logs,
+        verify_state: args.verify_state,
         max_duration: args
             .max_seconds
             .map(|s| {

@@ -543,6 +543,47 @@ impl Node {
             .unwrap_or_default())
     }
 
+    /// `(stream_id, tip)` of `model`'s rows on this node: all of them, or `sample` drawn at
+    /// random (for `--verify-state`).
+    pub async fn index_tips(
+        &mut self,
+        model: &str,
+        sample: Option<u64>,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        self.table(model)?;
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.tips(model, sample).await;
+        }
+        let mut rows: Vec<(String, String)> = self
+            .memory
+            .get(model)
+            .map(|m| {
+                m.as_slice()
+                    .iter()
+                    .filter(|e| !e.value.tip.is_empty())
+                    .map(|e| (e.key.stream().to_string(), e.value.tip.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(n) = sample {
+            // A fresh draw each run: order by a hash of the stream id salted with the clock.
+            let salt = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+                .to_le_bytes();
+            let rank = |s: &str| {
+                let mut h = <sha2::Sha256 as sha2::Digest>::new();
+                sha2::Digest::update(&mut h, salt);
+                sha2::Digest::update(&mut h, s.as_bytes());
+                sha2::Digest::finalize(h)
+            };
+            rows.sort_by_cached_key(|(s, _)| rank(s));
+            rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(rows)
+    }
+
     pub async fn close(mut self) {
         if let Some(pg) = self.pg.take() {
             pg.close().await;

@@ -1431,6 +1431,33 @@ impl PgSource {
         Ok(out)
     }
 
+    /// `(stream_id, tip)` of every row of `model`, or of `sample` rows drawn at random (one
+    /// scan with a top-N sort: `ORDER BY random() LIMIT n`). Rows with a NULL tip are left out
+    /// (they are `invalid_row` already).
+    pub async fn tips(
+        &mut self,
+        model: &str,
+        sample: Option<u64>,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        let table = quote_ident(model);
+        let sql = match sample {
+            Some(n) => format!(
+                "SELECT stream_id, tip FROM {table} WHERE tip IS NOT NULL ORDER BY random() LIMIT {n}"
+            ),
+            None => format!("SELECT stream_id, tip FROM {table} WHERE tip IS NOT NULL"),
+        };
+        let rows = self.query("reading tips to verify", &sql, &[]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let get = |e: tokio_postgres::Error| self.error("reading tips", &sql, &e);
+            let s: String = row.try_get(0).map_err(get)?;
+            let tip: String = row.try_get(1).map_err(get)?;
+            self.bytes_received += (s.len() + tip.len()) as u64;
+            out.push((s, tip));
+        }
+        Ok(out)
+    }
+
     /// Ends the snapshot transaction (read-only: nothing to commit).
     pub async fn close(self) {
         let _ = self.client.batch_execute("ROLLBACK").await;

@@ -1,0 +1,202 @@
+//! `--verify-state all | sample:N`: compares index rows with their own node's stream state,
+//! also where every node's index agrees (a crash between the state store save and the index
+//! upsert on every node at once, or on a single-node cluster, leaves nothing to compare across
+//! nodes). A row whose tip is not the node's state tip is `index_stale`; a row whose stream the
+//! node cannot load is `index_stale` too, saying so.
+//!
+//! Each node is asked only about streams its own index holds (a node that lacks a stream loads
+//! and indexes it when asked), in `POST /api/v0/multiqueries` batches with `sync: 2`. Rows
+//! already reported for that node are not asked again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::Slot;
+use crate::api::{ApiOptions, NodeApi};
+use crate::config::ClusterConfig;
+use crate::report::{Divergence, Kind, LogFinding};
+use crate::source::ModelState;
+
+/// Streams per multiquery. Too many makes one slow load (the node's own timeout) fail a whole
+/// batch and holds a large answer in memory; too few spends a round trip per handful of rows.
+const BATCH: usize = 50;
+
+/// Which index rows to compare with their node's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyState {
+    #[default]
+    Off,
+    All,
+    /// This many rows per node and model, drawn at random.
+    Sample(u64),
+}
+
+impl FromStr for VerifyState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "all" => Ok(Self::All),
+            _ => match s.strip_prefix("sample:").map(str::parse::<u64>) {
+                Some(Ok(n)) if n > 0 => Ok(Self::Sample(n)),
+                _ => Err(format!(
+                    "expected off, all or sample:N (N a positive number), got {s:?}"
+                )),
+            },
+        }
+    }
+}
+
+/// What one node was asked and what it answered.
+struct Asked {
+    node: String,
+    model: String,
+    rows: Vec<(String, String)>,
+}
+
+pub(super) async fn verify(
+    config: &ClusterConfig,
+    slots: &mut [Slot],
+    names: &[String],
+    models: &[String],
+    how: VerifyState,
+    timeout: Duration,
+    divergences: &mut Vec<Divergence>,
+) {
+    let sample = match how {
+        VerifyState::Off => return,
+        VerifyState::All => None,
+        VerifyState::Sample(n) => Some(n),
+    };
+    let reported: HashSet<(String, String, String)> = divergences
+        .iter()
+        .map(|d| (d.model.clone(), d.stream_id.clone(), d.node.clone()))
+        .collect();
+    let mut asked: Vec<Asked> = Vec::new();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let Some(node) = slot.node.as_mut() else {
+            continue;
+        };
+        if config.nodes[i].api_url.is_none() {
+            continue;
+        }
+        for model in models {
+            if !matches!(node.models.get(model), Some(ModelState::Ready(_))) {
+                continue;
+            }
+            match node.index_tips(model, sample).await {
+                Ok(rows) => asked.push(Asked {
+                    node: names[i].clone(),
+                    model: model.clone(),
+                    rows: rows
+                        .into_iter()
+                        .filter(|(s, _)| {
+                            !reported.contains(&(model.clone(), s.clone(), names[i].clone()))
+                        })
+                        .collect(),
+                }),
+                Err(e) => tracing::warn!("--verify-state: {e}"),
+            }
+        }
+    }
+    let apis: BTreeMap<String, NodeApi> = config
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let options = ApiOptions {
+                timeout,
+                ..ApiOptions::default()
+            };
+            match NodeApi::new(&n.name, n.api_url.as_ref()?, options) {
+                Ok(api) => Some((n.name.clone(), api)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            }
+        })
+        .collect();
+    let apis = &apis;
+    let found = futures::future::join_all(asked.iter().map(|a| async move {
+        let Some(api) = apis.get(&a.node) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for chunk in a.rows.chunks(BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
+            let states = match api.multiquery(&ids).await {
+                Ok(states) => states,
+                Err(e) => {
+                    tracing::warn!("--verify-state: {e}");
+                    out.push(unverified(a, &e.to_string()));
+                    break;
+                }
+            };
+            for (stream, index_tip) in chunk {
+                let state_tip = states.get(stream).and_then(|s| s.tip()).map(str::to_string);
+                if state_tip.as_deref() == Some(index_tip.as_str()) {
+                    continue;
+                }
+                let behind = states.get(stream).and_then(|s| {
+                    s.log
+                        .iter()
+                        .position(|e| e.cid == *index_tip)
+                        .map(|i| (s.log.len() - 1 - i) as u64)
+                });
+                out.push(Divergence {
+                    model: a.model.clone(),
+                    stream_id: stream.clone(),
+                    node: a.node.clone(),
+                    kind: Kind::IndexStale,
+                    tip: Some(index_tip.clone()),
+                    majority_tip: None,
+                    agreeing_nodes: Vec::new(),
+                    detail: match &state_tip {
+                        Some(t) => format!(
+                            "index tip {index_tip}, the node's state tip {t}{} (--verify-state)",
+                            match behind {
+                                Some(n) => format!(" ({n} commits later)"),
+                                None => " (not in the node's log)".into(),
+                            }
+                        ),
+                        None => "the index has a row but the node could not load the stream \
+                                 (--verify-state)"
+                            .into(),
+                    },
+                    log: LogFinding {
+                        missing_commits: behind,
+                        likely_cause: Some(
+                            "the index row was not updated to the node's own stream state (a \
+                             crash between saving the state and updating the index?)"
+                                .into(),
+                        ),
+                        repair_hint: Some(
+                            "reindex: load the stream on this node so it re-indexes its own state"
+                                .into(),
+                        ),
+                        ..LogFinding::default()
+                    },
+                });
+            }
+        }
+        out
+    }))
+    .await;
+    divergences.extend(found.into_iter().flatten());
+}
+
+/// A model-level row saying that the verification stopped on this node.
+fn unverified(a: &Asked, why: &str) -> Divergence {
+    Divergence {
+        model: a.model.clone(),
+        stream_id: String::new(),
+        node: a.node.clone(),
+        kind: Kind::Unreachable,
+        tip: None,
+        majority_tip: None,
+        agreeing_nodes: Vec::new(),
+        detail: format!("--verify-state stopped: {why}"),
+        log: LogFinding::default(),
+    }
+}
