@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The interop scenario against real js-ceramic nodes (issue 4): a clean 3-node cluster (two
-# Postgres indexes, one SQLite) must audit consistent (exit 0); then node b misses 1, 2 and 3
-# updates of three streams and two new streams while it is down, and one index row on c gets
-# another tip by SQL (a crash between state store and index). Reading the logs over HTTP, the
-# audit must report exactly: b lagging by 1, 2 and 3 commits, b missing the two new streams, c's
-# row index_stale — and nothing else.
+# Postgres indexes, one SQLite) must audit consistent (exit 0); then
+#   - one stream is written with anchoring on: a's in-memory anchor service anchors it, and b
+#     and c (other anchor services) never take the anchor commit;
+#   - node b misses 1, 2 and 3 updates of three streams and two new streams while it is down;
+#   - one index row on c gets another tip by SQL (a crash between state store and index);
+#   - b's index row of the comment is deleted by SQL (the state store still has it).
+# Reading the nodes over HTTP, the audit must report exactly: b and c lagging the anchored
+# stream by its anchor commit (hinted unrepairable), b lagging by 1, 2 and 3 commits, b missing
+# the two new streams (not in its pin list), c's row index_stale, b's comment index_missing —
+# and nothing else; `--verify-state all` adds nothing; a second audit reports the same (the
+# audit did not heal what it measured).
 #
 # usage: interop/test.sh      (builds the release binary; leaves nothing running)
-# Not part of scripts/test.sh yet: a cold npm install takes ~3 minutes.
+# Run by .ci/run after the unit and integration tests (a cold npm install takes ~3 minutes).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -48,6 +54,9 @@ sleep 3
   echo "FAIL: the clean cluster is not consistent"; cut -c1-200 "$OUT/clean/divergences.csv"; exit 1; }
 echo "ok: clean cluster consistent"
 
+# An anchored stream: a's in-memory anchor service anchors it about a minute later.
+anchored=$(ANCHOR=1 "$C" mid a create note '{"title":"anchored"}' | stream_of)
+
 # b misses updates: s1 once, s2 twice, s3 three times; and two streams created meanwhile.
 "$C" stop-node b
 for k in 1; do "$C" mid a update "${s[0]}" "{\"title\":\"note 1 v$k\"}" >/dev/null; done
@@ -70,22 +79,34 @@ con.execute(f'update "{model}" set tip = ? where stream_id = ?', (tip, stream))
 con.commit()
 EOF
 echo "c: ${s[3]} tip $old_tip -> $other_tip"
+# b: the comment's index row disappears (the state store keeps the stream).
+psql -h 127.0.0.1 -p "$(( ${CERAMIC_AUDIT_INTEROP_PORT:-7460} + 300 ))" -U ceramic -d ceramic_b -q \
+  -c "delete from \"$(node -pe "require('$RUN/models.json').comment")\" where stream_id = '$comment'"
+echo "b: index row of $comment deleted"
+# Wait for a to anchor (its own read is harmless: a holds the stream).
+st=
+for i in $(seq 1 150); do
+  st=$(node -e 'fetch(process.argv[1]).then((r) => r.json()).then((j) => console.log(j.state.anchorStatus))' \
+       "http://127.0.0.1:$(( ${CERAMIC_AUDIT_INTEROP_PORT:-7460} + 1 ))/api/v0/streams/$anchored?sync=2" 2>/dev/null || true)
+  [ "$st" = ANCHORED ] && break
+  sleep 1
+done
+[ "$st" = ANCHORED ] || { echo "FAIL: a did not anchor $anchored (status $st)"; exit 1; }
+echo "a anchored $anchored"
 sleep 8
 
-set +e
-"$AUDIT" audit -q --config "$HERE/cluster.toml" --out "$OUT/diverged"
-code=$?
-set -e
-[ "$code" = 1 ] || { echo "FAIL: expected exit code 1, got $code"; exit 1; }
-python3 - "$OUT/diverged/report.json" "${s[0]}" "${s[1]}" "${s[2]}" "${s[3]}" "$new1" "$new2" <<'EOF'
+check() { # report.json
+python3 - "$1" "${s[0]}" "${s[1]}" "${s[2]}" "${s[3]}" "$new1" "$new2" "$anchored" "$comment" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))
-s1, s2, s3, s4, new1, new2 = sys.argv[2:8]
+s1, s2, s3, s4, new1, new2, anchored, comment = sys.argv[2:10]
 got = sorted((d["stream_id"], d["node"], d["kind"]) for d in report["divergences"])
 want = sorted([
     (s1, "b", "lagging"), (s2, "b", "lagging"), (s3, "b", "lagging"),
     (new1, "b", "missing_stream"), (new2, "b", "missing_stream"),
     (s4, "c", "index_stale"),
+    (anchored, "b", "lagging"), (anchored, "c", "lagging"),
+    (comment, "b", "index_missing"),
 ])
 if got != want:
     print("FAIL: divergences differ")
@@ -94,12 +115,37 @@ if got != want:
     sys.exit(1)
 missing = {s1: 1, s2: 2, s3: 3}
 for d in report["divergences"]:
-    if d["kind"] == "lagging":
+    if d["kind"] == "lagging" and d["stream_id"] != anchored:
         assert d["agreeing_nodes"] == ["a", "c"], d
         assert d["missing_commits"] == missing[d["stream_id"]], d
         assert d["ahead_node"] in ("a", "c"), d
+        assert d["repair_hint"].startswith("republish"), d
+    if d["stream_id"] == anchored:
+        assert d["ahead_node"] == "a" and d["missing_commits"] == 1, d
+        assert d["repair_hint"].startswith("unrepairable"), d
+    if d["kind"] == "missing_stream":
+        assert "not in the node's pin list" in d["detail"], d
     if d["kind"] == "index_stale":
         assert "state tip" in d["detail"], d
 print("ok: exactly the expected divergences (%d)" % len(got))
 EOF
+}
+
+audit() { # out-dir extra-args…
+  set +e
+  "$AUDIT" audit -q --config "$HERE/cluster.toml" --out "$@"
+  code=$?
+  set -e
+  [ "$code" = 1 ] || { echo "FAIL: expected exit code 1, got $code"; exit 1; }
+}
+audit "$OUT/diverged"
+check "$OUT/diverged/report.json"
+audit "$OUT/verified" --verify-state all
+check "$OUT/verified/report.json"
+echo "ok: --verify-state all found nothing more"
+audit "$OUT/again"
+check "$OUT/again/report.json"
+echo "ok: a second audit sees the same cluster"
+mkdir -p "$ROOT/target/interop"
+cp "$OUT/diverged/divergences.csv" "$ROOT/target/interop/divergences.csv"
 echo "interop test passed"
