@@ -133,7 +133,7 @@ EOF
 
 audit() { # out-dir extra-args…
   set +e
-  "$AUDIT" audit -q --config "$HERE/cluster.toml" --out "$@"
+  "$AUDIT" audit --config "$HERE/cluster.toml" --out "$@" >"$1.txt"
   code=$?
   set -e
   [ "$code" = 1 ] || { echo "FAIL: expected exit code 1, got $code"; exit 1; }
@@ -148,4 +148,5 @@ check "$OUT/again/report.json"
 echo "ok: a second audit sees the same cluster"
 mkdir -p "$ROOT/target/interop"
 cp "$OUT/diverged/divergences.csv" "$ROOT/target/interop/divergences.csv"
+cp "$OUT/diverged.txt" "$ROOT/target/interop/summary.txt"
 echo "interop test passed"

@@ -41,3 +41,23 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   echo "setup: creating the postgres system user for the test servers" >&2
   useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
+
+# The real-node suite (interop/test.sh, run by .ci/run) drives js-ceramic with Node.js/npm and
+# uses curl, openssl and python3 in its scripts.
+missing=()
+for tool in node npm curl openssl python3; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    pkgs=()
+    for t in "${missing[@]}"; do
+      case $t in node) pkgs+=(nodejs) ;; *) pkgs+=("$t") ;; esac
+    done
+    echo "setup: installing ${pkgs[*]} (not found)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    echo "setup: ${missing[*]} not found and apt-get is not available (needed by interop/)" >&2
+    exit 1
+  fi
+fi

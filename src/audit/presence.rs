@@ -35,7 +35,8 @@ pub async fn check(config: &ClusterConfig, timeout: Duration, divergences: &mut 
         for &i in rows {
             let d = &mut divergences[i];
             match &list {
-                Err(why) => {
+                Err(Unchecked::NoApi) => d.log.repair_hint = Some(create_hint(d)),
+                Err(Unchecked::Failed(why)) => {
                     d.detail
                         .push_str(&format!("; the node's state store was not checked: {why}"));
                     d.log.repair_hint = Some(create_hint(d));
@@ -74,13 +75,33 @@ fn create_hint(d: &Divergence) -> String {
     }
 }
 
+/// Why a node's pin list was not read.
+enum Unchecked {
+    /// The node has no `api_url`: the audit reads its index only, and says nothing more.
+    NoApi,
+    Failed(String),
+}
+
 /// The node's pin list, or why it could not be read.
 async fn pin_list(
     node: &NodeConfig,
     timeout: Duration,
+) -> Result<std::collections::BTreeSet<String>, Unchecked> {
+    let Some(url) = &node.api_url else {
+        return Err(Unchecked::NoApi);
+    };
+    pin_list_of(node, url, timeout)
+        .await
+        .map_err(Unchecked::Failed)
+}
+
+async fn pin_list_of(
+    node: &NodeConfig,
+    url: &str,
+    timeout: Duration,
 ) -> Result<std::collections::BTreeSet<String>, String> {
-    let (Some(url), Some(source)) = (&node.api_url, &node.admin_key) else {
-        return Err("no api_url and admin key (admin_key_env / admin_key_file) for it".into());
+    let Some(source) = &node.admin_key else {
+        return Err("no admin key for it in the config (admin_key_env / admin_key_file)".into());
     };
     let text = source
         .read_as(&node.name, "admin_key")?

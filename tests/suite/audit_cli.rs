@@ -62,7 +62,8 @@ fn the_example_cluster_is_divergent_and_both_reports_are_written() {
             "ahead_node",
             "fork_point",
             "predicted_winner",
-            "likely_cause"
+            "likely_cause",
+            "repair_hint"
         ]
     );
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();
