@@ -37,5 +37,6 @@ pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod recon;
+pub mod repair;
 pub mod report;
 pub mod source;

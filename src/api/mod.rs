@@ -157,6 +157,19 @@ struct CommitsResponse {
     commits: Vec<CommitRecord>,
 }
 
+/// The `opts` of a write: never request an anchor (another node's anchor service would not be
+/// trusted anyway); publishing the commit over pubsub is the caller's choice.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    pub publish: bool,
+}
+
+impl WriteOptions {
+    fn json(self) -> Json {
+        serde_json::json!({"anchor": false, "publish": self.publish})
+    }
+}
+
 /// A client for one node.
 pub struct NodeApi {
     node: String,
@@ -311,6 +324,71 @@ impl NodeApi {
             ));
         }
         Ok(map)
+    }
+
+    /// `GET /api/v0/streams/:id?sync=1`: the node queries the network for the stream's tip and
+    /// re-indexes its state (observed on 6.11: a stale or deleted index row is rewritten). A
+    /// write, for repairs only.
+    pub async fn load_synced(&self, stream_id: &str) -> Result<StreamState, ApiError> {
+        let r: StreamResponse = self
+            .get_about(
+                "streams",
+                stream_id,
+                Some("sync=1"),
+                |r: &StreamResponse| &r.stream_id,
+            )
+            .await?;
+        Ok(r.state)
+    }
+
+    /// `POST /api/v0/commits`: applies one commit (its value as `GET /commits` serves it) to
+    /// the stream. Idempotent on the node: a commit it already has leaves the state as it is.
+    pub async fn apply_commit(
+        &self,
+        stream_id: &str,
+        commit: &Json,
+        opts: WriteOptions,
+    ) -> Result<StreamState, ApiError> {
+        let endpoint = "POST /api/v0/commits";
+        let body = serde_json::json!({"streamId": stream_id, "commit": commit, "opts": opts.json()});
+        self.post_about(endpoint, "api/v0/commits", stream_id, &body)
+            .await
+    }
+
+    /// `POST /api/v0/streams`: creates (or loads) the stream from its genesis commit. Posting
+    /// a stream the node knows returns its current state.
+    pub async fn create_stream(
+        &self,
+        stream_id: &str,
+        stream_type: u64,
+        genesis: &Json,
+        opts: WriteOptions,
+    ) -> Result<StreamState, ApiError> {
+        let endpoint = "POST /api/v0/streams";
+        let body = serde_json::json!({"type": stream_type, "genesis": genesis, "opts": opts.json()});
+        self.post_about(endpoint, "api/v0/streams", stream_id, &body)
+            .await
+    }
+
+    async fn post_about(
+        &self,
+        endpoint: &str,
+        path: &str,
+        stream_id: &str,
+        body: &Json,
+    ) -> Result<StreamState, ApiError> {
+        let raw = self
+            .send(endpoint, Some(stream_id), |c, url| c.post(url.join(path)).json(body))
+            .await?;
+        let r: StreamResponse = self.parse(endpoint, Some(stream_id), &raw)?;
+        if r.stream_id != stream_id {
+            return Err(self.malformed(
+                endpoint,
+                Some(stream_id),
+                format!("answered for stream {}", r.stream_id),
+            ));
+        }
+        Ok(r.state)
     }
 
     /// `GET /api/v0/admin/pins`: every stream the node's state store holds (pinned), read

@@ -122,14 +122,14 @@ fn parse_verify(s: &str) -> Result<VerifyState, String> {
     s.parse()
 }
 
-fn incomplete(message: String) -> Failure {
+pub(super) fn incomplete(message: String) -> Failure {
     Failure {
         code: EXIT_INCOMPLETE,
         message,
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,7 +151,7 @@ fn run_interruptible<T>(fut: impl std::future::Future<Output = T>) -> Result<T, 
     })
 }
 
-fn report_dir() -> PathBuf {
+pub(super) fn report_dir() -> PathBuf {
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year]-[month]-[day]T[hour]-[minute]-[second]Z"

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use crate::ids;
 
 mod commands;
+mod repair;
 pub use commands::{AuditArgs, CrawlArgs};
+pub use repair::RepairArgs;
 
 /// Everything consistent, or the command did what was asked.
 pub const EXIT_OK: i32 = 0;
@@ -45,6 +47,13 @@ pub enum Command {
     Audit(AuditArgs),
     /// Write one node's index state to a snapshot file, to audit later or elsewhere.
     Crawl(CrawlArgs),
+    /// Re-publish the commits lagging nodes miss (dry run unless --apply), then verify.
+    ///
+    /// From a fresh audit or `--from-report`; writes only to `--nodes` (or every node with
+    /// `--all-lagging`). Writes plan.csv/json, and with --apply repair.csv/json and the journal.
+    /// Exit code 0: everything planned was repaired (or a dry run); 1: something failed or is
+    /// unrepairable; 2: could not start; 130: interrupted (re-run to resume).
+    Repair(RepairArgs),
     /// Decode a StreamID, CommitID, EventId (hex) or CID and print it as JSON.
     ///
     /// Accepts `k…` base36 ids, `ceramic://<id>`, `/ceramic/<id>`, `<id>?commit=<cid>`, EventIds
@@ -71,6 +80,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
         Command::Inspect { id, compact } => inspect(&id, compact, out),
         Command::Audit(args) => commands::audit(args, out),
         Command::Crawl(args) => commands::crawl(args, out),
+        Command::Repair(args) => repair::repair(args, out),
     }
 }
 

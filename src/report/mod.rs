@@ -10,14 +10,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::recon::{Cost, DescentParams};
 
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// What kind of divergence a row reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 #[clap(rename_all = "snake_case")]
 pub enum Kind {
@@ -83,7 +85,7 @@ impl Kind {
 }
 
 /// One row of `divergences.csv`: one model, stream and node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Divergence {
     pub model: String,
     /// Empty for node- or model-level rows (`unreachable`, `model_not_indexed`).
@@ -103,7 +105,7 @@ pub struct Divergence {
 }
 
 /// What the nodes' commit logs say about a differing stream (fields empty when not read).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFinding {
     /// `lagging`: commits the node misses; `index_stale`: commits between the two tips.
     #[serde(skip_serializing_if = "Option::is_none")]

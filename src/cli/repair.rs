@@ -1,0 +1,281 @@
+//! `ceramic-audit repair`: plan (dry run, the default) or apply re-publication of missing
+//! commits to lagging nodes. See `crate::repair`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::commands::{incomplete, report_dir, runtime};
+use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
+use crate::audit::{self, AuditOptions};
+use crate::config::ClusterConfig;
+use crate::repair::journal::Journal;
+use crate::repair::plan::{self, Targets};
+use crate::repair::{self as r, RepairOptions, RepairReport, Status};
+use crate::report::{write_atomic, Divergence};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("targets").required(true).args(["nodes", "all_lagging"])))]
+pub struct RepairArgs {
+    /// The cluster file.
+    #[arg(long, env = "CERAMIC_AUDIT_CONFIG")]
+    pub config: PathBuf,
+    /// Repair what this audit report (`report.json`) lists, instead of auditing first.
+    #[arg(long, value_name = "REPORT_JSON")]
+    pub from_report: Option<PathBuf>,
+    /// The only nodes written to (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    pub nodes: Vec<String>,
+    /// Write to every node that has something to repair.
+    #[arg(long)]
+    pub all_lagging: bool,
+    /// Execute the plan (without it: a dry run that writes nothing to any node).
+    #[arg(long)]
+    pub apply: bool,
+    /// Push the predicted winner's branch to nodes on a losing fork.
+    #[arg(long)]
+    pub resolve_forks: bool,
+    /// Publish re-applied commits over pubsub (off: only the target is written to).
+    #[arg(long)]
+    pub publish: bool,
+    /// Where plan.csv/json and repair.csv/json go (default reports/repair-<UTC time>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The append-only journal shared by runs (re-runs skip what it records as done).
+    #[arg(long, default_value = "reports/repair-journal.jsonl")]
+    pub journal: PathBuf,
+    /// Per HTTP request.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_seconds: u64,
+    /// Per action: every request and the verification together.
+    #[arg(long, default_value_t = 180)]
+    pub action_seconds: u64,
+    /// How long a repaired node may take to show the winning tip in its state and index.
+    #[arg(long, default_value_t = 20)]
+    pub verify_seconds: u64,
+    /// Consecutive failures on one node before its remaining actions are skipped.
+    #[arg(long, default_value_t = 5)]
+    pub max_failures: u32,
+    /// Requests per second to one node at most.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Print no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
+    let config = ClusterConfig::load(&args.config).map_err(|e| incomplete(e.to_string()))?;
+    for n in &args.nodes {
+        if !config.nodes.iter().any(|c| &c.name == n) {
+            return Err(incomplete(format!("--nodes: no node {n:?} in {}", args.config.display())));
+        }
+    }
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        return Err(incomplete(format!("--rate {}: expected a positive number", args.rate)));
+    }
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let d = report_dir();
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        d.with_file_name(format!("repair-{name}"))
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        incomplete(format!("--out {}: cannot create the directory: {e}", dir.display()))
+    })?;
+    let divergences: Vec<Divergence> = match &args.from_report {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| incomplete(format!("--from-report {}: {e}", path.display())))?;
+            let report: ReportIn = serde_json::from_slice(&text).map_err(|e| {
+                incomplete(format!(
+                    "--from-report {}: not an audit report.json: {e}",
+                    path.display()
+                ))
+            })?;
+            if report.cluster != config.cluster {
+                return Err(incomplete(format!(
+                    "--from-report {}: the report is of cluster {:?}, the config of {:?}",
+                    path.display(),
+                    report.cluster,
+                    config.cluster
+                )));
+            }
+            report.divergences
+        }
+        None => Vec::new(),
+    };
+    let options = RepairOptions {
+        targets: if args.all_lagging {
+            Targets::All
+        } else {
+            Targets::Named(args.nodes.clone())
+        },
+        resolve_forks: args.resolve_forks,
+        publish: args.publish,
+        timeout: Duration::from_secs(args.timeout_seconds.max(1)),
+        action_timeout: Duration::from_secs(args.action_seconds.max(1)),
+        verify_timeout: Duration::from_secs(args.verify_seconds),
+        max_failures: args.max_failures.max(1),
+        rate: args.rate,
+    };
+    let journal = if args.apply {
+        Some(Mutex::new(
+            Journal::open(&args.journal).map_err(|e| incomplete(e.to_string()))?,
+        ))
+    } else {
+        None
+    };
+    let started_at = audit::now_rfc3339();
+    let from_report = args.from_report.is_some();
+    let rt = runtime()?;
+    let (report, interrupted) = rt.block_on(async {
+        let stop = r::stop_on_signal();
+        let divergences = if from_report {
+            divergences
+        } else {
+            let audit_options = AuditOptions::default();
+            let audited = tokio::select! {
+                rep = audit::run(&config, &audit_options) => rep,
+                _ = wait_for(&stop) => return Err(Failure {
+                    code: EXIT_INTERRUPTED,
+                    message: "interrupted during the audit; nothing was written to any node".into(),
+                }),
+            };
+            if !audited.complete {
+                tracing::warn!("the audit was incomplete; repairing what it found");
+            }
+            audited.divergences
+        };
+        let (actions, fetched) = r::prepare(&config, &divergences, &options).await;
+        let outcomes = match &journal {
+            Some(j) => r::apply(&config, &actions, &fetched, j, &options, &stop).await,
+            None => Vec::new(),
+        };
+        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
+        Ok((
+            RepairReport {
+                schema_version: 1,
+                cluster: config.cluster.clone(),
+                started_at,
+                finished_at: audit::now_rfc3339(),
+                applied: args.apply,
+                journal: args.apply.then(|| args.journal.display().to_string()),
+                interrupted,
+                counts: r::counts(&outcomes),
+                plan: actions,
+                outcomes,
+            },
+            interrupted,
+        ))
+    })?;
+    let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
+        let path = dir.join(name);
+        bytes
+            .and_then(|b| write_atomic(&path, &b))
+            .map_err(|e| incomplete(format!("cannot write {}: {e}", path.display())))
+    };
+    write("plan.csv", plan::render_csv(&report.plan))?;
+    write(
+        "plan.json",
+        serde_json::to_vec_pretty(&report.plan).map_err(std::io::Error::other),
+    )?;
+    if args.apply {
+        write("repair.csv", r::render_csv(&report.outcomes))?;
+        write(
+            "repair.json",
+            serde_json::to_vec_pretty(&report).map_err(std::io::Error::other),
+        )?;
+    }
+    if !args.quiet {
+        write_out(out, &summary(&report, &dir))?;
+    }
+    let bad = report
+        .outcomes
+        .iter()
+        .any(|o| matches!(o.status, Status::Failed | Status::Unrepairable));
+    Ok(if interrupted {
+        EXIT_INTERRUPTED
+    } else if bad {
+        EXIT_DIVERGENCE
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn wait_for(flag: &std::sync::atomic::AtomicBool) {
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
+    let mut by_strategy: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut commits = 0;
+    for a in &report.plan {
+        if let Some(s) = a.strategy {
+            *by_strategy.entry(s.as_str()).or_default() += 1;
+            commits += a.commits.len();
+        }
+    }
+    let planned: usize = by_strategy.values().sum();
+    let mut text = format!(
+        "repair {}: {planned} action(s) planned ({}), {commits} commit(s) to send, {} left alone\n",
+        report.cluster,
+        by_strategy
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.plan.len() - planned
+    );
+    for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
+        text.push_str(&format!(
+            "  left alone: {} on {} ({}): {}\n",
+            a.stream_id,
+            a.target,
+            a.kind.as_str(),
+            a.skip.as_deref().unwrap_or_default()
+        ));
+    }
+    if report.applied {
+        text.push_str(&format!(
+            "applied: {}{}\n",
+            [Status::Repaired, Status::Failed, Status::Unrepairable, Status::Skipped]
+                .iter()
+                .map(|s| format!("{} {}", s.as_str(), report.counts.get(s).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if report.interrupted { " (interrupted)" } else { "" }
+        ));
+        for o in report
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.status, Status::Failed | Status::Unrepairable))
+        {
+            text.push_str(&format!(
+                "  {}: {} on {}: {}\n",
+                o.status.as_str(),
+                o.stream_id,
+                o.target,
+                o.detail
+            ));
+        }
+        text.push_str(&format!("written: {}/plan.csv, plan.json, repair.csv, repair.json", dir.display()));
+    } else {
+        text.push_str(&format!(
+            "dry run: nothing was written to any node (--apply executes); plan: {}/plan.csv, plan.json",
+            dir.display()
+        ));
+    }
+    text
+}
+
+/// The part of an audit `report.json` a repair reads.
+#[derive(serde::Deserialize)]
+struct ReportIn {
+    cluster: String,
+    divergences: Vec<Divergence>,
+}

@@ -1,0 +1,700 @@
+//! `repair`: bring lagging nodes to the winning tip by re-publishing the commits they miss
+//! (issue 5). Dry run by default: the plan is computed (reading only nodes that hold the stream)
+//! and written; `--apply` executes it.
+//!
+//! Per action: the target's missing commits are posted oldest first, each request time-boxed
+//! and the whole action too; the journal records every step before the next; the result is
+//! verified by reading the target's state and its index row back. What the node rejects with
+//! an error of its own (an anchor proof its anchor service cannot validate, a bad signature)
+//! is `unrepairable`, with the node's text, and is not retried; timeouts and connection errors
+//! fall through to the next strategy, then count as `failed` (tried again by the next run).
+//! After `max_failures` consecutive failures on a node its remaining actions are skipped
+//! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
+
+pub mod journal;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
+use crate::config::ClusterConfig;
+use crate::ids::StreamId;
+use crate::report::{Divergence, Kind};
+use crate::source::{Compare, Mode, Node};
+use journal::{Journal, Record};
+use plan::{Action, Strategy, Targets};
+
+#[derive(Clone, Debug)]
+pub struct RepairOptions {
+    pub targets: Targets,
+    pub resolve_forks: bool,
+    /// Publish re-applied commits over pubsub (default off: the target alone is repaired).
+    pub publish: bool,
+    /// Per HTTP request.
+    pub timeout: Duration,
+    /// Per action, all its requests and its verification together.
+    pub action_timeout: Duration,
+    /// How long the target may take to show the winning tip in its state and index.
+    pub verify_timeout: Duration,
+    /// Consecutive failed actions on one node before its remaining actions are skipped.
+    pub max_failures: u32,
+    /// Requests per second to one node at most.
+    pub rate: f64,
+}
+
+impl Default for RepairOptions {
+    fn default() -> Self {
+        Self {
+            targets: Targets::Named(Vec::new()),
+            resolve_forks: false,
+            publish: false,
+            timeout: Duration::from_secs(30),
+            action_timeout: Duration::from_secs(180),
+            verify_timeout: Duration::from_secs(20),
+            max_failures: 5,
+            rate: 10.0,
+        }
+    }
+}
+
+/// How often verification re-reads the target. Too short loads the node for nothing; too long
+/// adds latency to every action (the index usually follows the state within milliseconds).
+const VERIFY_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Repaired,
+    Failed,
+    Unrepairable,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Repaired => "repaired",
+            Status::Failed => "failed",
+            Status::Unrepairable => "unrepairable",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// One line of `repair.csv`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub model: String,
+    pub stream_id: String,
+    pub target: String,
+    pub kind: Kind,
+    pub strategy: Option<Strategy>,
+    pub status: Status,
+    pub winning_tip: Option<String>,
+    /// The target's state tip and index tip when last read.
+    pub state_tip: Option<String>,
+    pub index_tip: Option<String>,
+    pub commits_sent: u32,
+    pub millis: u64,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RepairReport {
+    pub schema_version: u32,
+    pub cluster: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub applied: bool,
+    pub journal: Option<String>,
+    pub interrupted: bool,
+    pub counts: BTreeMap<Status, u64>,
+    pub plan: Vec<Action>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Commits read from source nodes, per (stream, source).
+pub type Fetched = HashMap<(String, String), Vec<CommitRecord>>;
+
+fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
+    config
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let api_options = ApiOptions {
+                timeout: options.timeout,
+                retries: 1,
+                concurrency: 2,
+                max_rate: Some(options.rate),
+            };
+            match NodeApi::new(&n.name, n.api_url.as_ref()?, api_options) {
+                Ok(api) => Some((n.name.clone(), api)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The plan: [`plan::select`], then the commits each action sends, read from the source (which
+/// holds the stream) and the target's own log (only when it holds the stream: `republish` and
+/// `resolve_fork`). Reads only; a `reindex` target is not read at all (a load can re-index).
+pub async fn prepare(
+    config: &ClusterConfig,
+    divergences: &[Divergence],
+    options: &RepairOptions,
+) -> (Vec<Action>, Fetched) {
+    let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
+    let apis = apis(config, options);
+    let mut fetched: Fetched = HashMap::new();
+    for a in actions.iter_mut() {
+        let Some(strategy) = a.strategy else { continue };
+        if strategy == Strategy::Reindex {
+            if !apis.contains_key(&a.target) {
+                skip(a, "the node has no api_url".into());
+            }
+            continue;
+        }
+        let (Some(source), Some(target_api)) = (a.source.clone(), apis.get(&a.target)) else {
+            skip(a, "the node has no api_url".into());
+            continue;
+        };
+        let Some(source_api) = apis.get(&source) else {
+            skip(a, format!("the source node {source} has no api_url"));
+            continue;
+        };
+        let key = (a.stream_id.clone(), source.clone());
+        if !fetched.contains_key(&key) {
+            match source_api.commits(&a.stream_id).await {
+                Ok(c) if !c.is_empty() => {
+                    fetched.insert(key.clone(), c);
+                }
+                Ok(_) => {
+                    skip(a, format!("{source} returned no commits"));
+                    continue;
+                }
+                Err(e) => {
+                    skip(a, format!("cannot read the commits from {source}: {e}"));
+                    continue;
+                }
+            }
+        }
+        let commits = &fetched[&key];
+        a.winning_tip = commits.last().map(|c| c.cid.clone());
+        let from = match strategy {
+            Strategy::Create => 0,
+            _ => match target_api.stream(&a.stream_id).await {
+                Err(e) => {
+                    skip(a, format!("cannot read the target's log: {e}"));
+                    continue;
+                }
+                Ok(state) => {
+                    let common = state
+                        .log
+                        .iter()
+                        .zip(commits.iter())
+                        .take_while(|(x, y)| x.cid == y.cid)
+                        .count();
+                    if common == commits.len() {
+                        skip(a, "the target already has the winning log".into());
+                        continue;
+                    }
+                    if strategy == Strategy::Republish && common < state.log.len() {
+                        skip(
+                            a,
+                            format!(
+                                "the target's log is no longer a prefix of {source}'s (it forked \
+                                 or moved since the audit: audit again)"
+                            ),
+                        );
+                        continue;
+                    }
+                    common
+                }
+            },
+        };
+        a.commits = commits[from..].iter().map(|c| c.cid.clone()).collect();
+    }
+    (actions, fetched)
+}
+
+fn skip(a: &mut Action, why: String) {
+    a.strategy = None;
+    a.skip = Some(why);
+}
+
+/// What went wrong in one step.
+enum StepError {
+    /// The node answered with an error of its own that a retry will not change.
+    Rejected(String),
+    /// Timeout, connection failure, or the node timing out on a block it cannot fetch.
+    Transient(String),
+}
+
+fn classify(e: ApiError) -> StepError {
+    match &e {
+        ApiError::Status { status, body, .. } if *status < 500 || !looks_transient(body) => {
+            StepError::Rejected(body.clone())
+        }
+        _ => StepError::Transient(e.to_string()),
+    }
+}
+
+/// js-ceramic reports a commit whose `prev` it cannot fetch as a 500 with "Timeout error while
+/// loading CID …" after ~90 s: that is not a verdict on the commit (posting the log from the
+/// genesis fixes it), unlike e.g. "… was not recently anchored by the InMemoryAnchorService".
+fn looks_transient(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("timeout") || t.contains("timed out")
+}
+
+/// Applies the plan. Actions on one node run one after another; nodes run concurrently.
+pub async fn apply(
+    config: &ClusterConfig,
+    actions: &[Action],
+    fetched: &Fetched,
+    journal: &Mutex<Journal>,
+    options: &RepairOptions,
+    stop: &AtomicBool,
+) -> Vec<Outcome> {
+    let apis = apis(config, options);
+    let run = crate::audit::now_rfc3339();
+    let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
+    let mut outcomes = Vec::new();
+    for a in actions {
+        match a.strategy {
+            Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
+            None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
+        }
+    }
+    let (apis, run) = (&apis, &run);
+    let per_node = futures::future::join_all(by_target.into_iter().map(|(target, queue)| async move {
+        let mut out = Vec::new();
+        let Some(api) = apis.get(target) else {
+            for a in queue {
+                out.push(skipped(a, "the node has no api_url".into()));
+            }
+            return out;
+        };
+        let mut index = IndexReader::open(config, target, options.timeout).await;
+        let mut failures = 0u32;
+        for a in queue {
+            if stop.load(Ordering::SeqCst) {
+                out.push(skipped(a, "interrupted before this action".into()));
+                continue;
+            }
+            if failures >= options.max_failures {
+                out.push(skipped(
+                    a,
+                    format!("circuit open: {failures} consecutive failures on {target}"),
+                ));
+                continue;
+            }
+            let tip = a.winning_tip.clone().unwrap_or_default();
+            let done = journal
+                .lock()
+                .ok()
+                .and_then(|j| j.outcome(&a.model, &a.stream_id, target, &tip).map(str::to_string));
+            if let Some(done) = done.filter(|d| d == "repaired" || d == "unrepairable") {
+                out.push(skipped(a, format!("done by an earlier run: {done} (journal)")));
+                continue;
+            }
+            let started = Instant::now();
+            let mut step = Stepper {
+                journal,
+                run,
+                action: a,
+                sent: 0,
+            };
+            let result = tokio::time::timeout(
+                options.action_timeout,
+                execute(api, a, fetched, &mut step, &mut index, options),
+            )
+            .await;
+            let sent = step.sent;
+            let mut outcome = match result {
+                Ok(o) => o,
+                Err(_) => Done {
+                    status: Status::Failed,
+                    winning_tip: a.winning_tip.clone(),
+                    state_tip: None,
+                    index_tip: None,
+                    detail: format!(
+                        "time box of {} s exceeded",
+                        options.action_timeout.as_secs()
+                    ),
+                },
+            };
+            if outcome.status == Status::Failed {
+                failures += 1;
+            } else {
+                failures = 0;
+            }
+            // Keyed by the planned winning tip, as the next run will look it up.
+            if let Err(e) = step.record(
+                "outcome",
+                None,
+                outcome.status.as_str(),
+                &outcome.detail,
+                None,
+            ) {
+                outcome.detail.push_str(&format!("; {e}"));
+            }
+            out.push(Outcome {
+                model: a.model.clone(),
+                stream_id: a.stream_id.clone(),
+                target: a.target.clone(),
+                kind: a.kind,
+                strategy: a.strategy,
+                status: outcome.status,
+                winning_tip: outcome.winning_tip,
+                state_tip: outcome.state_tip,
+                index_tip: outcome.index_tip,
+                commits_sent: sent,
+                millis: started.elapsed().as_millis() as u64,
+                detail: outcome.detail,
+            });
+        }
+        out
+    }))
+    .await;
+    outcomes.extend(per_node.into_iter().flatten());
+    outcomes.sort_by(|x, y| {
+        (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
+    });
+    outcomes
+}
+
+fn skipped(a: &Action, why: String) -> Outcome {
+    Outcome {
+        model: a.model.clone(),
+        stream_id: a.stream_id.clone(),
+        target: a.target.clone(),
+        kind: a.kind,
+        strategy: a.strategy,
+        status: Status::Skipped,
+        winning_tip: a.winning_tip.clone(),
+        state_tip: None,
+        index_tip: None,
+        commits_sent: 0,
+        millis: 0,
+        detail: why,
+    }
+}
+
+/// Journals the steps of one action.
+struct Stepper<'a> {
+    journal: &'a Mutex<Journal>,
+    run: &'a str,
+    action: &'a Action,
+    sent: u32,
+}
+
+impl Stepper<'_> {
+    fn record(
+        &self,
+        step: &str,
+        cid: Option<&str>,
+        result: &str,
+        detail: &str,
+        tip: Option<&str>,
+    ) -> Result<(), String> {
+        let record = Record {
+            at: crate::audit::now_rfc3339(),
+            run: self.run.to_string(),
+            model: self.action.model.clone(),
+            stream_id: self.action.stream_id.clone(),
+            target: self.action.target.clone(),
+            winning_tip: tip
+                .or(self.action.winning_tip.as_deref())
+                .unwrap_or_default()
+                .to_string(),
+            step: step.to_string(),
+            cid: cid.map(str::to_string),
+            result: result.to_string(),
+            detail: detail.to_string(),
+        };
+        let mut j = self
+            .journal
+            .lock()
+            .map_err(|_| "the journal lock is poisoned".to_string())?;
+        j.append(&record).map_err(|e| e.to_string())
+    }
+}
+
+struct Done {
+    status: Status,
+    winning_tip: Option<String>,
+    state_tip: Option<String>,
+    index_tip: Option<String>,
+    detail: String,
+}
+
+async fn execute(
+    api: &NodeApi,
+    a: &Action,
+    fetched: &Fetched,
+    step: &mut Stepper<'_>,
+    index: &mut IndexReader,
+    options: &RepairOptions,
+) -> Done {
+    let fail = |status: Status, detail: String| Done {
+        status,
+        winning_tip: a.winning_tip.clone(),
+        state_tip: None,
+        index_tip: None,
+        detail,
+    };
+    let write = WriteOptions {
+        publish: options.publish,
+    };
+    let strategy = a.strategy.unwrap_or(Strategy::Reindex);
+    if strategy == Strategy::Reindex {
+        let state = match api.load_synced(&a.stream_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = step.record("reindex", None, "error", &e.to_string(), None);
+                return match classify(e) {
+                    StepError::Rejected(t) => fail(Status::Unrepairable, t),
+                    StepError::Transient(t) => fail(Status::Failed, t),
+                };
+            }
+        };
+        let tip = state.tip().map(str::to_string);
+        if let Err(e) = step.record("reindex", None, "ok", "", tip.as_deref()) {
+            return fail(Status::Failed, e);
+        }
+        return verify(api, a, tip, index, options).await;
+    }
+    let Some(source) = a.source.as_ref() else {
+        return fail(Status::Failed, "no source node".into());
+    };
+    let Some(all) = fetched.get(&(a.stream_id.clone(), source.clone())) else {
+        return fail(Status::Failed, format!("the commits of {source} were not read"));
+    };
+    let first = match send(api, a, all, &a.commits, step, write).await {
+        Ok(()) => None,
+        Err(StepError::Rejected(text)) => return fail(Status::Unrepairable, text),
+        Err(StepError::Transient(text)) => Some(text),
+    };
+    if let Some(why) = first {
+        if strategy != Strategy::Republish {
+            return fail(Status::Failed, why);
+        }
+        // Fall through: the whole log from the genesis, in order.
+        tracing::info!(stream = %a.stream_id, target = %a.target, "republish failed ({why}); posting the whole log");
+        let whole: Vec<String> = all.iter().map(|c| c.cid.clone()).collect();
+        match send(api, a, all, &whole, step, write).await {
+            Ok(()) => {}
+            Err(StepError::Rejected(text)) => return fail(Status::Unrepairable, text),
+            Err(StepError::Transient(text)) => {
+                return fail(
+                    Status::Failed,
+                    format!("{why}; then, from the genesis: {text}"),
+                )
+            }
+        }
+    }
+    verify(api, a, a.winning_tip.clone(), index, options).await
+}
+
+/// Posts `cids` in order (the genesis through `POST /streams`).
+async fn send(
+    api: &NodeApi,
+    a: &Action,
+    all: &[CommitRecord],
+    cids: &[String],
+    step: &mut Stepper<'_>,
+    write: WriteOptions,
+) -> Result<(), StepError> {
+    let genesis = all.first().map(|c| c.cid.as_str());
+    for cid in cids {
+        let Some(commit) = all.iter().find(|c| &c.cid == cid) else {
+            return Err(StepError::Transient(format!("commit {cid} was not read")));
+        };
+        let (name, result) = if Some(cid.as_str()) == genesis {
+            let stream_type = StreamId::parse(&a.stream_id)
+                .map(|s| s.stream_type.code())
+                .map_err(|e| StepError::Rejected(format!("bad stream id: {e}")))?;
+            (
+                "create",
+                api.create_stream(&a.stream_id, stream_type, &commit.value, write)
+                    .await,
+            )
+        } else {
+            (
+                "commit",
+                api.apply_commit(&a.stream_id, &commit.value, write).await,
+            )
+        };
+        match result {
+            Ok(_) => {
+                step.sent += 1;
+                step.record(name, Some(cid), "ok", "", None)
+                    .map_err(StepError::Transient)?;
+            }
+            Err(e) => {
+                let _ = step.record(name, Some(cid), "error", &e.to_string(), None);
+                return Err(classify(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the target's state and index row until both show `tip` or the verify window ends.
+async fn verify(
+    api: &NodeApi,
+    a: &Action,
+    tip: Option<String>,
+    index: &mut IndexReader,
+    options: &RepairOptions,
+) -> Done {
+    let deadline = Instant::now() + options.verify_timeout;
+    let mut last = (None, None, String::new());
+    loop {
+        let state_tip = match api.stream(&a.stream_id).await {
+            Ok(s) => s.tip().map(str::to_string),
+            Err(e) => {
+                last.2 = e.to_string();
+                None
+            }
+        };
+        let index_tip = match index.tip(&a.model, &a.stream_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                last.2 = e;
+                None
+            }
+        };
+        if tip.is_some() && state_tip == tip && index_tip == tip {
+            return Done {
+                status: Status::Repaired,
+                winning_tip: tip,
+                state_tip,
+                index_tip,
+                detail: String::new(),
+            };
+        }
+        last = (state_tip, index_tip, last.2);
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(VERIFY_POLL).await;
+    }
+    let (state_tip, index_tip, err) = last;
+    let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "(none)".into());
+    Done {
+        status: Status::Failed,
+        detail: format!(
+            "not verified after {} s: state tip {}, index tip {}, expected {}{}",
+            options.verify_timeout.as_secs(),
+            show(&state_tip),
+            show(&index_tip),
+            show(&tip),
+            if err.is_empty() { String::new() } else { format!(" ({err})") }
+        ),
+        winning_tip: tip,
+        state_tip,
+        index_tip,
+    }
+}
+
+/// Reads one node's index rows afresh, for verification.
+struct IndexReader {
+    node: Result<Node, String>,
+}
+
+impl IndexReader {
+    async fn open(config: &ClusterConfig, name: &str, timeout: Duration) -> Self {
+        let node = match config.nodes.iter().find(|n| n.name == name) {
+            None => Err(format!("node {name} is not in the config")),
+            Some(n) => Node::open(n, Mode::Pushdown, timeout, Compare::Tips)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        Self { node }
+    }
+
+    async fn tip(&mut self, model: &str, stream: &str) -> Result<Option<String>, String> {
+        let node = self.node.as_mut().map_err(|e| e.clone())?;
+        node.begin_recheck().await.map_err(|e| e.to_string())?;
+        let rows = node
+            .recheck(model, &[stream.to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|e| e.value.tip)
+            .filter(|t| !t.is_empty()))
+    }
+}
+
+/// `repair.csv`: one row per action.
+pub fn render_csv(outcomes: &[Outcome]) -> std::io::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "model",
+        "stream_id",
+        "target",
+        "kind",
+        "strategy",
+        "status",
+        "winning_tip",
+        "state_tip",
+        "index_tip",
+        "commits_sent",
+        "millis",
+        "detail",
+    ])?;
+    for o in outcomes {
+        w.write_record([
+            o.model.as_str(),
+            o.stream_id.as_str(),
+            o.target.as_str(),
+            o.kind.as_str(),
+            o.strategy.map(Strategy::as_str).unwrap_or(""),
+            o.status.as_str(),
+            o.winning_tip.as_deref().unwrap_or(""),
+            o.state_tip.as_deref().unwrap_or(""),
+            o.index_tip.as_deref().unwrap_or(""),
+            &o.commits_sent.to_string(),
+            &o.millis.to_string(),
+            o.detail.as_str(),
+        ])?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+/// Counts per status.
+pub fn counts(outcomes: &[Outcome]) -> BTreeMap<Status, u64> {
+    let mut c = BTreeMap::new();
+    for o in outcomes {
+        *c.entry(o.status).or_default() += 1;
+    }
+    c
+}
+
+/// A flag set by Ctrl-C (SIGINT), for [`apply`]; a second Ctrl-C exits at once.
+pub fn stop_on_signal() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("stopping after the actions in flight (Ctrl-C again to abort)");
+            f.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(crate::cli::EXIT_INTERRUPTED);
+            }
+        }
+    });
+    flag
+}
