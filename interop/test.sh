@@ -14,40 +14,14 @@
 #
 # usage: interop/test.sh      (builds the release binary; leaves nothing running)
 # Run by .ci/run after the unit and integration tests (a cold npm install takes ~3 minutes).
-set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-C="$HERE/cluster.sh"
-RUN=${CERAMIC_AUDIT_INTEROP_RUN:-/tmp/ceramic-audit-interop}
-OUT=$(mktemp -d)
-trap '"$C" down --clean >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
-
-(cd "$ROOT" && cargo build --release --quiet)
-AUDIT="$ROOT/target/release/ceramic-audit"
-stream_of() { node -pe 'JSON.parse(require("fs").readFileSync(0)).streamId'; }
-
-"$C" down --clean >/dev/null 2>&1 || true
-"$C" install
-"$C" up 3 --sqlite c
-"$C" deploy >/dev/null
-NOTE_MODEL=$(node -pe "require('$RUN/models.json').note")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 s=()
 for i in 1 2 3 4; do s+=("$("$C" mid a create note "{\"title\":\"note $i\",\"count\":$i}" | stream_of)"); done
 comment=$("$C" mid a create comment "{\"text\":\"first\",\"noteId\":\"${s[0]}\"}" | stream_of)
 echo "streams: ${s[*]} comment $comment"
 
-# Every node must have indexed everything before the clean audit (pubsub takes a few seconds).
-wait_rows() { # db/file count
-  local i n
-  for i in $(seq 1 60); do
-    n=$(psql -h 127.0.0.1 -p "$(( ${CERAMIC_AUDIT_INTEROP_PORT:-7460} + 300 ))" -U ceramic -d ceramic_b -qAt \
-          -c "select count(*) from \"$NOTE_MODEL\"" 2>/dev/null || echo 0)
-    [ "$n" = "$1" ] && return 0
-    sleep 1
-  done
-  echo "node b indexed $n notes, expected $1" >&2; return 1
-}
+# Every node must have indexed everything before the clean audit.
 wait_rows 4
 sleep 3
 "$AUDIT" audit -q --config "$HERE/cluster.toml" --out "$OUT/clean" || {
@@ -80,19 +54,10 @@ con.commit()
 EOF
 echo "c: ${s[3]} tip $old_tip -> $other_tip"
 # b: the comment's index row disappears (the state store keeps the stream).
-psql -h 127.0.0.1 -p "$(( ${CERAMIC_AUDIT_INTEROP_PORT:-7460} + 300 ))" -U ceramic -d ceramic_b -q \
-  -c "delete from \"$(node -pe "require('$RUN/models.json').comment")\" where stream_id = '$comment'"
+pg b "delete from \"$COMMENT_MODEL\" where stream_id = '$comment'"
 echo "b: index row of $comment deleted"
 # Wait for a to anchor (its own read is harmless: a holds the stream).
-st=
-for i in $(seq 1 150); do
-  st=$(node -e 'fetch(process.argv[1]).then((r) => r.json()).then((j) => console.log(j.state.anchorStatus))' \
-       "http://127.0.0.1:$(( ${CERAMIC_AUDIT_INTEROP_PORT:-7460} + 1 ))/api/v0/streams/$anchored?sync=2" 2>/dev/null || true)
-  [ "$st" = ANCHORED ] && break
-  sleep 1
-done
-[ "$st" = ANCHORED ] || { echo "FAIL: a did not anchor $anchored (status $st)"; exit 1; }
-echo "a anchored $anchored"
+wait_anchored "$anchored"
 sleep 8
 
 check() { # report.json

@@ -19,6 +19,9 @@
 //!   failing) like js-ceramic 6.11: shapes, retries on transient errors only, errors naming node,
 //!   endpoint and stream, pacing.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
+//! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
+//!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
+//!   journal making a re-run a no-op. (Real nodes: `interop/repair-test.sh`.)
 
 mod common;
 
@@ -45,3 +48,5 @@ mod recon_errors;
 mod recon_props;
 #[path = "suite/recon_snapshots.rs"]
 mod recon_snapshots;
+#[path = "suite/repair.rs"]
+mod repair;

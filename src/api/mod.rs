@@ -350,7 +350,8 @@ impl NodeApi {
         opts: WriteOptions,
     ) -> Result<StreamState, ApiError> {
         let endpoint = "POST /api/v0/commits";
-        let body = serde_json::json!({"streamId": stream_id, "commit": commit, "opts": opts.json()});
+        let body =
+            serde_json::json!({"streamId": stream_id, "commit": commit, "opts": opts.json()});
         self.post_about(endpoint, "api/v0/commits", stream_id, &body)
             .await
     }
@@ -365,7 +366,8 @@ impl NodeApi {
         opts: WriteOptions,
     ) -> Result<StreamState, ApiError> {
         let endpoint = "POST /api/v0/streams";
-        let body = serde_json::json!({"type": stream_type, "genesis": genesis, "opts": opts.json()});
+        let body =
+            serde_json::json!({"type": stream_type, "genesis": genesis, "opts": opts.json()});
         self.post_about(endpoint, "api/v0/streams", stream_id, &body)
             .await
     }
@@ -378,7 +380,9 @@ impl NodeApi {
         body: &Json,
     ) -> Result<StreamState, ApiError> {
         let raw = self
-            .send(endpoint, Some(stream_id), |c, url| c.post(url.join(path)).json(body))
+            .send(endpoint, Some(stream_id), |c, url| {
+                c.post(url.join(path)).json(body)
+            })
             .await?;
         let r: StreamResponse = self.parse(endpoint, Some(stream_id), &raw)?;
         if r.stream_id != stream_id {

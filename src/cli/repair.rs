@@ -71,19 +71,31 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| incomplete(e.to_string()))?;
     for n in &args.nodes {
         if !config.nodes.iter().any(|c| &c.name == n) {
-            return Err(incomplete(format!("--nodes: no node {n:?} in {}", args.config.display())));
+            return Err(incomplete(format!(
+                "--nodes: no node {n:?} in {}",
+                args.config.display()
+            )));
         }
     }
     if !(args.rate > 0.0 && args.rate.is_finite()) {
-        return Err(incomplete(format!("--rate {}: expected a positive number", args.rate)));
+        return Err(incomplete(format!(
+            "--rate {}: expected a positive number",
+            args.rate
+        )));
     }
     let dir = args.out.clone().unwrap_or_else(|| {
         let d = report_dir();
-        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         d.with_file_name(format!("repair-{name}"))
     });
     std::fs::create_dir_all(&dir).map_err(|e| {
-        incomplete(format!("--out {}: cannot create the directory: {e}", dir.display()))
+        incomplete(format!(
+            "--out {}: cannot create the directory: {e}",
+            dir.display()
+        ))
     })?;
     let divergences: Vec<Divergence> = match &args.from_report {
         Some(path) => {
@@ -243,12 +255,25 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
     if report.applied {
         text.push_str(&format!(
             "applied: {}{}\n",
-            [Status::Repaired, Status::Failed, Status::Unrepairable, Status::Skipped]
-                .iter()
-                .map(|s| format!("{} {}", s.as_str(), report.counts.get(s).copied().unwrap_or(0)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if report.interrupted { " (interrupted)" } else { "" }
+            [
+                Status::Repaired,
+                Status::Failed,
+                Status::Unrepairable,
+                Status::Skipped
+            ]
+            .iter()
+            .map(|s| format!(
+                "{} {}",
+                s.as_str(),
+                report.counts.get(s).copied().unwrap_or(0)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+            if report.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
         ));
         for o in report
             .outcomes
@@ -263,7 +288,10 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
                 o.detail
             ));
         }
-        text.push_str(&format!("written: {}/plan.csv, plan.json, repair.csv, repair.json", dir.display()));
+        text.push_str(&format!(
+            "written: {}/plan.csv, plan.json, repair.csv, repair.json",
+            dir.display()
+        ));
     } else {
         text.push_str(&format!(
             "dry run: nothing was written to any node (--apply executes); plan: {}/plan.csv, plan.json",

@@ -69,7 +69,10 @@ impl Journal {
         if let Ok(bytes) = std::fs::read(path) {
             if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
                 let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                tracing::warn!("repair journal {}: cutting off a torn last line", path.display());
+                tracing::warn!(
+                    "repair journal {}: cutting off a torn last line",
+                    path.display()
+                );
                 OpenOptions::new()
                     .write(true)
                     .open(path)

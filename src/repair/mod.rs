@@ -202,10 +202,8 @@ pub async fn prepare(
                         .zip(commits.iter())
                         .take_while(|(x, y)| x.cid == y.cid)
                         .count();
-                    if common == commits.len() {
-                        skip(a, "the target already has the winning log".into());
-                        continue;
-                    }
+                    // A target that already has the whole log (an earlier run got this far)
+                    // sends nothing but is still verified: its index may not show it yet.
                     if strategy == Strategy::Republish && common < state.log.len() {
                         skip(
                             a,
@@ -275,96 +273,100 @@ pub async fn apply(
         }
     }
     let (apis, run) = (&apis, &run);
-    let per_node = futures::future::join_all(by_target.into_iter().map(|(target, queue)| async move {
-        let mut out = Vec::new();
-        let Some(api) = apis.get(target) else {
+    let per_node =
+        futures::future::join_all(by_target.into_iter().map(|(target, queue)| async move {
+            let mut out = Vec::new();
+            let Some(api) = apis.get(target) else {
+                for a in queue {
+                    out.push(skipped(a, "the node has no api_url".into()));
+                }
+                return out;
+            };
+            let mut index = IndexReader::open(config, target, options.timeout).await;
+            let mut failures = 0u32;
             for a in queue {
-                out.push(skipped(a, "the node has no api_url".into()));
+                if stop.load(Ordering::SeqCst) {
+                    out.push(skipped(a, "interrupted before this action".into()));
+                    continue;
+                }
+                if failures >= options.max_failures {
+                    out.push(skipped(
+                        a,
+                        format!("circuit open: {failures} consecutive failures on {target}"),
+                    ));
+                    continue;
+                }
+                let tip = a.winning_tip.clone().unwrap_or_default();
+                let done = journal.lock().ok().and_then(|j| {
+                    j.outcome(&a.model, &a.stream_id, target, &tip)
+                        .map(str::to_string)
+                });
+                if let Some(done) = done.filter(|d| d == "repaired" || d == "unrepairable") {
+                    out.push(skipped(
+                        a,
+                        format!("done by an earlier run: {done} (journal)"),
+                    ));
+                    continue;
+                }
+                let started = Instant::now();
+                let mut step = Stepper {
+                    journal,
+                    run,
+                    action: a,
+                    sent: 0,
+                };
+                let result = tokio::time::timeout(
+                    options.action_timeout,
+                    execute(api, a, fetched, &mut step, &mut index, options),
+                )
+                .await;
+                let sent = step.sent;
+                let mut outcome = match result {
+                    Ok(o) => o,
+                    Err(_) => Done {
+                        status: Status::Failed,
+                        winning_tip: a.winning_tip.clone(),
+                        state_tip: None,
+                        index_tip: None,
+                        detail: format!(
+                            "time box of {} s exceeded",
+                            options.action_timeout.as_secs()
+                        ),
+                    },
+                };
+                if outcome.status == Status::Failed {
+                    failures += 1;
+                } else {
+                    failures = 0;
+                }
+                // Keyed by the planned winning tip, as the next run will look it up.
+                if let Err(e) = step.record(
+                    "outcome",
+                    None,
+                    outcome.status.as_str(),
+                    &outcome.detail,
+                    None,
+                ) {
+                    outcome.detail.push_str(&format!("; {e}"));
+                }
+                out.push(Outcome {
+                    model: a.model.clone(),
+                    stream_id: a.stream_id.clone(),
+                    target: a.target.clone(),
+                    kind: a.kind,
+                    strategy: a.strategy,
+                    status: outcome.status,
+                    winning_tip: outcome.winning_tip,
+                    state_tip: outcome.state_tip,
+                    index_tip: outcome.index_tip,
+                    commits_sent: sent,
+                    millis: started.elapsed().as_millis() as u64,
+                    detail: outcome.detail,
+                });
             }
-            return out;
-        };
-        let mut index = IndexReader::open(config, target, options.timeout).await;
-        let mut failures = 0u32;
-        for a in queue {
-            if stop.load(Ordering::SeqCst) {
-                out.push(skipped(a, "interrupted before this action".into()));
-                continue;
-            }
-            if failures >= options.max_failures {
-                out.push(skipped(
-                    a,
-                    format!("circuit open: {failures} consecutive failures on {target}"),
-                ));
-                continue;
-            }
-            let tip = a.winning_tip.clone().unwrap_or_default();
-            let done = journal
-                .lock()
-                .ok()
-                .and_then(|j| j.outcome(&a.model, &a.stream_id, target, &tip).map(str::to_string));
-            if let Some(done) = done.filter(|d| d == "repaired" || d == "unrepairable") {
-                out.push(skipped(a, format!("done by an earlier run: {done} (journal)")));
-                continue;
-            }
-            let started = Instant::now();
-            let mut step = Stepper {
-                journal,
-                run,
-                action: a,
-                sent: 0,
-            };
-            let result = tokio::time::timeout(
-                options.action_timeout,
-                execute(api, a, fetched, &mut step, &mut index, options),
-            )
-            .await;
-            let sent = step.sent;
-            let mut outcome = match result {
-                Ok(o) => o,
-                Err(_) => Done {
-                    status: Status::Failed,
-                    winning_tip: a.winning_tip.clone(),
-                    state_tip: None,
-                    index_tip: None,
-                    detail: format!(
-                        "time box of {} s exceeded",
-                        options.action_timeout.as_secs()
-                    ),
-                },
-            };
-            if outcome.status == Status::Failed {
-                failures += 1;
-            } else {
-                failures = 0;
-            }
-            // Keyed by the planned winning tip, as the next run will look it up.
-            if let Err(e) = step.record(
-                "outcome",
-                None,
-                outcome.status.as_str(),
-                &outcome.detail,
-                None,
-            ) {
-                outcome.detail.push_str(&format!("; {e}"));
-            }
-            out.push(Outcome {
-                model: a.model.clone(),
-                stream_id: a.stream_id.clone(),
-                target: a.target.clone(),
-                kind: a.kind,
-                strategy: a.strategy,
-                status: outcome.status,
-                winning_tip: outcome.winning_tip,
-                state_tip: outcome.state_tip,
-                index_tip: outcome.index_tip,
-                commits_sent: sent,
-                millis: started.elapsed().as_millis() as u64,
-                detail: outcome.detail,
-            });
-        }
-        out
-    }))
-    .await;
+            out
+        }))
+        .await;
     outcomes.extend(per_node.into_iter().flatten());
     outcomes.sort_by(|x, y| {
         (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
@@ -477,24 +479,36 @@ async fn execute(
         return fail(Status::Failed, "no source node".into());
     };
     let Some(all) = fetched.get(&(a.stream_id.clone(), source.clone())) else {
-        return fail(Status::Failed, format!("the commits of {source} were not read"));
+        return fail(
+            Status::Failed,
+            format!("the commits of {source} were not read"),
+        );
     };
     let first = match send(api, a, all, &a.commits, step, write).await {
         Ok(()) => None,
-        Err(StepError::Rejected(text)) => return fail(Status::Unrepairable, text),
-        Err(StepError::Transient(text)) => Some(text),
+        Err((StepError::Rejected(text), _)) => return fail(Status::Unrepairable, text),
+        Err((StepError::Transient(text), at_anchor)) => Some((text, at_anchor)),
     };
-    if let Some(why) = first {
-        if strategy != Strategy::Republish {
-            return fail(Status::Failed, why);
+    if let Some((why, at_anchor)) = first {
+        // The whole log helps a node that lacks a `prev` block; an anchor commit's proof is
+        // not in the log, so a node that cannot fetch it gains nothing from a second pass.
+        if strategy != Strategy::Republish || at_anchor {
+            return fail(
+                Status::Failed,
+                if at_anchor {
+                    format!("{why} (an anchor commit: the node could not fetch its proof?)")
+                } else {
+                    why
+                },
+            );
         }
         // Fall through: the whole log from the genesis, in order.
         tracing::info!(stream = %a.stream_id, target = %a.target, "republish failed ({why}); posting the whole log");
         let whole: Vec<String> = all.iter().map(|c| c.cid.clone()).collect();
         match send(api, a, all, &whole, step, write).await {
             Ok(()) => {}
-            Err(StepError::Rejected(text)) => return fail(Status::Unrepairable, text),
-            Err(StepError::Transient(text)) => {
+            Err((StepError::Rejected(text), _)) => return fail(Status::Unrepairable, text),
+            Err((StepError::Transient(text), _)) => {
                 return fail(
                     Status::Failed,
                     format!("{why}; then, from the genesis: {text}"),
@@ -505,7 +519,8 @@ async fn execute(
     verify(api, a, a.winning_tip.clone(), index, options).await
 }
 
-/// Posts `cids` in order (the genesis through `POST /streams`).
+/// Posts `cids` in order (the genesis through `POST /streams`). On failure: what went wrong,
+/// and whether the commit that failed is an anchor commit.
 async fn send(
     api: &NodeApi,
     a: &Action,
@@ -513,16 +528,20 @@ async fn send(
     cids: &[String],
     step: &mut Stepper<'_>,
     write: WriteOptions,
-) -> Result<(), StepError> {
+) -> Result<(), (StepError, bool)> {
     let genesis = all.first().map(|c| c.cid.as_str());
     for cid in cids {
         let Some(commit) = all.iter().find(|c| &c.cid == cid) else {
-            return Err(StepError::Transient(format!("commit {cid} was not read")));
+            return Err((
+                StepError::Transient(format!("commit {cid} was not read")),
+                false,
+            ));
         };
+        let is_anchor = commit.value.get("proof").is_some();
         let (name, result) = if Some(cid.as_str()) == genesis {
             let stream_type = StreamId::parse(&a.stream_id)
                 .map(|s| s.stream_type.code())
-                .map_err(|e| StepError::Rejected(format!("bad stream id: {e}")))?;
+                .map_err(|e| (StepError::Rejected(format!("bad stream id: {e}")), false))?;
             (
                 "create",
                 api.create_stream(&a.stream_id, stream_type, &commit.value, write)
@@ -538,11 +557,11 @@ async fn send(
             Ok(_) => {
                 step.sent += 1;
                 step.record(name, Some(cid), "ok", "", None)
-                    .map_err(StepError::Transient)?;
+                    .map_err(|e| (StepError::Transient(e), false))?;
             }
             Err(e) => {
                 let _ = step.record(name, Some(cid), "error", &e.to_string(), None);
-                return Err(classify(e));
+                return Err((classify(e), is_anchor));
             }
         }
     }
@@ -599,7 +618,11 @@ async fn verify(
             show(&state_tip),
             show(&index_tip),
             show(&tip),
-            if err.is_empty() { String::new() } else { format!(" ({err})") }
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(" ({err})")
+            }
         ),
         winning_tip: tip,
         state_tip,

@@ -212,8 +212,16 @@ mod tests {
                 ("c".into(), None, None),
             ]
         );
-        assert!(plan[4].skip.as_deref().unwrap_or_default().contains("--resolve-forks"));
-        assert!(plan[6].skip.as_deref().unwrap_or_default().contains("not a repair target"));
+        assert!(plan[4]
+            .skip
+            .as_deref()
+            .unwrap_or_default()
+            .contains("--resolve-forks"));
+        assert!(plan[6]
+            .skip
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not a repair target"));
         assert_eq!(plan[0].winning_tip.as_deref(), Some("new"));
         let forks = select(&rows, &Targets::All, true);
         assert_eq!(forks[4].strategy, Some(Strategy::ResolveFork));

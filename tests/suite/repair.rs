@@ -1,0 +1,392 @@
+//! `repair` against scripted js-ceramic nodes on 127.0.0.1 whose SQLite indexes follow their
+//! state, as a real node's do: what each strategy sends and in which order, the fall-through to
+//! the whole log, a rejection kept as `unrepairable` with the node's words, the circuit breaker,
+//! and the journal making a second run a no-op. Real nodes: `interop/repair-test.sh`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ceramic_audit::config::ClusterConfig;
+use ceramic_audit::repair::journal::Journal;
+use ceramic_audit::repair::plan::{Strategy, Targets};
+use ceramic_audit::repair::{self, RepairOptions, Status};
+use ceramic_audit::report::{Divergence, Kind, LogFinding};
+use serde_json::{json, Value as Json};
+
+use crate::common::composedb::{model_id, sqlite_model, stream_id, tip, Row};
+use crate::common::http::{FakeNode, Reply, Seen};
+
+/// What the scripted target does with a write.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Accept,
+    /// 500 with an anchor-validation error, as 6.11 answers for another node's anchor.
+    RejectAnchor,
+    /// The first commit posted fails as a missing `prev` does (after its IPFS retries).
+    TimeoutOnce,
+    /// Every write answers 503.
+    Down,
+}
+
+struct Target {
+    logs: BTreeMap<String, Vec<String>>,
+    behaviour: BTreeMap<String, Behaviour>,
+    timeouts_left: u32,
+    index: std::path::PathBuf,
+    model: String,
+    posted: Vec<(String, String)>,
+}
+
+fn state(id: &str, log: &[String]) -> String {
+    let entries: Vec<Json> = log
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"cid": c, "type": i.min(1)}))
+        .collect();
+    json!({"streamId": id, "state": {"type": 3, "content": {}, "metadata": {"controllers": []}, "log": entries}})
+        .to_string()
+}
+
+fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
+    let Ok(mut t) = t.lock() else {
+        return Reply::Full(500, "{}".into());
+    };
+    if let Some(rest) = req.target.strip_prefix("/api/v0/streams/") {
+        let id = rest.split('?').next().unwrap_or_default().to_string();
+        let Some(log) = t.logs.get(&id).cloned() else {
+            return Reply::Full(500, r#"{"error":"not loaded"}"#.into());
+        };
+        // sync=1 re-indexes the node's own state (observed on 6.11); sync=2 does not.
+        if rest.ends_with("?sync=1") {
+            write_index(&t, &id, log.last().map(String::as_str).unwrap_or_default());
+        }
+        return Reply::Full(200, state(&id, &log));
+    }
+    let body: Json = serde_json::from_str(&req.body).unwrap_or_default();
+    assert_eq!(
+        body["opts"]["anchor"], false,
+        "a repair must never request an anchor"
+    );
+    let (id, cid) = match req.target.as_str() {
+        "/api/v0/commits" => (
+            body["streamId"].as_str().unwrap_or_default().to_string(),
+            body["commit"]["fake"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        "/api/v0/streams" => {
+            let cid = body["genesis"]["fake"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            // The stream id is derived from the genesis: the test's ids are indexed by seed.
+            let id = (1..=9)
+                .map(|i| stream_id(&i.to_string()))
+                .find(|s| cid == tip(&format!("{}:0", seed_of(s))))
+                .unwrap_or_default();
+            (id, cid)
+        }
+        _ => return Reply::Full(404, "{}".into()),
+    };
+    let behaviour = t.behaviour.get(&id).copied().unwrap_or(Behaviour::Accept);
+    match behaviour {
+        Behaviour::Down => return Reply::Full(503, "busy".into()),
+        Behaviour::RejectAnchor => return Reply::Full(
+            500,
+            r#"{"error":"Txn bafyreiaw was not recently anchored by the InMemoryAnchorService"}"#
+                .into(),
+        ),
+        Behaviour::TimeoutOnce if t.timeouts_left > 0 => {
+            t.timeouts_left -= 1;
+            return Reply::Full(
+                500,
+                r#"{"error":"Timeout error while loading CID bagcq from IPFS: TimeoutError: Failed to get block: request timed out"}"#.into(),
+            );
+        }
+        _ => {}
+    }
+    t.posted.push((id.clone(), cid.clone()));
+    let log = t.logs.entry(id.clone()).or_default();
+    if !log.contains(&cid) {
+        log.push(cid);
+    }
+    let (log, tipnow) = (log.clone(), log.last().cloned().unwrap_or_default());
+    // The index follows the state, as js-ceramic's does.
+    write_index(&t, &id, &tipnow);
+    Reply::Full(200, state(&id, &log))
+}
+
+fn write_index(t: &Target, id: &str, tip: &str) {
+    let conn = rusqlite::Connection::open(&t.index).expect("index");
+    conn.execute(
+        &format!(
+            "INSERT INTO \"{}\" (stream_id, controller_did, stream_content, tip, created_at, updated_at) \
+             VALUES (?1, 'did:key:x', '{{}}', ?2, 1, 2) ON CONFLICT (stream_id) DO UPDATE SET tip = ?2",
+            t.model
+        ),
+        [id, tip],
+    )
+    .expect("index write");
+}
+
+fn seed_of(stream: &str) -> usize {
+    (1..=9)
+        .find(|i| stream_id(&i.to_string()) == stream)
+        .unwrap_or(0)
+}
+
+/// Every stream's log on the source: genesis and two updates.
+fn source_log(i: usize) -> Vec<String> {
+    (0..3).map(|v| tip(&format!("{i}:{v}"))).collect()
+}
+
+fn divergence(i: usize, node: &str, kind: Kind, tip_now: Option<String>) -> Divergence {
+    Divergence {
+        model: model_id("repair"),
+        stream_id: stream_id(&i.to_string()),
+        node: node.into(),
+        kind,
+        tip: tip_now,
+        majority_tip: source_log(i).last().cloned(),
+        agreeing_nodes: vec!["a".into()],
+        detail: String::new(),
+        log: LogFinding {
+            ahead_node: Some("a".into()),
+            ..LogFinding::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = model_id("repair");
+    let index_b = dir.path().join("b.sqlite");
+    let index_a = dir.path().join("a.sqlite");
+    // b holds streams 1–3 at their genesis and stream 5 at the latest tip (stale index: genesis).
+    sqlite_model(
+        &index_b,
+        &model,
+        &[],
+        &[
+            Row::new(1, 0),
+            Row::new(2, 0),
+            Row::new(3, 0),
+            Row::new(5, 0),
+        ],
+    );
+    sqlite_model(&index_a, &model, &[], &[Row::new(1, 2)]);
+    let mut logs = BTreeMap::new();
+    for i in [1, 2, 3] {
+        logs.insert(stream_id(&i.to_string()), source_log(i)[..1].to_vec());
+    }
+    logs.insert(stream_id("5"), source_log(5));
+    let target = Arc::new(Mutex::new(Target {
+        logs,
+        behaviour: [
+            (stream_id("2"), Behaviour::RejectAnchor),
+            (stream_id("3"), Behaviour::TimeoutOnce),
+        ]
+        .into(),
+        timeouts_left: 1,
+        index: index_b.clone(),
+        model: model.clone(),
+        posted: Vec::new(),
+    }));
+    let t = target.clone();
+    let b = FakeNode::start(move |req, _| route(&t, req)).await;
+    let a = FakeNode::start(|req, _| {
+        let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
+            return Reply::Full(404, "{}".into());
+        };
+        let commits: Vec<Json> = source_log(seed_of(id))
+            .into_iter()
+            .map(|c| json!({"cid": c, "value": {"fake": c}}))
+            .collect();
+        Reply::Full(200, json!({"streamId": id, "commits": commits}).to_string())
+    })
+    .await;
+    let config_text = format!(
+        "cluster = \"repair\"\n\n[[nodes]]\nname = \"a\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n\n\
+         [[nodes]]\nname = \"b\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n",
+        a.url,
+        index_a.display(),
+        b.url,
+        index_b.display()
+    );
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, config_text).expect("config");
+    let config = ClusterConfig::load(&path).expect("config");
+    let divergences = vec![
+        divergence(1, "b", Kind::Lagging, Some(tip("1:0"))),
+        divergence(2, "b", Kind::Lagging, Some(tip("2:0"))),
+        divergence(3, "b", Kind::Lagging, Some(tip("3:0"))),
+        divergence(4, "b", Kind::MissingStream, None),
+        divergence(5, "b", Kind::IndexStale, Some(tip("5:0"))),
+        divergence(6, "a", Kind::Lagging, Some(tip("6:0"))),
+    ];
+    let options = RepairOptions {
+        targets: Targets::Named(vec!["b".into()]),
+        timeout: Duration::from_secs(5),
+        verify_timeout: Duration::from_secs(3),
+        ..RepairOptions::default()
+    };
+
+    // The plan: strategies, sources and the commits to send, oldest first; a is not a target.
+    let (actions, fetched) = repair::prepare(&config, &divergences, &options).await;
+    let planned: Vec<(usize, Option<Strategy>, usize)> = actions
+        .iter()
+        .map(|a| (seed_of(&a.stream_id), a.strategy, a.commits.len()))
+        .collect();
+    assert_eq!(
+        planned,
+        vec![
+            (1, Some(Strategy::Republish), 2),
+            (2, Some(Strategy::Republish), 2),
+            (3, Some(Strategy::Republish), 2),
+            (4, Some(Strategy::Create), 3),
+            (5, Some(Strategy::Reindex), 0),
+            (6, None, 0),
+        ]
+    );
+    assert_eq!(actions[0].commits, source_log(1)[1..].to_vec());
+    assert!(
+        target.lock().expect("target").posted.is_empty(),
+        "planning must not write"
+    );
+
+    let journal_path = dir.path().join("journal.jsonl");
+    let journal = Mutex::new(Journal::open(&journal_path).expect("journal"));
+    let stop = AtomicBool::new(false);
+    let mut outcomes = repair::apply(&config, &actions, &fetched, &journal, &options, &stop).await;
+    outcomes.sort_by_key(|o| seed_of(&o.stream_id));
+    let got: Vec<(usize, Status)> = outcomes
+        .iter()
+        .map(|o| (seed_of(&o.stream_id), o.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, Status::Repaired),
+            (2, Status::Unrepairable),
+            (3, Status::Repaired),
+            (4, Status::Repaired),
+            (5, Status::Repaired),
+            (6, Status::Skipped),
+        ],
+        "{outcomes:#?}"
+    );
+    assert!(
+        outcomes[1].detail.contains("not recently anchored"),
+        "{}",
+        outcomes[1].detail
+    );
+    // Stream 3: the missing commits timed out, so the whole log went from the genesis, in order.
+    let posted = target.lock().expect("target").posted.clone();
+    let for_stream = |i: usize| -> Vec<String> {
+        posted
+            .iter()
+            .filter(|(s, _)| *s == stream_id(&i.to_string()))
+            .map(|(_, c)| c.clone())
+            .collect()
+    };
+    assert_eq!(for_stream(1), source_log(1)[1..].to_vec());
+    assert_eq!(for_stream(3), source_log(3));
+    assert_eq!(for_stream(4), source_log(4));
+    assert_eq!(outcomes[0].index_tip, source_log(1).last().cloned());
+
+    // A second run with the same journal sends nothing.
+    let before = posted.len();
+    let journal = Mutex::new(Journal::open(&journal_path).expect("journal"));
+    let (actions, fetched) = repair::prepare(&config, &divergences, &options).await;
+    let again = repair::apply(&config, &actions, &fetched, &journal, &options, &stop).await;
+    assert!(
+        again.iter().all(|o| o.status == Status::Skipped),
+        "{again:#?}"
+    );
+    assert_eq!(target.lock().expect("target").posted.len(), before);
+}
+
+#[tokio::test]
+async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = model_id("repair");
+    let index_b = dir.path().join("b.sqlite");
+    sqlite_model(&index_b, &model, &[], &[]);
+    let target = Arc::new(Mutex::new(Target {
+        logs: BTreeMap::new(),
+        behaviour: (1..=6)
+            .map(|i| (stream_id(&i.to_string()), Behaviour::Down))
+            .collect(),
+        timeouts_left: 0,
+        index: index_b.clone(),
+        model: model.clone(),
+        posted: Vec::new(),
+    }));
+    let t = target.clone();
+    let b = FakeNode::start(move |req, _| route(&t, req)).await;
+    let a = FakeNode::start(|req, _| {
+        let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
+            return Reply::Full(404, "{}".into());
+        };
+        let commits: Vec<Json> = source_log(seed_of(id))
+            .into_iter()
+            .map(|c| json!({"cid": c, "value": {"fake": c}}))
+            .collect();
+        Reply::Full(200, json!({"streamId": id, "commits": commits}).to_string())
+    })
+    .await;
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "cluster = \"repair\"\n\n[[nodes]]\nname = \"a\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n\n\
+             [[nodes]]\nname = \"b\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n",
+            a.url,
+            index_b.display(),
+            b.url,
+            index_b.display()
+        ),
+    )
+    .expect("config");
+    let config = ClusterConfig::load(&path).expect("config");
+    let divergences: Vec<Divergence> = (1..=6)
+        .map(|i| divergence(i, "b", Kind::MissingStream, None))
+        .collect();
+    let options = RepairOptions {
+        targets: Targets::All,
+        timeout: Duration::from_secs(2),
+        max_failures: 2,
+        ..RepairOptions::default()
+    };
+    let (actions, fetched) = repair::prepare(&config, &divergences, &options).await;
+    let journal = Mutex::new(Journal::open(&dir.path().join("j.jsonl")).expect("journal"));
+    // One node's actions run in plan order; the plan follows the report's order.
+    let outcomes = repair::apply(
+        &config,
+        &actions,
+        &fetched,
+        &journal,
+        &options,
+        &AtomicBool::new(false),
+    )
+    .await;
+    // The first two actions fail (503 after a retry); the breaker skips the other four.
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Failed)
+        .collect();
+    let open: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Skipped && o.detail.contains("circuit open"))
+        .collect();
+    assert_eq!((failed.len(), open.len()), (2, 4), "{outcomes:#?}");
+    assert!(
+        failed[0].detail.contains("HTTP 503"),
+        "{}",
+        failed[0].detail
+    );
+}
