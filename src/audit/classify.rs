@@ -58,6 +58,8 @@ pub fn classify(model: &str, diff: &Difference, nodes: &[String]) -> Vec<Diverge
         agreeing_nodes: agreeing,
         detail,
         log: LogFinding::default(),
+        first_seen: None,
+        cycles: None,
     };
     let mut out = Vec::new();
     let holders: Vec<usize> = by_tip.values().flatten().copied().collect();

@@ -52,7 +52,12 @@ pub struct AuditOptions {
     pub read_logs: bool,
     /// Compare index rows with their own node's state even where the nodes agree.
     pub verify_state: verify::VerifyState,
+    /// Compare only these streams (per model): an incremental cycle of `watch`. `None`: all.
+    pub scope: Option<Scope>,
 }
+
+/// Streams to compare, per model.
+pub type Scope = BTreeMap<String, BTreeSet<String>>;
 
 /// Share of a model's first-level ranges that must differ before Postgres nodes switch from
 /// push-down to download for it. Past it nearly every range is split again, each level costs
@@ -76,6 +81,7 @@ impl Default for AuditOptions {
             max_duration: None,
             read_logs: true,
             verify_state: verify::VerifyState::Off,
+            scope: None,
         }
     }
 }
@@ -302,6 +308,32 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 )),
             }
         }
+        // An incremental cycle: each participant holds just the streams in scope.
+        if let Some(scope) = &options.scope {
+            let streams: Vec<String> = scope
+                .get(model)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            let restricted = join_all(
+                slots
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| participants.contains(i))
+                    .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
+                    .map(|(i, node)| {
+                        let streams = &streams;
+                        async move { (i, node.restrict(model, streams).await) }
+                    }),
+            )
+            .await;
+            for (i, r) in restricted {
+                if let Err(SourceError::Node { message, .. }) = r {
+                    complete = false;
+                    divergences.push(node_row(&names[i], model, Kind::Unreachable, message));
+                    participants.retain(|p| *p != i);
+                }
+            }
+        }
         let mut cost = None;
         let mut differing = 0u64;
         let mut stopped: Option<String> = None;
@@ -333,6 +365,8 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                             agreeing_nodes: Vec::new(),
                             detail: r.problem,
                             log: LogFinding::default(),
+                            first_seen: None,
+                            cycles: None,
                         });
                     }
                 }
@@ -634,6 +668,8 @@ async fn settle_and_classify(
                         agreeing_nodes: Vec::new(),
                         detail: problem,
                         log: LogFinding::default(),
+                        first_seen: None,
+                        cycles: None,
                     });
                 }
             }
@@ -665,6 +701,8 @@ async fn settle_and_classify(
                         describe(&now)
                     ),
                     log: LogFinding::default(),
+                    first_seen: None,
+                    cycles: None,
                 });
             }
         }
@@ -682,6 +720,8 @@ fn node_row(node: &str, model: &str, kind: Kind, detail: String) -> Divergence {
         agreeing_nodes: Vec::new(),
         detail,
         log: LogFinding::default(),
+        first_seen: None,
+        cycles: None,
     }
 }
 

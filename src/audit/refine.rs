@@ -183,6 +183,8 @@ pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -
         agreeing_nodes: holding_best(node),
         detail,
         log,
+        first_seen: None,
+        cycles: None,
     };
     for (&node, &own) in &ok {
         let index_tip = case.index_tips.get(node).cloned().unwrap_or_default();
@@ -335,6 +337,8 @@ mod tests {
             agreeing_nodes: vec![],
             detail: "tips differ".into(),
             log: LogFinding::default(),
+            first_seen: None,
+            cycles: None,
         }
     }
 

@@ -177,6 +177,8 @@ pub(super) async fn verify(
                         ),
                         ..LogFinding::default()
                     },
+                    first_seen: None,
+                    cycles: None,
                 });
             }
         }
@@ -198,5 +200,7 @@ fn unverified(a: &Asked, why: &str) -> Divergence {
         agreeing_nodes: Vec::new(),
         detail: format!("--verify-state stopped: {why}"),
         log: LogFinding::default(),
+        first_seen: None,
+        cycles: None,
     }
 }

@@ -198,6 +198,7 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         max_diffs: args.max_diffs,
         read_logs: !args.no_logs,
         verify_state: args.verify_state,
+        scope: None,
         max_duration: args
             .max_seconds
             .map(|s| {

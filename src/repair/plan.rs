@@ -181,6 +181,8 @@ mod tests {
                 predicted_winner: Some("a".into()),
                 ..LogFinding::default()
             },
+            first_seen: None,
+            cycles: None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::Report;
 
-pub const HEADER: [&str; 14] = [
+pub const HEADER: [&str; 16] = [
     "model",
     "stream_id",
     "node",
@@ -17,6 +17,8 @@ pub const HEADER: [&str; 14] = [
     "predicted_winner",
     "likely_cause",
     "repair_hint",
+    "first_seen",
+    "cycles",
 ];
 
 pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
@@ -41,6 +43,8 @@ pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
             d.log.predicted_winner.as_deref().unwrap_or(""),
             d.log.likely_cause.as_deref().unwrap_or(""),
             d.log.repair_hint.as_deref().unwrap_or(""),
+            d.first_seen.as_deref().unwrap_or(""),
+            &d.cycles.map(|c| c.to_string()).unwrap_or_default(),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error())

@@ -112,6 +112,11 @@ pub struct Divergence {
     /// What the nodes' logs say (only for rows refined from them).
     #[serde(flatten)]
     pub log: LogFinding,
+    /// `watch`: when this divergence was first seen, and in how many consecutive cycles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles: Option<u32>,
 }
 
 /// What the nodes' commit logs say about a differing stream (fields empty when not read).

@@ -350,11 +350,12 @@ impl Node {
         model: &str,
         batch: &[Query],
     ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
-        if self.pg.is_some() && !self.pushes_down(model) {
-            return self.answer_downloaded(model, batch).await;
-        }
+        // A model held in memory (a file source, or restricted for an incremental cycle).
         if let Some(store) = self.memory.get_mut(model) {
             return store.answer(batch).map_err(|e| match e {});
+        }
+        if self.pg.is_some() && !self.pushes_down(model) {
+            return self.answer_downloaded(model, batch).await;
         }
         let table = self.table(model)?;
         match self.pg.as_mut() {
@@ -582,6 +583,42 @@ impl Node {
             rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
         }
         Ok(rows)
+    }
+
+    /// Streams of `model` whose rows changed at or after `since_ms` (unix ms; every row when
+    /// `None`), and the newest `updated_at` seen (the watermark for the next incremental
+    /// cycle). A snapshot file never changes: nothing.
+    pub async fn changed_since(
+        &mut self,
+        model: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), SourceError> {
+        self.table(model)?;
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.changed_since(model, since_ms).await;
+        }
+        if let Some(path) = self.sqlite_path.clone() {
+            let (node, model) = (self.name.clone(), model.to_string());
+            return tokio::task::spawn_blocking(move || {
+                sqlite::changed_since(&node, &path, &model, since_ms)
+            })
+            .await
+            .map_err(|e| SourceError::Node {
+                node: self.name.clone(),
+                message: format!("SQLite reader stopped: {e}"),
+            })?;
+        }
+        Ok((Vec::new(), since_ms))
+    }
+
+    /// From now on, `model` on this node is only the rows of `streams` (read now, from the
+    /// same snapshot): an incremental cycle compares just those.
+    pub async fn restrict(&mut self, model: &str, streams: &[String]) -> Result<(), SourceError> {
+        let entries = self.recheck(model, streams).await?;
+        self.memory.insert(model.to_string(), memory_store(entries));
+        self.invalid.remove(model);
+        self.hashed.remove(model);
+        Ok(())
     }
 
     pub async fn close(mut self) {

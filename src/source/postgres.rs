@@ -1458,6 +1458,42 @@ impl PgSource {
         Ok(out)
     }
 
+    /// Stream ids of `model`'s rows with `updated_at` at or after `since_ms` (unix ms; all rows
+    /// when `None`), and the newest `updated_at` of the table (the next watermark).
+    pub async fn changed_since(
+        &mut self,
+        model: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), SourceError> {
+        let table = quote_ident(model);
+        let sql = format!(
+            "SELECT stream_id, (extract(epoch FROM updated_at) * 1000)::int8 FROM {table} \
+             WHERE $1::int8 IS NULL OR updated_at >= to_timestamp($1::int8 / 1000.0)"
+        );
+        let rows = self
+            .query(
+                "reading rows changed since the last cycle",
+                &sql,
+                &[&since_ms],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut newest: Option<i64> = None;
+        for row in rows {
+            let get = |e: tokio_postgres::Error| self.error("reading changed rows", &sql, &e);
+            let s: String = row.try_get(0).map_err(get)?;
+            let at: Option<i64> = row.try_get(1).map_err(get)?;
+            self.bytes_received += s.len() as u64 + 8;
+            newest = newest.max(at);
+            out.push(s);
+        }
+        if since_ms.is_some() {
+            // The newest row may be older than the watermark asked for: keep the watermark.
+            newest = newest.max(since_ms);
+        }
+        Ok((out, newest))
+    }
+
     /// Ends the snapshot transaction (read-only: nothing to commit).
     pub async fn close(self) {
         let _ = self.client.batch_execute("ROLLBACK").await;

@@ -121,6 +121,45 @@ pub fn rows_of(
         })
 }
 
+/// Stream ids of `model`'s rows with `updated_at` (unix ms) at or after `since_ms` (all rows
+/// when `None`), and the newest `updated_at`.
+pub fn changed_since(
+    node: &str,
+    path: &Path,
+    model: &str,
+    since_ms: Option<i64>,
+) -> Result<(Vec<String>, Option<i64>), SourceError> {
+    let fail = |e: rusqlite::Error| SourceError::Node {
+        node: node.to_string(),
+        message: format!(
+            "SQLite index {}: reading rows of {model} changed since the last cycle: {e}",
+            path.display()
+        ),
+    };
+    let conn = open(path).map_err(fail)?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT stream_id, updated_at FROM {} WHERE ?1 IS NULL OR updated_at >= ?1",
+            quote_ident(model)
+        ))
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map([since_ms], |r| {
+            Ok((text(r.get_ref(0)?), r.get_ref(1).map(millis)?))
+        })
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    let mut newest = since_ms;
+    for row in rows {
+        let (stream, at) = row.map_err(fail)?;
+        newest = newest.max(at);
+        if let Some(s) = stream {
+            out.push(s);
+        }
+    }
+    Ok((out, newest))
+}
+
 pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| SourceError::Node {
         node: node.to_string(),

@@ -63,7 +63,9 @@ fn the_example_cluster_is_divergent_and_both_reports_are_written() {
             "fork_point",
             "predicted_winner",
             "likely_cause",
-            "repair_hint"
+            "repair_hint",
+            "first_seen",
+            "cycles"
         ]
     );
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();

@@ -157,6 +157,8 @@ fn divergence(i: usize, node: &str, kind: Kind, tip_now: Option<String>) -> Dive
             ahead_node: Some("a".into()),
             ..LogFinding::default()
         },
+        first_seen: None,
+        cycles: None,
     }
 }
 
