@@ -42,3 +42,4 @@ pub mod recon;
 pub mod repair;
 pub mod report;
 pub mod source;
+pub mod watch;

@@ -52,7 +52,8 @@ pub struct AuditOptions {
     pub read_logs: bool,
     /// Compare index rows with their own node's state even where the nodes agree.
     pub verify_state: verify::VerifyState,
-    /// Compare only these streams (per model): an incremental cycle of `watch`. `None`: all.
+    /// Compare only these streams of the models named (an incremental cycle of `watch`); models
+    /// not named, or `None`, are compared whole.
     pub scope: Option<Scope>,
 }
 
@@ -308,12 +309,10 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 )),
             }
         }
-        // An incremental cycle: each participant holds just the streams in scope.
-        if let Some(scope) = &options.scope {
-            let streams: Vec<String> = scope
-                .get(model)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
+        // An incremental cycle: each participant holds just the streams in scope (a model the
+        // scope does not name is compared whole).
+        if let Some(in_scope) = options.scope.as_ref().and_then(|s| s.get(model)) {
+            let streams: Vec<String> = in_scope.iter().cloned().collect();
             let restricted = join_all(
                 slots
                     .iter_mut()

@@ -11,8 +11,10 @@ use crate::ids;
 
 mod commands;
 mod repair;
+mod watch;
 pub use commands::{AuditArgs, CrawlArgs};
 pub use repair::RepairArgs;
+pub use watch::WatchArgs;
 
 /// Everything consistent, or the command did what was asked.
 pub const EXIT_OK: i32 = 0;
@@ -54,6 +56,12 @@ pub enum Command {
     /// Exit code 0: everything planned was repaired (or a dry run); 1: something failed or is
     /// unrepairable; 2: could not start; 130: interrupted (re-run to resume).
     Repair(RepairArgs),
+    /// Audit on a schedule until SIGINT/SIGTERM: incremental cycles between full ones, report
+    /// retention, divergence ageing, Prometheus metrics, opt-in auto-repair.
+    ///
+    /// Each cycle writes `<dir>/cycle-<time>/` (report.json, divergences.csv, cycle.json) whole
+    /// or not at all and points `<dir>/latest` at it. Exit code 0 after a clean shutdown.
+    Watch(WatchArgs),
     /// Decode a StreamID, CommitID, EventId (hex) or CID and print it as JSON.
     ///
     /// Accepts `k…` base36 ids, `ceramic://<id>`, `/ceramic/<id>`, `<id>?commit=<cid>`, EventIds
@@ -81,6 +89,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
         Command::Audit(args) => commands::audit(args, out),
         Command::Crawl(args) => commands::crawl(args, out),
         Command::Repair(args) => repair::repair(args, out),
+        Command::Watch(args) => watch::watch(args, out),
     }
 }
 

@@ -137,6 +137,9 @@ pub struct Cost {
     /// Of `bytes_received`, the full entries (key, tip, column digest) of the differing rows:
     /// the payload a report needs, beyond what identifying the differences cost.
     pub entry_bytes_received: u64,
+    /// Rows each store holds in the whole key space (from the first round's answers), in store
+    /// order; empty until the first round is fed.
+    pub rows_per_store: Vec<u64>,
 }
 
 /// A key that is not the same on every store, with each store's value (`None`: absent).
@@ -307,6 +310,7 @@ impl<H: AssociativeHash> Descent<H> {
                             _ => (0, None),
                         })
                         .collect::<Vec<_>>();
+                    self.cost.rows_per_store = looks.iter().map(|(c, _)| *c).collect();
                     self.root(range, &looks, &mut next);
                 }
                 Work::Probe {
@@ -325,6 +329,10 @@ impl<H: AssociativeHash> Descent<H> {
                             },
                         })
                         .collect::<Vec<_>>();
+                    if self.cost.rows_per_store.is_empty() && range == Range::full() {
+                        self.cost.rows_per_store =
+                            summaries.iter().map(|s| s.fingerprint.count).collect();
+                    }
                     self.probe(range, depth, parent_total, hull, &summaries, &mut next);
                 }
                 Work::Leaf => {

@@ -1,0 +1,276 @@
+//! Prometheus text exposition (format 0.0.4) of the latest `watch` cycle, served on
+//! `--metrics-listen` at `/metrics` and optionally written to a node_exporter textfile.
+//! Names follow `ceramic_audit_<name>_<unit>`; labels are kind, model, node, type and result
+//! only — never a stream id, so the series count stays bounded by the cluster's shape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::report::{Kind, Report};
+
+/// Counters kept across cycles by the running process.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Cycles by type (`full`, `incremental`).
+    pub cycles: BTreeMap<String, u64>,
+    /// Cycles that ended incomplete (a node or model could not be read).
+    pub incomplete_cycles: u64,
+    pub bytes_received: BTreeMap<String, u64>,
+    pub healed: u64,
+    /// Repairs by result (`repaired`, `failed`, `unrepairable`, `skipped`).
+    pub repairs: BTreeMap<String, u64>,
+    /// Rows per (model, node) at the latest cycle that compared the model whole.
+    pub rows: BTreeMap<(String, String), u64>,
+}
+
+/// What one exposition describes.
+pub struct Exposition<'a> {
+    pub report: &'a Report,
+    /// Divergences seen in at least this many consecutive cycles count as alerting.
+    pub alert_after: u32,
+    pub last_run_unix: f64,
+    pub last_success_unix: Option<f64>,
+    pub duration_seconds: f64,
+    pub totals: &'a Totals,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{}}} {value}", labels.join(","));
+        }
+    }
+}
+
+pub fn render(e: &Exposition) -> String {
+    let mut o = Out(String::new());
+    let r = e.report;
+
+    o.family(
+        "ceramic_audit_divergences",
+        "gauge",
+        "Divergence rows in the latest cycle, by kind, model and node.",
+    );
+    let mut by: BTreeMap<(Kind, &str, &str), u64> = BTreeMap::new();
+    for d in &r.divergences {
+        *by.entry((d.kind, d.model.as_str(), d.node.as_str()))
+            .or_default() += 1;
+    }
+    // Every kind appears for every model and node compared, so that a kind dropping to zero
+    // is a sample of 0 rather than a vanished series.
+    for m in &r.models {
+        for n in &m.nodes_compared {
+            for k in Kind::ALL {
+                by.entry((k, m.model.as_str(), n.as_str())).or_default();
+            }
+        }
+    }
+    for ((kind, model, node), n) in &by {
+        o.sample(
+            "ceramic_audit_divergences",
+            &[("kind", kind.as_str()), ("model", model), ("node", node)],
+            *n as f64,
+        );
+    }
+
+    o.family(
+        "ceramic_audit_alerting_divergences",
+        "gauge",
+        "Divergence rows seen in at least --alert-after consecutive cycles, by kind.",
+    );
+    let mut alerting: BTreeMap<Kind, u64> = Kind::ALL.iter().map(|k| (*k, 0)).collect();
+    for d in &r.divergences {
+        if d.cycles.unwrap_or(1) >= e.alert_after
+            && !matches!(d.kind, Kind::Unreachable | Kind::InFlight)
+        {
+            *alerting.entry(d.kind).or_default() += 1;
+        }
+    }
+    for (k, n) in &alerting {
+        o.sample(
+            "ceramic_audit_alerting_divergences",
+            &[("kind", k.as_str())],
+            *n as f64,
+        );
+    }
+
+    o.family(
+        "ceramic_audit_node_up",
+        "gauge",
+        "1 when the node's index could be read in the latest cycle.",
+    );
+    for n in &r.nodes {
+        o.sample(
+            "ceramic_audit_node_up",
+            &[("node", n.name.as_str())],
+            if n.reachable { 1.0 } else { 0.0 },
+        );
+    }
+
+    o.family(
+        "ceramic_audit_index_rows",
+        "gauge",
+        "Rows of each model in each node's index (latest full comparison of the model).",
+    );
+    for ((model, node), rows) in &e.totals.rows {
+        o.sample(
+            "ceramic_audit_index_rows",
+            &[("model", model.as_str()), ("node", node.as_str())],
+            *rows as f64,
+        );
+    }
+
+    o.family(
+        "ceramic_audit_received_bytes_total",
+        "counter",
+        "Result bytes received from each node's index since the process started.",
+    );
+    for (node, b) in &e.totals.bytes_received {
+        o.sample(
+            "ceramic_audit_received_bytes_total",
+            &[("node", node.as_str())],
+            *b as f64,
+        );
+    }
+
+    o.family(
+        "ceramic_audit_cycles_total",
+        "counter",
+        "Audit cycles run since the process started, by type.",
+    );
+    for t in ["full", "incremental"] {
+        o.sample(
+            "ceramic_audit_cycles_total",
+            &[("type", t)],
+            e.totals.cycles.get(t).copied().unwrap_or(0) as f64,
+        );
+    }
+    o.family(
+        "ceramic_audit_incomplete_cycles_total",
+        "counter",
+        "Cycles in which a node or model could not be read.",
+    );
+    o.sample(
+        "ceramic_audit_incomplete_cycles_total",
+        &[],
+        e.totals.incomplete_cycles as f64,
+    );
+    o.family(
+        "ceramic_audit_healed_divergences_total",
+        "counter",
+        "Divergences that disappeared by themselves (or by a repair) since the process started.",
+    );
+    o.sample(
+        "ceramic_audit_healed_divergences_total",
+        &[],
+        e.totals.healed as f64,
+    );
+    o.family(
+        "ceramic_audit_repairs_total",
+        "counter",
+        "Auto-repair actions since the process started, by result.",
+    );
+    for result in ["repaired", "failed", "unrepairable", "skipped"] {
+        o.sample(
+            "ceramic_audit_repairs_total",
+            &[("result", result)],
+            e.totals.repairs.get(result).copied().unwrap_or(0) as f64,
+        );
+    }
+
+    o.family(
+        "ceramic_audit_last_run_timestamp_seconds",
+        "gauge",
+        "When the latest cycle finished (unix time).",
+    );
+    o.sample(
+        "ceramic_audit_last_run_timestamp_seconds",
+        &[],
+        e.last_run_unix,
+    );
+    o.family(
+        "ceramic_audit_last_success_timestamp_seconds",
+        "gauge",
+        "When the latest complete cycle finished (unix time; 0 if none yet).",
+    );
+    o.sample(
+        "ceramic_audit_last_success_timestamp_seconds",
+        &[],
+        e.last_success_unix.unwrap_or(0.0),
+    );
+    o.family(
+        "ceramic_audit_run_duration_seconds",
+        "gauge",
+        "How long the latest cycle took.",
+    );
+    o.sample(
+        "ceramic_audit_run_duration_seconds",
+        &[],
+        e.duration_seconds,
+    );
+    o.0
+}
+
+/// Serves `text` at `GET /metrics` until the task is dropped. A minimal HTTP/1.1 responder:
+/// one request per connection, `Connection: close` (what Prometheus and curl need).
+pub async fn serve(listener: tokio::net::TcpListener, text: Arc<RwLock<String>>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let text = text.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            // Read the request head (bounded: a scraper sends a few hundred bytes).
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    socket.read(&mut chunk),
+                )
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf);
+            let mut first = head.lines().next().unwrap_or_default().split_whitespace();
+            let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+            let (status, body) = if method == "GET" && path.split('?').next() == Some("/metrics") {
+                ("200 OK", text.read().map(|t| t.clone()).unwrap_or_default())
+            } else {
+                ("404 Not Found", "not found: try /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
