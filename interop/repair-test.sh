@@ -10,7 +10,8 @@
 #   - b's index row of another stream is set back to its genesis by SQL (index_stale).
 # Then: a dry run writes the plan and nothing else (both indexes unchanged); an --apply that is
 # killed (SIGKILL) midway resumes from its journal and finishes; a third run is a no-op; and a
-# fresh audit finds only what was reported unrepairable.
+# fresh audit finds only what was reported unrepairable. Last, `watch --repair` repairs
+# lagging streams that persisted two cycles, at most one per cycle.
 #
 # usage: interop/repair-test.sh      (builds the release binary; leaves nothing running)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -156,6 +157,34 @@ if got != want:
     sys.exit(1)
 print("ok: after the repair only the unrepairable anchored stream differs")
 EOF
+# 5. watch with auto-repair: b misses updates of two streams; two cycles must see them before
+# they are touched, and at most one is repaired per cycle (--repair-max 1). The anchored stream
+# (hinted unrepairable) is never attempted.
+"$C" stop-node b
+"$C" mid a update "${s[0]}" '{"title":"note 1 v2"}' >/dev/null
+"$C" mid a update "${s[1]}" '{"title":"note 2 v3"}' >/dev/null
+"$C" start-node b
+sleep 3
+"$AUDIT" watch --config "$HERE/cluster.toml" --dir "$OUT/watch" --every 1s --jitter 0 --cycles 3 \
+  --repair --nodes b --repair-after 2 --repair-max 1 >/dev/null
+python3 - "$OUT/watch" "${s[0]}" "${s[1]}" "$anchored" <<'EOF'
+import json, os, sys
+root, s1, s2, anchored = sys.argv[1:5]
+cycles = sorted(d for d in os.listdir(root) if d.startswith("cycle-"))
+assert len(cycles) == 3, cycles
+infos = [json.load(open(os.path.join(root, c, "cycle.json"))) for c in cycles]
+repaired = [[r["stream_id"] for r in i["repairs"] if r["status"] == "repaired"] for i in infos]
+tried = [[r["stream_id"] for r in i["repairs"]] for i in infos]
+assert tried[0] == [], tried                       # seen once: not yet
+assert len(tried[1]) == 1 and len(tried[2]) == 1, tried   # at most one per cycle
+assert sorted(repaired[1] + repaired[2]) == sorted([s1, s2]), repaired
+assert all(anchored not in t for t in tried), tried
+last = json.load(open(os.path.join(root, "latest", "report.json")))
+lag = sorted((d["stream_id"], d["node"]) for d in last["divergences"] if d["kind"] == "lagging")
+assert (s1, "b") not in lag or (s2, "b") not in lag, lag
+print("ok: watch repaired one persistent lagging stream per cycle:", repaired)
+EOF
+
 mkdir -p "$ROOT/target/interop"
 cp "$OUT/resumed/repair.csv" "$ROOT/target/interop/repair.csv"
 cp "$OUT/resumed.txt" "$ROOT/target/interop/repair-summary.txt"

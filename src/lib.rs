@@ -20,9 +20,11 @@
 //! - [`report`] — report data, CSV, JSON and the terminal summary; atomic writes.
 //! - [`repair`] — re-publishing missing commits to lagging nodes: the plan (dry run), the
 //!   strategies with their fall-through, the append-only journal, verification.
+//! - [`watch`] — scheduled cycles (full and incremental), divergence ageing, Prometheus
+//!   metrics, opt-in auto-repair.
 //! - [`cli`] — argument parsing (clap), the commands, and the exit-code contract.
 //!
-//! Dependency direction: `cli → repair → audit → source, api, report → recon, ids`; `recon` never imports
+//! Dependency direction: `cli → watch → repair → audit → source, api, report → recon, ids`; `recon` never imports
 //! an async runtime, HTTP client or database crate. The layout follows DESIGN.md, except that
 //! integration tests live in `tests/suite/` behind one `tests/tests.rs` (one test binary, one
 //! link) and the test harness for temporary Postgres servers in `tests/common/`, which the

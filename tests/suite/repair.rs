@@ -143,6 +143,40 @@ fn source_log(i: usize) -> Vec<String> {
     (0..3).map(|v| tip(&format!("{i}:{v}"))).collect()
 }
 
+/// Node a: serves every stream's commits (genesis and two updates).
+async fn source_node() -> FakeNode {
+    FakeNode::start(|req, _| {
+        let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
+            return Reply::Full(404, "{}".into());
+        };
+        let commits: Vec<Json> = source_log(seed_of(id))
+            .into_iter()
+            .map(|c| json!({"cid": c, "value": {"fake": c}}))
+            .collect();
+        Reply::Full(200, json!({"streamId": id, "commits": commits}).to_string())
+    })
+    .await
+}
+
+/// A cluster file for nodes a and b: their APIs and SQLite indexes.
+fn two_nodes(
+    dir: &std::path::Path,
+    (a, index_a): (&FakeNode, &std::path::Path),
+    (b, index_b): (&FakeNode, &std::path::Path),
+) -> ClusterConfig {
+    let text = format!(
+        "cluster = \"repair\"\n\n[[nodes]]\nname = \"a\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n\n\
+         [[nodes]]\nname = \"b\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n",
+        a.url,
+        index_a.display(),
+        b.url,
+        index_b.display()
+    );
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).expect("config");
+    ClusterConfig::load(&path).expect("config")
+}
+
 fn divergence(i: usize, node: &str, kind: Kind, tip_now: Option<String>) -> Divergence {
     Divergence {
         model: model_id("repair"),
@@ -200,28 +234,8 @@ async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
     }));
     let t = target.clone();
     let b = FakeNode::start(move |req, _| route(&t, req)).await;
-    let a = FakeNode::start(|req, _| {
-        let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
-            return Reply::Full(404, "{}".into());
-        };
-        let commits: Vec<Json> = source_log(seed_of(id))
-            .into_iter()
-            .map(|c| json!({"cid": c, "value": {"fake": c}}))
-            .collect();
-        Reply::Full(200, json!({"streamId": id, "commits": commits}).to_string())
-    })
-    .await;
-    let config_text = format!(
-        "cluster = \"repair\"\n\n[[nodes]]\nname = \"a\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n\n\
-         [[nodes]]\nname = \"b\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n",
-        a.url,
-        index_a.display(),
-        b.url,
-        index_b.display()
-    );
-    let path = dir.path().join("cluster.toml");
-    std::fs::write(&path, config_text).expect("config");
-    let config = ClusterConfig::load(&path).expect("config");
+    let a = source_node().await;
+    let config = two_nodes(dir.path(), (&a, &index_a), (&b, &index_b));
     let divergences = vec![
         divergence(1, "b", Kind::Lagging, Some(tip("1:0"))),
         divergence(2, "b", Kind::Lagging, Some(tip("2:0"))),
@@ -330,31 +344,8 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
     }));
     let t = target.clone();
     let b = FakeNode::start(move |req, _| route(&t, req)).await;
-    let a = FakeNode::start(|req, _| {
-        let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
-            return Reply::Full(404, "{}".into());
-        };
-        let commits: Vec<Json> = source_log(seed_of(id))
-            .into_iter()
-            .map(|c| json!({"cid": c, "value": {"fake": c}}))
-            .collect();
-        Reply::Full(200, json!({"streamId": id, "commits": commits}).to_string())
-    })
-    .await;
-    let path = dir.path().join("cluster.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "cluster = \"repair\"\n\n[[nodes]]\nname = \"a\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n\n\
-             [[nodes]]\nname = \"b\"\napi_url = \"{}\"\nindex = \"sqlite://{}\"\n",
-            a.url,
-            index_b.display(),
-            b.url,
-            index_b.display()
-        ),
-    )
-    .expect("config");
-    let config = ClusterConfig::load(&path).expect("config");
+    let a = source_node().await;
+    let config = two_nodes(dir.path(), (&a, &index_b), (&b, &index_b));
     let divergences: Vec<Divergence> = (1..=6)
         .map(|i| divergence(i, "b", Kind::MissingStream, None))
         .collect();
