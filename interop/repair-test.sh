@@ -132,6 +132,27 @@ print("ok: resumed from the journal (%d done before the kill): %s"
       % (done_before, {s: statuses.count(s) for s in set(statuses)}))
 EOF
 
+# Re-applying a commit the node already has changes neither its state nor its index.
+before=$(index_state)
+node -e '
+const [a, b, id] = process.argv.slice(1);
+const get = async (u) => (await fetch(u)).json();
+(async () => {
+  const { commits } = await get(`${a}/api/v0/commits/${id}`);
+  const last = commits[commits.length - 1];
+  const log = async () => (await get(`${b}/api/v0/streams/${id}?sync=2`)).state.log.map((e) => e.cid);
+  const was = await log();
+  const r = await fetch(`${b}/api/v0/commits`, { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ streamId: id, commit: last.value, opts: { anchor: false, publish: false } }) });
+  const now = await log();
+  if (!r.ok || JSON.stringify(was) !== JSON.stringify(now)) {
+    console.log("FAIL: re-applying changed the node", r.status, was, now); process.exit(1);
+  }
+  console.log(`ok: re-applying ${last.cid} to b left its log as it was`);
+})()' "http://127.0.0.1:$((BASE + 1))" "http://127.0.0.1:$((BASE + 2))" "${s[2]}"
+sleep 1
+[ "$(index_state)" = "$before" ] || { echo "FAIL: re-applying a known commit changed an index"; exit 1; }
+
 # 3. A third run is a no-op.
 "${REPAIR[@]}" --out "$OUT/again" -q --apply || { echo "FAIL: the third run did something"; cat "$OUT/again/repair.csv"; exit 1; }
 python3 - "$OUT/again/repair.json" <<'EOF'

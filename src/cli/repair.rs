@@ -97,6 +97,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             dir.display()
         ))
     })?;
+    let mut observed_at: Option<String> = None;
     let divergences: Vec<Divergence> = match &args.from_report {
         Some(path) => {
             let text = std::fs::read(path)
@@ -115,11 +116,12 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                     config.cluster
                 )));
             }
+            observed_at = Some(report.started_at);
             report.divergences
         }
         None => Vec::new(),
     };
-    let options = RepairOptions {
+    let mut options = RepairOptions {
         targets: if args.all_lagging {
             Targets::All
         } else {
@@ -132,6 +134,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         verify_timeout: Duration::from_secs(args.verify_seconds),
         max_failures: args.max_failures.max(1),
         rate: args.rate,
+        observed_at,
     };
     let journal = if args.apply {
         Some(Mutex::new(
@@ -159,6 +162,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             if !audited.complete {
                 tracing::warn!("the audit was incomplete; repairing what it found");
             }
+            options.observed_at = Some(audited.started_at.clone());
             audited.divergences
         };
         let (actions, fetched) = r::prepare(&config, &divergences, &options).await;
@@ -305,5 +309,6 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
 #[derive(serde::Deserialize)]
 struct ReportIn {
     cluster: String,
+    started_at: String,
     divergences: Vec<Divergence>,
 }

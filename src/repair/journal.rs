@@ -4,7 +4,9 @@
 //! commit it has is a no-op), so a re-run can start from the target's current state.
 //!
 //! A re-run skips the actions whose last outcome for the same target, stream and winning tip
-//! was `repaired` or `unrepairable`; a `failed` one is tried again.
+//! was `unrepairable`, or `repaired` after the divergence was observed (a repair recorded
+//! before a newer audit saw the stream diverge again does not count); a `failed` one is tried
+//! again.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -36,8 +38,8 @@ pub struct Record {
 pub struct Journal {
     path: PathBuf,
     file: File,
-    /// Last outcome per (model, stream, target, winning tip).
-    outcomes: HashMap<(String, String, String, String), String>,
+    /// Last outcome per (model, stream, target, winning tip), with when it was recorded.
+    outcomes: HashMap<(String, String, String, String), (String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,10 @@ impl Journal {
                 }
                 match serde_json::from_str::<Record>(line) {
                     Ok(r) if r.step == "outcome" => {
-                        outcomes.insert((r.model, r.stream_id, r.target, r.winning_tip), r.result);
+                        outcomes.insert(
+                            (r.model, r.stream_id, r.target, r.winning_tip),
+                            (r.result, r.at),
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -117,8 +122,14 @@ impl Journal {
         })
     }
 
-    /// The last outcome an earlier run recorded for this action, if any.
-    pub fn outcome(&self, model: &str, stream: &str, target: &str, tip: &str) -> Option<&str> {
+    /// The last outcome an earlier run recorded for this action, and when (RFC 3339).
+    pub fn outcome(
+        &self,
+        model: &str,
+        stream: &str,
+        target: &str,
+        tip: &str,
+    ) -> Option<(&str, &str)> {
         self.outcomes
             .get(&(
                 model.to_string(),
@@ -126,7 +137,7 @@ impl Journal {
                 target.to_string(),
                 tip.to_string(),
             ))
-            .map(String::as_str)
+            .map(|(r, at)| (r.as_str(), at.as_str()))
     }
 
     /// Appends one record and fsyncs it.
@@ -150,7 +161,7 @@ impl Journal {
                     record.target.clone(),
                     record.winning_tip.clone(),
                 ),
-                record.result.clone(),
+                (record.result.clone(), record.at.clone()),
             );
         }
         Ok(())
@@ -194,11 +205,11 @@ mod tests {
         f.write_all(br#"{"at":"t","run":"#).expect("write");
         drop(f);
         let mut j = Journal::open(&path).expect("reopen");
-        assert_eq!(j.outcome("m", "s", "b", "tip"), Some("repaired"));
+        assert_eq!(j.outcome("m", "s", "b", "tip"), Some(("repaired", "t")));
         assert_eq!(j.outcome("m", "s", "b", "other tip"), None);
         j.append(&record("outcome", "failed")).expect("append");
         let j = Journal::open(&path).expect("reopen");
-        assert_eq!(j.outcome("m", "s", "b", "tip"), Some("failed"));
+        assert_eq!(j.outcome("m", "s", "b", "tip"), Some(("failed", "t")));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct RepairOptions {
     pub max_failures: u32,
     /// Requests per second to one node at most.
     pub rate: f64,
+    /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
+    /// in the journal counts only if recorded after it. `None`: any counts.
+    pub observed_at: Option<String>,
 }
 
 impl Default for RepairOptions {
@@ -58,6 +61,7 @@ impl Default for RepairOptions {
             verify_timeout: Duration::from_secs(20),
             max_failures: 5,
             rate: 10.0,
+            observed_at: None,
         }
     }
 }
@@ -299,9 +303,12 @@ pub async fn apply(
                 let tip = a.winning_tip.clone().unwrap_or_default();
                 let done = journal.lock().ok().and_then(|j| {
                     j.outcome(&a.model, &a.stream_id, target, &tip)
-                        .map(str::to_string)
+                        .map(|(r, at)| (r.to_string(), at.to_string()))
                 });
-                if let Some(done) = done.filter(|d| d == "repaired" || d == "unrepairable") {
+                if let Some((done, _)) = done.filter(|(result, at)| {
+                    result == "unrepairable"
+                        || (result == "repaired" && after(at, options.observed_at.as_deref()))
+                }) {
                     out.push(skipped(
                         a,
                         format!("done by an earlier run: {done} (journal)"),
@@ -372,6 +379,20 @@ pub async fn apply(
         (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
     });
     outcomes
+}
+
+/// Whether `at` is not earlier than `observed` (both RFC 3339); an unreadable time is not.
+fn after(at: &str, observed: Option<&str>) -> bool {
+    let Some(observed) = observed else {
+        return true;
+    };
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    match (parse(at), parse(observed)) {
+        (Some(a), Some(o)) => a >= o,
+        _ => false,
+    }
 }
 
 fn skipped(a: &Action, why: String) -> Outcome {

@@ -427,17 +427,13 @@ impl Watcher {
                 return Vec::new();
             }
         };
-        let (actions, fetched) = repair::prepare(&self.config, &chosen, &auto.options).await;
+        let options = RepairOptions {
+            observed_at: Some(report.started_at.clone()),
+            ..auto.options.clone()
+        };
+        let (actions, fetched) = repair::prepare(&self.config, &chosen, &options).await;
         let stop = std::sync::atomic::AtomicBool::new(false);
-        repair::apply(
-            &self.config,
-            &actions,
-            &fetched,
-            &journal,
-            &auto.options,
-            &stop,
-        )
-        .await
+        repair::apply(&self.config, &actions, &fetched, &journal, &options, &stop).await
     }
 
     /// Writes `report.json`, `divergences.csv` and `cycle.json` into a fresh directory, whole

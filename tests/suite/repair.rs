@@ -324,6 +324,35 @@ async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
         "{again:#?}"
     );
     assert_eq!(target.lock().expect("target").posted.len(), before);
+
+    // Divergences observed after those repairs (a newer audit) are checked again — the target
+    // already holds the log, so nothing is sent and the stream is verified — while an
+    // unrepairable verdict stands.
+    let later = RepairOptions {
+        observed_at: Some(ceramic_audit::audit::now_rfc3339()),
+        ..options.clone()
+    };
+    let journal = Mutex::new(Journal::open(&journal_path).expect("journal"));
+    let (actions, fetched) = repair::prepare(&config, &divergences, &later).await;
+    let mut rechecked = repair::apply(&config, &actions, &fetched, &journal, &later, &stop).await;
+    rechecked.sort_by_key(|o| seed_of(&o.stream_id));
+    assert_eq!(
+        (rechecked[0].status, rechecked[0].commits_sent),
+        (Status::Repaired, 0)
+    );
+    assert_eq!(rechecked[1].status, Status::Skipped);
+    // Only `create` (which does not read a target said to lack the stream) sends again: the
+    // node already has those commits, and re-applying them leaves it as it was.
+    let resent: Vec<(String, String)> = target.lock().expect("target").posted[before..].to_vec();
+    assert!(
+        resent.iter().all(|(s, _)| *s == stream_id("4")),
+        "{resent:?}"
+    );
+    assert_eq!(rechecked[3].status, Status::Repaired);
+    assert_eq!(
+        target.lock().expect("target").logs.get(&stream_id("4")),
+        Some(&source_log(4))
+    );
 }
 
 #[tokio::test]

@@ -385,3 +385,72 @@ fn auto_repair_takes_only_persistent_repairable_rows_on_allowed_nodes_up_to_the_
     assert!(chosen.windows(2).all(|w| w[0].cycles >= w[1].cycles));
     assert_eq!(chosen[0].cycles, Some(4));
 }
+
+#[test]
+fn the_watch_command_runs_cycles_serves_metrics_and_stops_cleanly_on_sigterm() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("watch");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/cluster.toml");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
+        .args(["watch", "--config"])
+        .arg(&config)
+        .arg("--dir")
+        .arg(&out)
+        .args(["--every", "1s", "--jitter", "0", "--metrics-listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("watch starts");
+    let cycles = || {
+        std::fs::read_dir(&out)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("cycle-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cycles() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cycles() >= 2, "two cycles within a minute");
+    let mut metrics = String::new();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    s.read_to_string(&mut metrics).expect("read");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("ceramic_audit_node_up{node=\"a\"} 1"),
+        "{metrics}"
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let code = child.wait().expect("exit");
+    assert_eq!(code.code(), Some(0), "a clean shutdown exits 0");
+    let mut said = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut said).expect("stdout");
+    }
+    assert!(said.starts_with("watch: "), "{said}");
+    // No half-written cycle is left behind; `latest` names a complete one.
+    let leftovers: Vec<String> = std::fs::read_dir(&out)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(out.join("latest/report.json").exists() && out.join("latest/cycle.json").exists());
+}
