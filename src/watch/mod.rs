@@ -276,15 +276,18 @@ impl Watcher {
                             .insert(stream.clone());
                     }
                 }
-                // A model some node had no watermark for (new to it) is compared whole: it is
-                // left out of the scope, which restricts only the models it names.
-                let marks = &self.state.watermarks;
-                scope.retain(|model, _| {
-                    self.config.nodes.iter().all(|n| {
-                        marks.get(&n.name).is_some_and(|m| m.contains_key(model))
-                            || !marks.contains_key(&n.name)
-                    })
-                });
+                // A model that a node indexes now but had no watermark for (new to it, or a node
+                // new to the cluster) is compared whole: it is left out of the scope, which
+                // restricts only the models it names.
+                let old = &self.state.watermarks;
+                if let Some(now_marks) = &marks {
+                    scope.retain(|model, _| {
+                        now_marks.iter().all(|(node, models)| {
+                            !models.contains_key(model)
+                                || old.get(node).is_some_and(|m| m.contains_key(model))
+                        })
+                    });
+                }
             }
         } else {
             scope = None;
@@ -480,6 +483,9 @@ fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
         let name = entry?.file_name().to_string_lossy().to_string();
         if name.starts_with("cycle-") {
             cycles.push(name);
+        } else if name.starts_with(".tmp-cycle-") {
+            // Left by a process killed while writing (the current cycle is renamed already).
+            std::fs::remove_dir_all(dir.join(&name))?;
         }
     }
     cycles.sort();
