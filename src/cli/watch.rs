@@ -80,6 +80,9 @@ pub struct WatchArgs {
     /// Do not call the nodes' HTTP APIs (no log classification, no pin lists).
     #[arg(long)]
     pub no_logs: bool,
+    /// Pause before differing rows are read again (rows changed meanwhile are `in_flight`).
+    #[arg(long, default_value_t = 3.0)]
+    pub settle_seconds: f64,
 }
 
 pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
@@ -117,6 +120,12 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             compare: args.compare,
             timeout,
             read_logs: !args.no_logs,
+            settle: Duration::try_from_secs_f64(args.settle_seconds).map_err(|_| {
+                incomplete(format!(
+                    "--settle-seconds {}: expected a number of seconds ≥ 0",
+                    args.settle_seconds
+                ))
+            })?,
             ..AuditOptions::default()
         },
         metrics_textfile: args.metrics_textfile.clone(),
