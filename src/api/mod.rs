@@ -170,6 +170,28 @@ impl WriteOptions {
     }
 }
 
+/// A client for every node of the cluster that has an `api_url`, by node name. A URL the client
+/// refuses (checked when the config is read, so rare) is logged and the node left out: callers
+/// treat it as a node without an API.
+pub fn clients(
+    config: &crate::config::ClusterConfig,
+    options: &ApiOptions,
+) -> BTreeMap<String, NodeApi> {
+    config
+        .nodes
+        .iter()
+        .filter_map(
+            |n| match NodeApi::new(&n.name, n.api_url.as_ref()?, options.clone()) {
+                Ok(api) => Some((n.name.clone(), api)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
 /// A client for one node.
 pub struct NodeApi {
     node: String,

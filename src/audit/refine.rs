@@ -8,7 +8,7 @@
 //! never heals what it measures. A node without `api_url` or whose API fails keeps its
 //! `tip_mismatch` row, with the reason in `detail`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -30,24 +30,13 @@ pub(crate) struct Case {
 }
 
 pub async fn refine(config: &ClusterConfig, timeout: Duration, divergences: &mut Vec<Divergence>) {
-    let apis: HashMap<String, NodeApi> = config
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let url = n.api_url.as_ref()?;
-            let options = ApiOptions {
-                timeout,
-                ..ApiOptions::default()
-            };
-            match NodeApi::new(&n.name, url, options) {
-                Ok(api) => Some((n.name.clone(), api)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            }
-        })
-        .collect();
+    let apis = crate::api::clients(
+        config,
+        &ApiOptions {
+            timeout,
+            ..ApiOptions::default()
+        },
+    );
     if apis.is_empty() {
         return;
     }
@@ -96,7 +85,7 @@ pub async fn refine(config: &ClusterConfig, timeout: Duration, divergences: &mut
 /// Each holding node's log of one stream, or why it could not be read.
 pub(crate) type Logs = BTreeMap<String, Result<Vec<Commit>, String>>;
 
-async fn read_logs(apis: &HashMap<String, NodeApi>, case: &Case) -> Logs {
+async fn read_logs(apis: &BTreeMap<String, NodeApi>, case: &Case) -> Logs {
     let stream_id = case.stream.as_str();
     let reads = futures::future::join_all(case.index_tips.keys().map(|node| async move {
         let log = match apis.get(node) {
@@ -111,6 +100,37 @@ async fn read_logs(apis: &HashMap<String, NodeApi>, case: &Case) -> Logs {
     }))
     .await;
     reads.into_iter().collect()
+}
+
+/// What an `index_stale` row says: the index row's tip against the node's own state log (CIDs
+/// in order), how many commits the state is ahead (when the index tip is in the log), the
+/// usual cause and the repair.
+pub(crate) fn stale_index(index_tip: &str, state_log: &[&str]) -> (String, LogFinding) {
+    let state_tip = state_log.last().copied().unwrap_or_default();
+    let behind = state_log
+        .iter()
+        .position(|c| *c == index_tip)
+        .map(|i| (state_log.len() - 1 - i) as u64);
+    let detail = format!(
+        "index tip {index_tip}, the node's state tip {state_tip}{}",
+        match behind {
+            Some(n) => format!(" ({n} commits later)"),
+            None => " (not in the node's log)".into(),
+        }
+    );
+    let finding = LogFinding {
+        missing_commits: behind,
+        likely_cause: Some(
+            "the index row was not updated to the node's own stream state (a crash between \
+             saving the state and updating the index?)"
+                .into(),
+        ),
+        repair_hint: Some(
+            "reindex: load the stream on this node so it re-indexes its own state".into(),
+        ),
+        ..LogFinding::default()
+    };
+    (detail, finding)
 }
 
 /// Turns one stream's `tip_mismatch` rows into what the holding nodes' logs show. The index
@@ -190,35 +210,9 @@ pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -
         let index_tip = case.index_tips.get(node).cloned().unwrap_or_default();
         let state_tip = own.last().map(|c| c.cid.clone()).unwrap_or_default();
         if state_tip != index_tip {
-            let behind = own
-                .iter()
-                .position(|c| c.cid == index_tip)
-                .map(|i| (own.len() - 1 - i) as u64);
-            out.push(row(
-                node,
-                Kind::IndexStale,
-                format!(
-                    "index tip {index_tip}, the node's state tip {state_tip}{}",
-                    match behind {
-                        Some(n) => format!(" ({n} commits later)"),
-                        None => " (not in the node's log)".into(),
-                    }
-                ),
-                LogFinding {
-                    missing_commits: behind,
-                    likely_cause: Some(
-                        "the index row was not updated to the node's own stream state (a crash \
-                         between saving the state and updating the index?)"
-                            .into(),
-                    ),
-                    repair_hint: Some(
-                        "reindex: load the stream on this node so it re-indexes \
-                                       its own state"
-                            .into(),
-                    ),
-                    ..LogFinding::default()
-                },
-            ));
+            let cids: Vec<&str> = own.iter().map(|c| c.cid.as_str()).collect();
+            let (detail, finding) = stale_index(&index_tip, &cids);
+            out.push(row(node, Kind::IndexStale, detail, finding));
         }
         match relate(own, best_log) {
             Relation::Same | Relation::Ahead { .. } => {}

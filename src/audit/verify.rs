@@ -8,12 +8,12 @@
 //! and indexes it when asked), in `POST /api/v0/multiqueries` batches with `sync: 2`. Rows
 //! already reported for that node are not asked again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use super::Slot;
-use crate::api::{ApiOptions, NodeApi};
+use crate::api::ApiOptions;
 use crate::config::ClusterConfig;
 use crate::report::{Divergence, Kind, LogFinding};
 use crate::source::ModelState;
@@ -100,23 +100,13 @@ pub(super) async fn verify(
             }
         }
     }
-    let apis: BTreeMap<String, NodeApi> = config
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let options = ApiOptions {
-                timeout,
-                ..ApiOptions::default()
-            };
-            match NodeApi::new(&n.name, n.api_url.as_ref()?, options) {
-                Ok(api) => Some((n.name.clone(), api)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            }
-        })
-        .collect();
+    let apis = crate::api::clients(
+        config,
+        &ApiOptions {
+            timeout,
+            ..ApiOptions::default()
+        },
+    );
     let apis = &apis;
     let found = futures::future::join_all(asked.iter().map(|a| async move {
         let Some(api) = apis.get(&a.node) else {
@@ -134,16 +124,25 @@ pub(super) async fn verify(
                 }
             };
             for (stream, index_tip) in chunk {
-                let state_tip = states.get(stream).and_then(|s| s.tip()).map(str::to_string);
-                if state_tip.as_deref() == Some(index_tip.as_str()) {
+                if states.get(stream).and_then(|s| s.tip()) == Some(index_tip.as_str()) {
                     continue;
                 }
-                let behind = states.get(stream).and_then(|s| {
-                    s.log
-                        .iter()
-                        .position(|e| e.cid == *index_tip)
-                        .map(|i| (s.log.len() - 1 - i) as u64)
-                });
+                let (detail, log) = match states.get(stream) {
+                    Some(state) => {
+                        let cids: Vec<&str> = state.log.iter().map(|e| e.cid.as_str()).collect();
+                        let (detail, finding) = super::refine::stale_index(index_tip, &cids);
+                        (format!("{detail} (--verify-state)"), finding)
+                    }
+                    None => {
+                        let (_, finding) = super::refine::stale_index(index_tip, &[]);
+                        (
+                            "the index has a row but the node could not load the stream \
+                             (--verify-state)"
+                                .to_string(),
+                            finding,
+                        )
+                    }
+                };
                 out.push(Divergence {
                     model: a.model.clone(),
                     stream_id: stream.clone(),
@@ -152,31 +151,8 @@ pub(super) async fn verify(
                     tip: Some(index_tip.clone()),
                     majority_tip: None,
                     agreeing_nodes: Vec::new(),
-                    detail: match &state_tip {
-                        Some(t) => format!(
-                            "index tip {index_tip}, the node's state tip {t}{} (--verify-state)",
-                            match behind {
-                                Some(n) => format!(" ({n} commits later)"),
-                                None => " (not in the node's log)".into(),
-                            }
-                        ),
-                        None => "the index has a row but the node could not load the stream \
-                                 (--verify-state)"
-                            .into(),
-                    },
-                    log: LogFinding {
-                        missing_commits: behind,
-                        likely_cause: Some(
-                            "the index row was not updated to the node's own stream state (a \
-                             crash between saving the state and updating the index?)"
-                                .into(),
-                        ),
-                        repair_hint: Some(
-                            "reindex: load the stream on this node so it re-indexes its own state"
-                                .into(),
-                        ),
-                        ..LogFinding::default()
-                    },
+                    detail,
+                    log,
                     first_seen: None,
                     cycles: None,
                 });

@@ -125,26 +125,18 @@ pub struct RepairReport {
 /// Commits read from source nodes, per (stream, source).
 pub type Fetched = HashMap<(String, String), Vec<CommitRecord>>;
 
+/// Clients for writes: one retry only (a commit post that timed out is better re-planned than
+/// replayed at once), two requests in flight per node, paced to `--rate`.
 fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
-    config
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let api_options = ApiOptions {
-                timeout: options.timeout,
-                retries: 1,
-                concurrency: 2,
-                max_rate: Some(options.rate),
-            };
-            match NodeApi::new(&n.name, n.api_url.as_ref()?, api_options) {
-                Ok(api) => Some((n.name.clone(), api)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            }
-        })
-        .collect()
+    crate::api::clients(
+        config,
+        &ApiOptions {
+            timeout: options.timeout,
+            retries: 1,
+            concurrency: 2,
+            max_rate: Some(options.rate),
+        },
+    )
 }
 
 /// The plan: [`plan::select`], then the commits each action sends, read from the source (which

@@ -15,7 +15,7 @@ pub mod ageing;
 pub mod metrics;
 pub mod schedule;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,7 +27,7 @@ use crate::audit::{self, AuditOptions, Scope};
 use crate::config::ClusterConfig;
 use crate::repair::journal::Journal;
 use crate::repair::plan::Targets;
-use crate::repair::{self, RepairOptions, Status};
+use crate::repair::{self, RepairOptions};
 use crate::report::{self, Format, Kind, Report};
 use crate::source::{ModelState, Node};
 use ageing::{Healed, Key, Seen};
@@ -608,14 +608,4 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// The streams of `scope` as a set per model (for tests and logs).
-pub fn scope_size(scope: &Scope) -> usize {
-    scope.values().map(BTreeSet::len).sum()
-}
-
-/// Status counts of auto-repair outcomes.
-pub fn repair_counts(outcomes: &[repair::Outcome]) -> BTreeMap<Status, u64> {
-    repair::counts(outcomes)
 }

@@ -143,6 +143,14 @@ fn source_log(i: usize) -> Vec<String> {
     (0..3).map(|v| tip(&format!("{i}:{v}"))).collect()
 }
 
+/// Node b, scripted by `target` (kept for the test to inspect).
+async fn start_target(target: Target) -> (Arc<Mutex<Target>>, FakeNode) {
+    let target = Arc::new(Mutex::new(target));
+    let t = target.clone();
+    let node = FakeNode::start(move |req, _| route(&t, req)).await;
+    (target, node)
+}
+
 /// Node a: serves every stream's commits (genesis and two updates).
 async fn source_node() -> FakeNode {
     FakeNode::start(|req, _| {
@@ -220,7 +228,7 @@ async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
         logs.insert(stream_id(&i.to_string()), source_log(i)[..1].to_vec());
     }
     logs.insert(stream_id("5"), source_log(5));
-    let target = Arc::new(Mutex::new(Target {
+    let (target, b) = start_target(Target {
         logs,
         behaviour: [
             (stream_id("2"), Behaviour::RejectAnchor),
@@ -231,9 +239,8 @@ async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
         index: index_b.clone(),
         model: model.clone(),
         posted: Vec::new(),
-    }));
-    let t = target.clone();
-    let b = FakeNode::start(move |req, _| route(&t, req)).await;
+    })
+    .await;
     let a = source_node().await;
     let config = two_nodes(dir.path(), (&a, &index_a), (&b, &index_b));
     let divergences = vec![
@@ -361,7 +368,7 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
     let model = model_id("repair");
     let index_b = dir.path().join("b.sqlite");
     sqlite_model(&index_b, &model, &[], &[]);
-    let target = Arc::new(Mutex::new(Target {
+    let (_target, b) = start_target(Target {
         logs: BTreeMap::new(),
         behaviour: (1..=6)
             .map(|i| (stream_id(&i.to_string()), Behaviour::Down))
@@ -370,9 +377,8 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
         index: index_b.clone(),
         model: model.clone(),
         posted: Vec::new(),
-    }));
-    let t = target.clone();
-    let b = FakeNode::start(move |req, _| route(&t, req)).await;
+    })
+    .await;
     let a = source_node().await;
     let config = two_nodes(dir.path(), (&a, &index_b), (&b, &index_b));
     let divergences: Vec<Divergence> = (1..=6)
