@@ -134,6 +134,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process-wide rustls provider, for code that builds a `reqwest::Client`
+/// without [`client_config`] (reqwest is built without a provider of its own and would panic).
+/// Harmless when a provider is already installed.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The CA certificates of a PEM file, or the system's store when `file` is `None`.
 pub fn root_store(file: Option<&Path>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();

@@ -262,6 +262,7 @@ async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(watch::metrics::serve(listener, watcher.metrics()));
+    ceramic_audit::tls::install_default_provider();
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("scrape")
