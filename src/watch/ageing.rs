@@ -92,19 +92,7 @@ mod tests {
     use crate::report::LogFinding;
 
     fn row(stream: &str, kind: Kind) -> Divergence {
-        Divergence {
-            model: "m".into(),
-            stream_id: stream.into(),
-            node: "b".into(),
-            kind,
-            tip: None,
-            majority_tip: None,
-            agreeing_nodes: vec![],
-            detail: String::new(),
-            log: LogFinding::default(),
-            first_seen: None,
-            cycles: None,
-        }
+        Divergence::stream("m", stream, "b", kind, None, String::new())
     }
 
     #[test]
