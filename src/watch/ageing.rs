@@ -89,7 +89,6 @@ pub fn key_text((model, stream, node, kind): &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::LogFinding;
 
     fn row(stream: &str, kind: Kind) -> Divergence {
         Divergence::stream("m", stream, "b", kind, None, String::new())
