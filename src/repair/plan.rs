@@ -19,7 +19,9 @@ pub enum Strategy {
     Republish,
     /// The node's index disagrees with its own state: a `sync=1` load makes it re-index.
     Reindex,
-    /// `--resolve-forks`: the predicted winner's commits after the fork point, in order.
+    /// `--resolve-forks`: a `sync=1` load on the node on the losing branch, which makes
+    /// js-ceramic fetch the other tip and apply its own conflict resolution (posting the
+    /// winner's commits is refused: they do not build on the node's tip).
     ResolveFork,
 }
 
