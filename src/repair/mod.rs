@@ -14,6 +14,7 @@
 //! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
 
 pub mod fork;
+mod index;
 pub mod journal;
 pub mod plan;
 
@@ -28,7 +29,7 @@ use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
 use crate::config::ClusterConfig;
 use crate::ids::StreamId;
 use crate::report::{Divergence, Kind};
-use crate::source::{Compare, Mode, Node};
+use index::IndexReader;
 use journal::{Journal, Record};
 use plan::{Action, Strategy, Targets};
 
@@ -617,7 +618,8 @@ async fn verify(
     let deadline = Instant::now() + options.verify_timeout;
     let mut last = (None, None, String::new());
     loop {
-        let state_tip = match api.stream(&a.stream_id).await {
+        let state = api.stream(&a.stream_id).await;
+        let state_tip = match &state {
             Ok(s) => s.tip().map(str::to_string),
             Err(e) => {
                 last.2 = e.to_string();
@@ -631,7 +633,19 @@ async fn verify(
                 None
             }
         };
-        if tip.is_some() && state_tip == tip && index_tip == tip {
+        let content = match (
+            &state,
+            tip.is_some() && state_tip == tip && index_tip == tip,
+        ) {
+            (Ok(state), true) if a.kind == Kind::ContentMismatch => {
+                index.content_differs(&a.model, &a.stream_id, state).await
+            }
+            _ => None,
+        };
+        if let Some(why) = &content {
+            last.2 = why.clone();
+        }
+        if content.is_none() && tip.is_some() && state_tip == tip && index_tip == tip {
             return Done {
                 status: Status::Repaired,
                 winning_tip: tip,
@@ -665,37 +679,6 @@ async fn verify(
         winning_tip: tip,
         state_tip,
         index_tip,
-    }
-}
-
-/// Reads one node's index rows afresh, for verification.
-struct IndexReader {
-    node: Result<Node, String>,
-}
-
-impl IndexReader {
-    async fn open(config: &ClusterConfig, name: &str, timeout: Duration) -> Self {
-        let node = match config.nodes.iter().find(|n| n.name == name) {
-            None => Err(format!("node {name} is not in the config")),
-            Some(n) => Node::open(n, Mode::Pushdown, timeout, Compare::Tips)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        Self { node }
-    }
-
-    async fn tip(&mut self, model: &str, stream: &str) -> Result<Option<String>, String> {
-        let node = self.node.as_mut().map_err(|e| e.clone())?;
-        node.begin_recheck().await.map_err(|e| e.to_string())?;
-        let rows = node
-            .recheck(model, &[stream.to_string()])
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|e| e.value.tip)
-            .filter(|t| !t.is_empty()))
     }
 }
 

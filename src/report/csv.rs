@@ -2,7 +2,7 @@
 
 use super::Report;
 
-pub const HEADER: [&str; 16] = [
+pub const HEADER: [&str; 17] = [
     "model",
     "stream_id",
     "node",
@@ -19,6 +19,7 @@ pub const HEADER: [&str; 16] = [
     "repair_hint",
     "first_seen",
     "cycles",
+    "content_cause",
 ];
 
 pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
@@ -45,6 +46,7 @@ pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
             d.log.repair_hint.as_deref().unwrap_or(""),
             d.first_seen.as_deref().unwrap_or(""),
             &d.cycles.map(|c| c.to_string()).unwrap_or_default(),
+            d.log.content_cause.map(|c| c.as_str()).unwrap_or(""),
         ])?;
     }
     w.into_inner().map_err(|e| e.into_error())

@@ -35,6 +35,8 @@ enum Behaviour {
     ForkElsewhere,
     /// Like `ForkAdopts`, but a sync=1 load changes nothing (no peer serves the other tip).
     ForkStays,
+    /// A sync=1 load updates the row's tip but leaves its other columns as they are.
+    TipOnlyReindex,
 }
 
 struct Target {
@@ -52,7 +54,7 @@ fn state(id: &str, log: &[String]) -> String {
         .enumerate()
         .map(|(i, c)| json!({"cid": c, "type": i.min(1)}))
         .collect();
-    json!({"streamId": id, "state": {"type": 3, "content": {}, "metadata": {"controllers": []}, "log": entries}})
+    json!({"streamId": id, "state": {"type": 3, "content": {}, "metadata": {"controllers": ["did:key:x"]}, "log": entries}})
         .to_string()
 }
 
@@ -78,7 +80,13 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
                 t.logs.insert(id.clone(), branch.clone());
                 log = branch;
             }
-            write_index(&t, &id, log.last().map(String::as_str).unwrap_or_default());
+            let whole = t.behaviour.get(&id) != Some(&Behaviour::TipOnlyReindex);
+            write_index_row(
+                &t,
+                &id,
+                log.last().map(String::as_str).unwrap_or_default(),
+                whole,
+            );
         }
         return Reply::Full(200, state(&id, &log));
     }
@@ -154,11 +162,22 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
 }
 
 fn write_index(t: &Target, id: &str, tip: &str) {
+    write_index_row(t, id, tip, true)
+}
+
+/// Writes the row from the node's state (content `{}`, controller `did:key:x`), as js-ceramic
+/// does; `whole: false` updates the tip only.
+fn write_index_row(t: &Target, id: &str, tip: &str, whole: bool) {
     let conn = rusqlite::Connection::open(&t.index).expect("index");
+    let update = if whole {
+        "tip = ?2, stream_content = '{}', controller_did = 'did:key:x'"
+    } else {
+        "tip = ?2"
+    };
     conn.execute(
         &format!(
             "INSERT INTO \"{}\" (stream_id, controller_did, stream_content, tip, created_at, updated_at) \
-             VALUES (?1, 'did:key:x', '{{}}', ?2, 1, 2) ON CONFLICT (stream_id) DO UPDATE SET tip = ?2",
+             VALUES (?1, 'did:key:x', '{{}}', ?2, 1, 2) ON CONFLICT (stream_id) DO UPDATE SET {update}",
             t.model
         ),
         [id, tip],
@@ -574,4 +593,88 @@ async fn a_fork_is_resolved_by_the_node_and_judged_against_the_prediction() {
     let posted = target.lock().expect("target").posted.clone();
     assert!(posted.is_empty(), "{posted:?}");
     assert!(outcomes.iter().all(|o| o.status != Status::Unrepairable));
+}
+
+#[tokio::test]
+async fn an_edited_index_row_is_reindexed_and_its_content_verified() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = model_id("repair");
+    let (index_a, index_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    sqlite_model(&index_a, &model, &[], &[]);
+    sqlite_model(&index_b, &model, &[], &[]);
+    let (target, b) = start_target(Target {
+        logs: (1..=2)
+            .map(|i| (stream_id(&i.to_string()), source_log(i)))
+            .collect(),
+        behaviour: [(stream_id("2"), Behaviour::TipOnlyReindex)].into(),
+        timeouts_left: 0,
+        index: index_b.clone(),
+        model: model.clone(),
+        posted: Vec::new(),
+    })
+    .await;
+    // b's rows: the right tip, but content edited by hand.
+    for i in 1..=2 {
+        let id = stream_id(&i.to_string());
+        let last = source_log(i).last().cloned().unwrap_or_default();
+        write_index(&target.lock().expect("target"), &id, &last);
+        rusqlite::Connection::open(&index_b)
+            .expect("index")
+            .execute(
+                &format!("UPDATE \"{model}\" SET stream_content = '{{\"title\":\"edited\"}}'"),
+                [],
+            )
+            .expect("edit");
+    }
+    let a = source_node().await;
+    let config = two_nodes(dir.path(), (&a, &index_a), (&b, &index_b));
+    let edited = |i: usize| Divergence {
+        log: LogFinding {
+            content_cause: Some(ceramic_audit::report::ContentCause::IndexDiffersFromState),
+            ..LogFinding::default()
+        },
+        ..divergence(i, "b", Kind::ContentMismatch, source_log(i).last().cloned())
+    };
+    let options = RepairOptions {
+        targets: Targets::All,
+        timeout: Duration::from_secs(5),
+        verify_timeout: Duration::from_secs(1),
+        ..RepairOptions::default()
+    };
+    let (actions, fetched) = repair::prepare(&config, &[edited(1), edited(2)], &options).await;
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.strategy == Some(Strategy::Reindex)),
+        "{actions:#?}"
+    );
+    let journal = Mutex::new(Journal::open(&dir.path().join("j.jsonl")).expect("journal"));
+    let mut outcomes = repair::apply(
+        &config,
+        &actions,
+        &fetched,
+        &journal,
+        &options,
+        &AtomicBool::new(false),
+    )
+    .await;
+    outcomes.sort_by_key(|o| seed_of(&o.stream_id));
+    // Stream 1's row was rewritten from the state; stream 2's node moved only the tip, so the
+    // tips agree but the content does not: not verified.
+    assert_eq!(outcomes[0].status, Status::Repaired, "{outcomes:#?}");
+    assert_eq!(outcomes[1].status, Status::Failed, "{outcomes:#?}");
+    assert!(
+        outcomes[1].detail.contains("content still differs"),
+        "{}",
+        outcomes[1].detail
+    );
+    let content: String = rusqlite::Connection::open(&index_b)
+        .expect("index")
+        .query_row(
+            &format!("SELECT stream_content FROM \"{model}\" WHERE stream_id = ?1"),
+            [stream_id("1")],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(content, "{}");
 }
