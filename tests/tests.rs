@@ -36,6 +36,8 @@ mod audit_cli;
 #[path = "suite/audit_pg.rs"]
 mod audit_pg;
 
+#[path = "suite/ceramic_one.rs"]
+mod ceramic_one;
 #[path = "suite/cli.rs"]
 mod cli;
 #[path = "suite/ids.rs"]
