@@ -316,7 +316,10 @@ impl ClusterConfig {
                     ))
                 }
             };
-            for (key, url) in [("nodes.api_url", &node.api_url), ("nodes.ipfs_api", &node.ipfs_api)] {
+            for (key, url) in [
+                ("nodes.api_url", &node.api_url),
+                ("nodes.ipfs_api", &node.ipfs_api),
+            ] {
                 if let Some(url) = url {
                     let u = url.get_ref();
                     if !(u.starts_with("http://") || u.starts_with("https://")) {

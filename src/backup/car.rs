@@ -90,12 +90,14 @@ impl CarContents {
 /// Reads a whole CAR. Damage after the header is reported in `damage`, keeping every block read
 /// before it; an unreadable header is an error.
 pub fn read_car(bytes: &[u8]) -> Result<CarContents, String> {
-    let (header, mut pos) =
-        section(bytes, 0).map_err(|e| format!("CAR header unreadable: {e}"))?;
+    let (header, mut pos) = section(bytes, 0).map_err(|e| format!("CAR header unreadable: {e}"))?;
     let header: Header = serde_ipld_dagcbor::from_slice(header)
         .map_err(|e| format!("CAR header is not a dag-cbor {{roots, version}} map: {e}"))?;
     if header.version != 1 {
-        return Err(format!("CAR version {} (only version 1 is read)", header.version));
+        return Err(format!(
+            "CAR version {} (only version 1 is read)",
+            header.version
+        ));
     }
     let mut out = CarContents {
         roots: header.roots,

@@ -13,7 +13,10 @@ pub fn backup(store: &Path, out: &Path) -> Result<CeramicOneLayer, String> {
     let started_at = manifest::now();
     let db = store.join("db.sqlite3");
     if !db.is_file() {
-        return Err(format!("no db.sqlite3 in the ceramic-one store {}", store.display()));
+        return Err(format!(
+            "no db.sqlite3 in the ceramic-one store {}",
+            store.display()
+        ));
     }
     let dst = out.join(DIR);
     std::fs::create_dir_all(&dst).map_err(|e| format!("cannot create {}: {e}", dst.display()))?;
@@ -33,12 +36,17 @@ pub fn backup(store: &Path, out: &Path) -> Result<CeramicOneLayer, String> {
 pub fn restore(backup: &Path, store: &Path, force: bool) -> Result<(), String> {
     let db = store.join("db.sqlite3");
     if db.exists() && !force {
-        return Err(format!("{} exists; restore refuses to overwrite it without --force", db.display()));
+        return Err(format!(
+            "{} exists; restore refuses to overwrite it without --force",
+            db.display()
+        ));
     }
-    std::fs::create_dir_all(store).map_err(|e| format!("cannot create {}: {e}", store.display()))?;
+    std::fs::create_dir_all(store)
+        .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
     let pipeline = store.join("pipeline");
     if pipeline.exists() {
-        std::fs::remove_dir_all(&pipeline).map_err(|e| format!("cannot remove {}: {e}", pipeline.display()))?;
+        std::fs::remove_dir_all(&pipeline)
+            .map_err(|e| format!("cannot remove {}: {e}", pipeline.display()))?;
     }
     if backup.join(DIR).join("pipeline").is_dir() {
         copy_tree(&backup.join(DIR).join("pipeline"), &pipeline)?;
@@ -61,7 +69,8 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), String> {
         if from.is_dir() {
             copy_tree(&from, &to)?;
         } else {
-            std::fs::copy(&from, &to).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+            std::fs::copy(&from, &to)
+                .map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
         }
     }
     Ok(())

@@ -88,7 +88,15 @@ pub fn dump_postgres(dsn: &str, password: Option<&str>, file: &Path) -> Result<S
     let file_s = file.to_string_lossy();
     run_pg(
         &tool,
-        &["--format=custom", "--no-owner", "--no-privileges", "--file", &file_s, "--dbname", dsn],
+        &[
+            "--format=custom",
+            "--no-owner",
+            "--no-privileges",
+            "--file",
+            &file_s,
+            "--dbname",
+            dsn,
+        ],
         password,
         &format!("pg_dump of {}", crate::config::redact_dsn(dsn)),
     )?;
@@ -97,10 +105,21 @@ pub fn dump_postgres(dsn: &str, password: Option<&str>, file: &Path) -> Result<S
 
 /// Restores a custom-format dump into the database `dsn` (which must exist). `clean`: drop the
 /// dump's objects first (`--clean --if-exists`).
-pub fn restore_postgres(dsn: &str, password: Option<&str>, file: &Path, clean: bool) -> Result<(), String> {
+pub fn restore_postgres(
+    dsn: &str,
+    password: Option<&str>,
+    file: &Path,
+    clean: bool,
+) -> Result<(), String> {
     let tool = pg_tool("pg_restore")?;
     let file_s = file.to_string_lossy();
-    let mut args = vec!["--no-owner", "--no-privileges", "--exit-on-error", "--dbname", dsn];
+    let mut args = vec![
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--dbname",
+        dsn,
+    ];
     if clean {
         args.extend(["--clean", "--if-exists"]);
     }
@@ -154,7 +173,12 @@ pub fn parse_copy_blocks(input: impl BufRead) -> Result<Vec<IndexRow>, String> {
                 continue;
             }
             let fields: Vec<&str> = line.split('\t').collect();
-            let field = |i: usize| fields.get(i).filter(|f| **f != "\\N").map(|f| f.to_string());
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .filter(|f| **f != "\\N")
+                    .map(|f| f.to_string())
+            };
             let stream_id = field(*id_col)
                 .ok_or_else(|| format!("line {}: a row of {model} has no stream_id", n + 1))?;
             out.push(IndexRow {
@@ -163,7 +187,9 @@ pub fn parse_copy_blocks(input: impl BufRead) -> Result<Vec<IndexRow>, String> {
                 tip: tip_col.and_then(field),
             });
         } else if let Some(rest) = line.strip_prefix("COPY ") {
-            let Some((name, cols)) = rest.split_once(" (") else { continue };
+            let Some((name, cols)) = rest.split_once(" (") else {
+                continue;
+            };
             let table = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
             if crate::ids::StreamId::parse(table).is_err() {
                 continue;
@@ -175,12 +201,20 @@ pub fn parse_copy_blocks(input: impl BufRead) -> Result<Vec<IndexRow>, String> {
                 .split(", ")
                 .map(|c| c.trim_matches('"'))
                 .collect();
-            let Some(id_col) = cols.iter().position(|c| *c == "stream_id") else { continue };
-            current = Some((table.to_string(), id_col, cols.iter().position(|c| *c == "tip")));
+            let Some(id_col) = cols.iter().position(|c| *c == "stream_id") else {
+                continue;
+            };
+            current = Some((
+                table.to_string(),
+                id_col,
+                cols.iter().position(|c| *c == "tip"),
+            ));
         }
     }
     if let Some((model, ..)) = current {
-        return Err(format!("the COPY block of {model} is not terminated (truncated dump)"));
+        return Err(format!(
+            "the COPY block of {model} is not terminated (truncated dump)"
+        ));
     }
     Ok(out)
 }
@@ -205,8 +239,14 @@ pub fn rows_from_sqlite(path: &Path) -> Result<Vec<IndexRow>, String> {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| sql_err(list, e))?;
     let mut out = Vec::new();
-    for table in tables.into_iter().filter(|t| crate::ids::StreamId::parse(t).is_ok()) {
-        let sql = format!("SELECT stream_id, tip FROM \"{}\"", table.replace('"', "\"\""));
+    for table in tables
+        .into_iter()
+        .filter(|t| crate::ids::StreamId::parse(t).is_ok())
+    {
+        let sql = format!(
+            "SELECT stream_id, tip FROM \"{}\"",
+            table.replace('"', "\"\"")
+        );
         let rows: Vec<(String, Option<String>)> = conn
             .prepare(&sql)
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
@@ -245,6 +285,8 @@ mod tests {
         assert_eq!(rows[0].tip.as_deref(), Some("bagc1"));
         assert_eq!(rows[1].tip, None);
         let cut = &text[..text.len() - 4];
-        assert!(parse_copy_blocks(cut.as_bytes()).unwrap_err().contains("not terminated"));
+        assert!(parse_copy_blocks(cut.as_bytes())
+            .unwrap_err()
+            .contains("not terminated"));
     }
 }

@@ -76,10 +76,13 @@ impl Ipfs {
             .map_err(|e| format!("node {}: IPFS refs/local: {e}", self.node))?;
         let mut out = HashSet::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                format!("node {}: IPFS refs/local line {line:?}: {e}", self.node)
-            })?;
-            if let Some(err) = v.get("Err").and_then(|e| e.as_str()).filter(|e| !e.is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| format!("node {}: IPFS refs/local line {line:?}: {e}", self.node))?;
+            if let Some(err) = v
+                .get("Err")
+                .and_then(|e| e.as_str())
+                .filter(|e| !e.is_empty())
+            {
                 return Err(format!("node {}: IPFS refs/local: {err}", self.node));
             }
             let r = v.get("Ref").and_then(|r| r.as_str()).unwrap_or_default();
@@ -101,7 +104,8 @@ impl Ipfs {
     /// Imports a CAR file's blocks (roots not pinned: pinning walks the DAG and would fetch
     /// anchor-tree blocks of other streams from the network).
     pub async fn dag_import(&self, car: &Path) -> Result<(), String> {
-        let bytes = std::fs::read(car).map_err(|e| format!("cannot read {}: {e}", car.display()))?;
+        let bytes =
+            std::fs::read(car).map_err(|e| format!("cannot read {}: {e}", car.display()))?;
         let part = reqwest::multipart::Part::bytes(bytes).file_name("blocks.car");
         let form = reqwest::multipart::Form::new().part("file", part);
         let url = format!("{}/api/v0/dag/import?pin-roots=false", self.base);
@@ -115,7 +119,10 @@ impl Ipfs {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         // js-ipfs streams its answer: a failure can arrive as a 200 with an error object.
-        if !status.is_success() || body.contains("\"Type\":\"error\"") || body.contains("Failed to import") {
+        if !status.is_success()
+            || body.contains("\"Type\":\"error\"")
+            || body.contains("Failed to import")
+        {
             return Err(format!(
                 "node {}: IPFS dag/import: HTTP {status}: {}",
                 self.node,

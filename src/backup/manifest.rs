@@ -139,14 +139,20 @@ pub fn entries(root: &Path, rel: &str) -> Result<Vec<FileEntry>, String> {
     while let Some(r) = stack.pop() {
         let p = root.join(&r);
         if p.is_dir() {
-            let rd = std::fs::read_dir(&p).map_err(|e| format!("cannot list {}: {e}", p.display()))?;
+            let rd =
+                std::fs::read_dir(&p).map_err(|e| format!("cannot list {}: {e}", p.display()))?;
             for e in rd {
                 let e = e.map_err(|e| format!("cannot list {}: {e}", p.display()))?;
                 stack.push(format!("{r}/{}", e.file_name().to_string_lossy()));
             }
         } else {
-            let (size, sha256) = hash_file(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            out.push(FileEntry { path: r, size, sha256 });
+            let (size, sha256) =
+                hash_file(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            out.push(FileEntry {
+                path: r,
+                size,
+                sha256,
+            });
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -147,7 +147,11 @@ fn expand_commit(cid: &Cid, data: &[u8]) -> Result<Vec<Need>, String> {
                 });
             }
         }
-        other => return Err(format!("commit codec 0x{other:x} is neither dag-jose nor dag-cbor")),
+        other => {
+            return Err(format!(
+                "commit codec 0x{other:x} is neither dag-jose nor dag-cbor"
+            ))
+        }
     }
     Ok(out)
 }

@@ -44,7 +44,11 @@ impl From<BackupError> for Refusal {
     }
 }
 
-pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Result<RestoreReport, Refusal> {
+pub async fn restore(
+    dir: &Path,
+    node: &NodeConfig,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, Refusal> {
     let name = &node.name;
     let check = verify(dir)?;
     if !check.findings.is_empty() && !opts.force {
@@ -67,7 +71,11 @@ pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Re
         .ipfs_api
         .as_ref()
         .ok_or_else(|| fail("`ipfs_api` is not set in the config".into()))?;
-    let dirs = m.state_store.as_ref().map(|s| s.dirs.clone()).unwrap_or_default();
+    let dirs = m
+        .state_store
+        .as_ref()
+        .map(|s| s.dirs.clone())
+        .unwrap_or_default();
     for d in &dirs {
         let target = state_root.join(d);
         if non_empty_dir(&target) && !opts.force {
@@ -82,7 +90,9 @@ pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Re
     match (&node.index, index_kind) {
         (IndexLocation::Postgres { dsn }, "postgres") => {
             let password = node.password.read(name).map_err(fail)?;
-            let tables = user_tables(dsn, password.as_deref(), opts.timeout).await.map_err(fail)?;
+            let tables = user_tables(dsn, password.as_deref(), opts.timeout)
+                .await
+                .map_err(fail)?;
             if tables > 0 && !opts.force {
                 return Err(fail(format!(
                     "the index database {} holds {tables} tables; restore refuses to overwrite it without --force",
@@ -125,9 +135,13 @@ pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Re
     let mut steps = Vec::new();
     let blocks = m.blocks.as_ref().map(|b| b.blocks).unwrap_or(0);
     if blocks > 0 {
-        ipfs.dag_import(&dir.join(CAR)).await.map_err(BackupError::new)?;
+        ipfs.dag_import(&dir.join(CAR))
+            .await
+            .map_err(BackupError::new)?;
     }
-    steps.push(format!("blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import"));
+    steps.push(format!(
+        "blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import"
+    ));
     std::fs::create_dir_all(state_root)
         .map_err(|e| fail(format!("cannot create {}: {e}", state_root.display())))?;
     for d in &dirs {
@@ -138,16 +152,25 @@ pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Re
         }
         ceramic_one::copy_tree(&dir.join(STATE_DIR).join(d), &target).map_err(fail)?;
     }
-    steps.push(format!("state store: {} into {}", dirs.join(", "), state_root.display()));
+    steps.push(format!(
+        "state store: {} into {}",
+        dirs.join(", "),
+        state_root.display()
+    ));
     match &node.index {
         IndexLocation::Postgres { dsn } => {
             let password = node.password.read(name).map_err(fail)?;
-            index::restore_postgres(dsn, password.as_deref(), &dir.join(INDEX_PG), opts.force).map_err(fail)?;
-            steps.push(format!("index: pg_restore into {}", crate::config::redact_dsn(dsn)));
+            index::restore_postgres(dsn, password.as_deref(), &dir.join(INDEX_PG), opts.force)
+                .map_err(fail)?;
+            steps.push(format!(
+                "index: pg_restore into {}",
+                crate::config::redact_dsn(dsn)
+            ));
         }
         IndexLocation::Sqlite { path } => {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
             }
             for suffix in ["-wal", "-shm", "-journal"] {
                 let mut p = path.clone().into_os_string();
@@ -162,7 +185,10 @@ pub async fn restore(dir: &Path, node: &NodeConfig, opts: &RestoreOptions) -> Re
     }
     if let (Some(store), Some(_)) = (&node.ceramic_one_store, &m.ceramic_one) {
         ceramic_one::restore(dir, store, opts.force).map_err(fail)?;
-        steps.push(format!("ceramic-one: pipeline/ and db.sqlite3 into {}", store.display()));
+        steps.push(format!(
+            "ceramic-one: pipeline/ and db.sqlite3 into {}",
+            store.display()
+        ));
     }
     Ok(RestoreReport {
         node: name.clone(),
@@ -186,7 +212,11 @@ async fn user_tables(dsn: &str, password: Option<&str>, timeout: Duration) -> Re
     let (client, conn) = tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
         .await
         .map_err(|_| format!("{shown}: connect timed out"))?
-        .map_err(|e| format!("{shown}: cannot connect (does the database exist? create it with createdb): {e}"))?;
+        .map_err(|e| {
+            format!(
+                "{shown}: cannot connect (does the database exist? create it with createdb): {e}"
+            )
+        })?;
     let task = tokio::spawn(conn);
     let sql = "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
     let n = client

@@ -49,8 +49,8 @@ fn listing(root: &Path, dirs: &[String]) -> Result<Listing, String> {
     let mut out = Listing::new();
     for d in dirs {
         let dir = root.join(d);
-        let rd = std::fs::read_dir(&dir)
-            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let rd =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         for entry in rd {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -86,7 +86,12 @@ pub struct CopyOutcome {
 /// Copies every store directory under `src` into `dst` (which must not exist). `stopped`: the
 /// node is stopped, one pass is enough. Otherwise passes repeat until one sees no compaction,
 /// at most `max_passes`.
-pub fn copy_store(src: &Path, dst: &Path, stopped: bool, max_passes: u32) -> Result<CopyOutcome, String> {
+pub fn copy_store(
+    src: &Path,
+    dst: &Path,
+    stopped: bool,
+    max_passes: u32,
+) -> Result<CopyOutcome, String> {
     let dirs = store_dirs(src)?;
     if dirs.is_empty() {
         return Err(format!(
@@ -131,7 +136,8 @@ fn copy_pass(src: &Path, dst: &Path, files: &Listing) -> Result<(), String> {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let bytes = std::fs::read(&from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let bytes =
+            std::fs::read(&from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
         let keep = if rel.extension().is_some_and(|e| e == "log") {
             whole_records(&bytes)
         } else {
@@ -269,7 +275,11 @@ mod tests {
         let mut log = record(1, b"first");
         let whole = log.len();
         log.extend(record(2, b"start of a"));
-        assert_eq!(whole_records(&log), whole, "FIRST without LAST is not whole");
+        assert_eq!(
+            whole_records(&log),
+            whole,
+            "FIRST without LAST is not whole"
+        );
         log.extend(record(4, b"batch"));
         let both = log.len();
         assert_eq!(whole_records(&log), both);

@@ -37,14 +37,26 @@ pub struct BackupOptions {
 
 /// Takes a backup of `node` into `opts.out` (missing or empty). Returns the manifest, also
 /// written to `manifest.json` last.
-pub async fn backup(cluster: &ClusterConfig, node: &NodeConfig, opts: &BackupOptions) -> Result<Manifest, BackupError> {
+pub async fn backup(
+    cluster: &ClusterConfig,
+    node: &NodeConfig,
+    opts: &BackupOptions,
+) -> Result<Manifest, BackupError> {
     let name = &node.name;
-    let err = |layer: &'static str| move |e: String| BackupError::new(format!("node {name}: {layer}: {e}"));
+    let err = |layer: &'static str| {
+        move |e: String| BackupError::new(format!("node {name}: {layer}: {e}"))
+    };
     let state_root = node.state_store.as_ref().ok_or_else(|| {
-        BackupError::new(format!("node {name}: `state_store` is not set in {}", cluster.path.display()))
+        BackupError::new(format!(
+            "node {name}: `state_store` is not set in {}",
+            cluster.path.display()
+        ))
     })?;
     let ipfs_api = node.ipfs_api.as_ref().ok_or_else(|| {
-        BackupError::new(format!("node {name}: `ipfs_api` is not set in {}", cluster.path.display()))
+        BackupError::new(format!(
+            "node {name}: `ipfs_api` is not set in {}",
+            cluster.path.display()
+        ))
     })?;
     prepare_out(&opts.out)?;
     if opts.stopped {
@@ -62,9 +74,13 @@ pub async fn backup(cluster: &ClusterConfig, node: &NodeConfig, opts: &BackupOpt
     let s_started = manifest::now();
     let dst = opts.out.join(STATE_DIR);
     let copied = statestore::copy_store(state_root, &dst, opts.stopped, opts.max_passes)
-    .map_err(err("state store"))?;
+        .map_err(err("state store"))?;
     let mut streams = std::collections::BTreeMap::new();
-    for d in copied.dirs.iter().filter(|d| statestore::is_stream_store(d)) {
+    for d in copied
+        .dirs
+        .iter()
+        .filter(|d| statestore::is_stream_store(d))
+    {
         let read = statestore::read_streams(&dst.join(d)).map_err(err("state store copy"))?;
         streams.extend(read.streams);
     }
@@ -124,7 +140,9 @@ pub async fn backup(cluster: &ClusterConfig, node: &NodeConfig, opts: &BackupOpt
                 reason,
             };
             if !local.contains(&mh) {
-                missing.push(miss("the node's IPFS does not hold it (not fetched)".into()));
+                missing.push(miss(
+                    "the node's IPFS does not hold it (not fetched)".into(),
+                ));
                 continue;
             }
             let data = match ipfs.block_get(&need.cid).await {
@@ -135,11 +153,14 @@ pub async fn backup(cluster: &ClusterConfig, node: &NodeConfig, opts: &BackupOpt
                 }
             };
             if !super::car::hash_matches(need.cid.hash(), &data) {
-                missing.push(miss("the node returned bytes that do not hash to the CID".into()));
+                missing.push(miss(
+                    "the node returned bytes that do not hash to the CID".into(),
+                ));
                 continue;
             }
-            car.add(&need.cid, &data)
-                .map_err(|e| BackupError::new(format!("cannot write {}: {e}", car_path.display())))?;
+            car.add(&need.cid, &data).map_err(|e| {
+                BackupError::new(format!("cannot write {}: {e}", car_path.display()))
+            })?;
             seen.insert(mh);
             match expand(&need, &data) {
                 Ok(more) => queue.extend(more),
@@ -210,7 +231,12 @@ fn backup_index(node: &NodeConfig, out: &Path) -> Result<IndexLayer, String> {
             let file = out.join(INDEX_SQLITE);
             index::backup_sqlite(path, &file)?;
             let rows = index::rows_from_sqlite(&file)?;
-            ("sqlite", INDEX_SQLITE, format!("SQLite {}", rusqlite::version()), rows)
+            (
+                "sqlite",
+                INDEX_SQLITE,
+                format!("SQLite {}", rusqlite::version()),
+                rows,
+            )
         }
         IndexLocation::Snapshot { path } => {
             return Err(format!(
@@ -242,18 +268,26 @@ fn prepare_out(out: &Path) -> Result<(), BackupError> {
             )));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| BackupError::new(format!("cannot create {}: {e}", out.display())))
+    std::fs::create_dir_all(out)
+        .map_err(|e| BackupError::new(format!("cannot create {}: {e}", out.display())))
 }
 
 /// `--stopped` promises no writer; a node whose API still answers would break that promise.
 pub(crate) async fn ensure_stopped(node: &NodeConfig) -> Result<(), BackupError> {
-    let Some(url) = &node.api_url else { return Ok(()) };
+    let Some(url) = &node.api_url else {
+        return Ok(());
+    };
     let health = format!("{}/api/v0/node/healthcheck", url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
         .map_err(|e| BackupError::new(format!("cannot build an HTTP client: {e}")))?;
-    if client.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+    if client
+        .get(&health)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
         return Err(BackupError::new(format!(
             "node {}: its Ceramic API {url} still answers; stop the daemon first",
             node.name

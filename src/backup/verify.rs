@@ -39,7 +39,13 @@ pub struct VerifyReport {
     pub findings: Vec<Finding>,
 }
 
-fn finding(kind: &str, layer: &str, stream: Option<&str>, cid: Option<&str>, detail: String) -> Finding {
+fn finding(
+    kind: &str,
+    layer: &str,
+    stream: Option<&str>,
+    cid: Option<&str>,
+    detail: String,
+) -> Finding {
     Finding {
         kind: kind.into(),
         layer: layer.into(),
@@ -53,7 +59,10 @@ fn finding(kind: &str, layer: &str, stream: Option<&str>, cid: Option<&str>, det
 /// directory, `pg_restore` missing); anything wrong with the backup is a finding.
 pub fn verify(dir: &Path) -> Result<VerifyReport, BackupError> {
     if !dir.is_dir() {
-        return Err(BackupError::new(format!("{} is not a directory", dir.display())));
+        return Err(BackupError::new(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     let mut report = VerifyReport::default();
     let mpath = dir.join(manifest::FILE);
@@ -97,7 +106,13 @@ fn check_files(dir: &Path, m: &Manifest, out: &mut Vec<Finding>) {
     for f in m.files() {
         let layer = f.path.split('/').next().unwrap_or("");
         match manifest::hash_file(&dir.join(&f.path)) {
-            Err(e) => out.push(finding("file_missing", layer, None, None, format!("{}: {e}", f.path))),
+            Err(e) => out.push(finding(
+                "file_missing",
+                layer,
+                None,
+                None,
+                format!("{}: {e}", f.path),
+            )),
             Ok((size, sha)) if size != f.size || sha != f.sha256 => out.push(finding(
                 "checksum_mismatch",
                 layer,
@@ -113,21 +128,41 @@ fn check_files(dir: &Path, m: &Manifest, out: &mut Vec<Finding>) {
     }
 }
 
-fn check_state(dir: &Path, m: &Manifest, report: &mut VerifyReport) -> BTreeMap<String, StoredStream> {
+fn check_state(
+    dir: &Path,
+    m: &Manifest,
+    report: &mut VerifyReport,
+) -> BTreeMap<String, StoredStream> {
     let mut streams = BTreeMap::new();
     let Some(layer) = &m.state_store else {
-        report.findings.push(finding("file_missing", "state_store", None, None, "the manifest has no state store layer".into()));
+        report.findings.push(finding(
+            "file_missing",
+            "state_store",
+            None,
+            None,
+            "the manifest has no state store layer".into(),
+        ));
         return streams;
     };
     for d in layer.dirs.iter().filter(|d| statestore::is_stream_store(d)) {
         match statestore::read_streams(&dir.join(STATE_DIR).join(d)) {
             Ok(read) => {
                 for (key, why) in read.unreadable {
-                    report.findings.push(finding("state_unreadable", "state_store", Some(&key), None, why));
+                    report.findings.push(finding(
+                        "state_unreadable",
+                        "state_store",
+                        Some(&key),
+                        None,
+                        why,
+                    ));
                 }
                 streams.extend(read.streams);
             }
-            Err(e) => report.findings.push(finding("state_unreadable", "state_store", None, None, e)),
+            Err(e) => {
+                report
+                    .findings
+                    .push(finding("state_unreadable", "state_store", None, None, e))
+            }
         }
     }
     report.streams = streams.len() as u64;
@@ -137,7 +172,11 @@ fn check_state(dir: &Path, m: &Manifest, report: &mut VerifyReport) -> BTreeMap<
             "state_store",
             None,
             None,
-            format!("{} streams in the copy, the manifest says {}", streams.len(), layer.streams),
+            format!(
+                "{} streams in the copy, the manifest says {}",
+                streams.len(),
+                layer.streams
+            ),
         ));
     }
     streams
@@ -150,7 +189,13 @@ fn check_index(
     report: &mut VerifyReport,
 ) -> Result<(), BackupError> {
     let Some(layer) = &m.index else {
-        report.findings.push(finding("file_missing", "index", None, None, "the manifest has no index layer".into()));
+        report.findings.push(finding(
+            "file_missing",
+            "index",
+            None,
+            None,
+            "the manifest has no index layer".into(),
+        ));
         return Ok(());
     };
     let rows = match layer.kind.as_str() {
@@ -165,7 +210,9 @@ fn check_index(
     let rows = match rows {
         Ok(r) => r,
         Err(e) => {
-            report.findings.push(finding("index_unreadable", "index", None, None, e));
+            report
+                .findings
+                .push(finding("index_unreadable", "index", None, None, e));
             return Ok(());
         }
     };
@@ -177,7 +224,10 @@ fn check_index(
             "index",
             None,
             None,
-            format!("rows per model {counts:?}, the manifest says {:?}", layer.rows),
+            format!(
+                "rows per model {counts:?}, the manifest says {:?}",
+                layer.rows
+            ),
         ));
     }
     for row in &rows {
@@ -187,7 +237,10 @@ fn check_index(
                 "index",
                 Some(&row.stream_id),
                 row.tip.as_deref(),
-                format!("model {}: the index row's stream is not in the state store copy", row.model),
+                format!(
+                    "model {}: the index row's stream is not in the state store copy",
+                    row.model
+                ),
             )),
             Some(s) => {
                 if let Some(tip) = &row.tip {
@@ -212,21 +265,47 @@ fn check_index(
     Ok(())
 }
 
-fn check_blocks(dir: &Path, m: &Manifest, streams: &BTreeMap<String, StoredStream>, report: &mut VerifyReport) {
+fn check_blocks(
+    dir: &Path,
+    m: &Manifest,
+    streams: &BTreeMap<String, StoredStream>,
+    report: &mut VerifyReport,
+) {
     let Some(layer) = &m.blocks else {
-        report.findings.push(finding("file_missing", "blocks", None, None, "the manifest has no blocks layer".into()));
+        report.findings.push(finding(
+            "file_missing",
+            "blocks",
+            None,
+            None,
+            "the manifest has no blocks layer".into(),
+        ));
         return;
     };
     let path = dir.join(CAR);
-    let car = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| super::car::read_car(&b)) {
+    let car = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| super::car::read_car(&b))
+    {
         Ok(c) => c,
         Err(e) => {
-            report.findings.push(finding("car_damaged", "blocks", None, None, format!("{CAR}: {e}")));
+            report.findings.push(finding(
+                "car_damaged",
+                "blocks",
+                None,
+                None,
+                format!("{CAR}: {e}"),
+            ));
             super::car::CarContents::default()
         }
     };
     if let Some(d) = &car.damage {
-        report.findings.push(finding("car_damaged", "blocks", None, None, format!("{CAR}: {d}")));
+        report.findings.push(finding(
+            "car_damaged",
+            "blocks",
+            None,
+            None,
+            format!("{CAR}: {d}"),
+        ));
     }
     for c in &car.corrupt {
         report.findings.push(finding(
@@ -244,7 +323,11 @@ fn check_blocks(dir: &Path, m: &Manifest, streams: &BTreeMap<String, StoredStrea
             "blocks",
             None,
             None,
-            format!("{} blocks in the CAR, the manifest says {}", car.blocks.len(), layer.blocks),
+            format!(
+                "{} blocks in the CAR, the manifest says {}",
+                car.blocks.len(),
+                layer.blocks
+            ),
         ));
     }
     for (stream, state) in streams {
@@ -253,7 +336,13 @@ fn check_blocks(dir: &Path, m: &Manifest, streams: &BTreeMap<String, StoredStrea
         for c in &state.log {
             match crate::ids::parse_cid(c) {
                 Ok(cid) => queue.push(Need::commit(cid)),
-                Err(e) => report.findings.push(finding("state_unreadable", "state_store", Some(stream), Some(c), format!("log entry is not a CID: {e}"))),
+                Err(e) => report.findings.push(finding(
+                    "state_unreadable",
+                    "state_store",
+                    Some(stream),
+                    Some(c),
+                    format!("log entry is not a CID: {e}"),
+                )),
             }
         }
         while let Some(need) = queue.pop() {
@@ -277,7 +366,10 @@ fn check_blocks(dir: &Path, m: &Manifest, streams: &BTreeMap<String, StoredStrea
                     "blocks",
                     Some(stream),
                     Some(&need.cid.to_string()),
-                    format!("the {} block's links cannot be read: {e}", need.role.as_str()),
+                    format!(
+                        "the {} block's links cannot be read: {e}",
+                        need.role.as_str()
+                    ),
                 )),
             }
         }

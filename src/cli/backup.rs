@@ -81,7 +81,12 @@ fn node_of(config: &std::path::Path, node: &str) -> Result<(ClusterConfig, NodeC
             incomplete(format!(
                 "no node {node:?} in {} (nodes: {})",
                 config.display(),
-                cluster.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
     Ok((cluster, n))
@@ -124,10 +129,17 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         blocks.map(|b| b.bytes).unwrap_or(0),
     );
     for b in blocks.map(|b| b.missing.as_slice()).unwrap_or(&[]) {
-        text.push_str(&format!("\n  missing {} {} of {}: {}", b.role, b.cid, b.stream, b.reason));
+        text.push_str(&format!(
+            "\n  missing {} {} of {}: {}",
+            b.role, b.cid, b.stream, b.reason
+        ));
     }
     write_out(out, &text)?;
-    Ok(if missing == 0 { EXIT_OK } else { EXIT_DIVERGENCE })
+    Ok(if missing == 0 {
+        EXIT_OK
+    } else {
+        EXIT_DIVERGENCE
+    })
 }
 
 fn verify_text(r: &VerifyReport) -> String {
@@ -159,12 +171,17 @@ fn verify_text(r: &VerifyReport) -> String {
 fn verify_cmd(dir: &std::path::Path, json: bool, out: &mut dyn Write) -> Result<i32, Failure> {
     let r = verify::verify(dir).map_err(|e| incomplete(e.to_string()))?;
     let text = if json {
-        serde_json::to_string_pretty(&r).map_err(|e| incomplete(format!("cannot serialize: {e}")))?
+        serde_json::to_string_pretty(&r)
+            .map_err(|e| incomplete(format!("cannot serialize: {e}")))?
     } else {
         verify_text(&r)
     };
     write_out(out, &text)?;
-    Ok(if r.findings.is_empty() { EXIT_OK } else { EXIT_DIVERGENCE })
+    Ok(if r.findings.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DIVERGENCE
+    })
 }
 
 pub fn restore(args: RestoreArgs, out: &mut dyn Write) -> Result<i32, Failure> {
