@@ -212,7 +212,7 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), BackupError> {
     let json = serde_json::to_vec_pretty(m)
         .map_err(|e| BackupError::new(format!("cannot serialize the manifest: {e}")))?;
     let path = dir.join(manifest::FILE);
-    crate::report::write_atomic(&path, &json)
+    crate::atomic::write(&path, &json)
         .map_err(|e| BackupError::new(format!("cannot write {}: {e}", path.display())))
 }
 

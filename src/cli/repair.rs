@@ -10,12 +10,13 @@ use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
 use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
+use crate::atomic::write as write_atomic;
 use crate::audit::{self, AuditOptions};
 use crate::config::ClusterConfig;
 use crate::repair::journal::Journal;
 use crate::repair::plan::{self, Targets};
 use crate::repair::{self as r, RepairOptions, RepairReport, Status};
-use crate::report::{write_atomic, Divergence};
+use crate::report::Divergence;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("targets").required(true).args(["nodes", "all_lagging"])))]

@@ -674,40 +674,39 @@ impl IndexReader {
     }
 }
 
+/// One row of `repair.csv`.
+#[derive(Default, Serialize)]
+struct CsvRow<'a> {
+    model: &'a str,
+    stream_id: &'a str,
+    target: &'a str,
+    kind: &'a str,
+    strategy: Option<&'a str>,
+    status: &'a str,
+    winning_tip: Option<&'a str>,
+    state_tip: Option<&'a str>,
+    index_tip: Option<&'a str>,
+    commits_sent: u32,
+    millis: u64,
+    detail: &'a str,
+}
+
 /// `repair.csv`: one row per action.
 pub fn render_csv(outcomes: &[Outcome]) -> std::io::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "model",
-        "stream_id",
-        "target",
-        "kind",
-        "strategy",
-        "status",
-        "winning_tip",
-        "state_tip",
-        "index_tip",
-        "commits_sent",
-        "millis",
-        "detail",
-    ])?;
-    for o in outcomes {
-        w.write_record([
-            o.model.as_str(),
-            o.stream_id.as_str(),
-            o.target.as_str(),
-            o.kind.as_str(),
-            o.strategy.map(Strategy::as_str).unwrap_or(""),
-            o.status.as_str(),
-            o.winning_tip.as_deref().unwrap_or(""),
-            o.state_tip.as_deref().unwrap_or(""),
-            o.index_tip.as_deref().unwrap_or(""),
-            &o.commits_sent.to_string(),
-            &o.millis.to_string(),
-            o.detail.as_str(),
-        ])?;
-    }
-    w.into_inner().map_err(|e| e.into_error())
+    crate::report::csv::rows(outcomes.iter().map(|o| CsvRow {
+        model: &o.model,
+        stream_id: &o.stream_id,
+        target: &o.target,
+        kind: o.kind.as_str(),
+        strategy: o.strategy.map(Strategy::as_str),
+        status: o.status.as_str(),
+        winning_tip: o.winning_tip.as_deref(),
+        state_tip: o.state_tip.as_deref(),
+        index_tip: o.index_tip.as_deref(),
+        commits_sent: o.commits_sent,
+        millis: o.millis,
+        detail: &o.detail,
+    }))
 }
 
 /// Counts per status.

@@ -131,34 +131,34 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
     out
 }
 
+/// One row of `plan.csv`.
+#[derive(Default, Serialize)]
+struct CsvRow<'a> {
+    model: &'a str,
+    stream_id: &'a str,
+    target: &'a str,
+    kind: &'a str,
+    strategy: Option<&'a str>,
+    source: Option<&'a str>,
+    winning_tip: Option<&'a str>,
+    /// `;`-separated.
+    commits: String,
+    skip: Option<&'a str>,
+}
+
 /// `plan.csv`: one row per action.
 pub fn render_csv(actions: &[Action]) -> std::io::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "model",
-        "stream_id",
-        "target",
-        "kind",
-        "strategy",
-        "source",
-        "winning_tip",
-        "commits",
-        "skip",
-    ])?;
-    for a in actions {
-        w.write_record([
-            a.model.as_str(),
-            a.stream_id.as_str(),
-            a.target.as_str(),
-            a.kind.as_str(),
-            a.strategy.map(Strategy::as_str).unwrap_or(""),
-            a.source.as_deref().unwrap_or(""),
-            a.winning_tip.as_deref().unwrap_or(""),
-            &a.commits.join(";"),
-            a.skip.as_deref().unwrap_or(""),
-        ])?;
-    }
-    w.into_inner().map_err(|e| e.into_error())
+    crate::report::csv::rows(actions.iter().map(|a| CsvRow {
+        model: &a.model,
+        stream_id: &a.stream_id,
+        target: &a.target,
+        kind: a.kind.as_str(),
+        strategy: a.strategy.map(Strategy::as_str),
+        source: a.source.as_deref(),
+        winning_tip: a.winning_tip.as_deref(),
+        commits: a.commits.join(";"),
+        skip: a.skip.as_deref(),
+    }))
 }
 
 #[cfg(test)]
@@ -167,23 +167,14 @@ mod tests {
     use crate::report::LogFinding;
 
     fn row(node: &str, kind: Kind) -> Divergence {
-        Divergence {
-            model: "m".into(),
-            stream_id: format!("s-{node}-{}", kind.as_str()),
-            node: node.into(),
-            kind,
-            tip: Some("old".into()),
-            majority_tip: Some("new".into()),
-            agreeing_nodes: vec!["a".into()],
-            detail: String::new(),
-            log: LogFinding {
+        let stream = format!("s-{node}-{}", kind.as_str());
+        Divergence::stream("m", &stream, node, kind, Some("old".into()), String::new())
+            .with_majority(Some("new".into()), vec!["a".into()])
+            .with_log(LogFinding {
                 ahead_node: Some("a".into()),
                 predicted_winner: Some("a".into()),
                 ..LogFinding::default()
-            },
-            first_seen: None,
-            cycles: None,
-        }
+            })
     }
 
     #[test]

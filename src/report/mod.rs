@@ -7,7 +7,6 @@ pub mod json;
 pub mod summary;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -119,6 +118,55 @@ pub struct Divergence {
     pub cycles: Option<u32>,
 }
 
+impl Divergence {
+    /// A row about `stream_id` on `node`: its tip there and what is wrong. Majority, log
+    /// finding and ageing start empty; see [`Self::with_majority`] and [`Self::with_log`].
+    pub fn stream(
+        model: &str,
+        stream_id: &str,
+        node: &str,
+        kind: Kind,
+        tip: Option<String>,
+        detail: String,
+    ) -> Self {
+        Divergence {
+            model: model.to_string(),
+            stream_id: stream_id.to_string(),
+            node: node.to_string(),
+            kind,
+            tip,
+            majority_tip: None,
+            agreeing_nodes: Vec::new(),
+            detail,
+            log: LogFinding::default(),
+            first_seen: None,
+            cycles: None,
+        }
+    }
+
+    /// A node- or model-level row (`unreachable`, `model_not_indexed`): no stream, no tip.
+    pub fn node_level(model: &str, node: &str, kind: Kind, detail: String) -> Self {
+        Self::stream(model, "", node, kind, None, detail)
+    }
+
+    /// The tip most nodes hold and the nodes holding the value this row differs from.
+    pub fn with_majority(
+        mut self,
+        majority_tip: Option<String>,
+        agreeing_nodes: Vec<String>,
+    ) -> Self {
+        self.majority_tip = majority_tip;
+        self.agreeing_nodes = agreeing_nodes;
+        self
+    }
+
+    /// What the nodes' logs say about the stream.
+    pub fn with_log(mut self, log: LogFinding) -> Self {
+        self.log = log;
+        self
+    }
+}
+
 /// What the nodes' commit logs say about a differing stream (fields empty when not read).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFinding {
@@ -220,30 +268,6 @@ pub enum Format {
     Json,
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename — a
-/// crash leaves the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("report");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Writes the requested formats into `dir` (created if needed); returns the files written.
 pub fn write_dir(dir: &Path, report: &Report, formats: &[Format]) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
@@ -254,7 +278,7 @@ pub fn write_dir(dir: &Path, report: &Report, formats: &[Format]) -> std::io::Re
             Format::Json => ("report.json", json::render(report)?),
         };
         let path = dir.join(name);
-        write_atomic(&path, &bytes)?;
+        crate::atomic::write(&path, &bytes)?;
         written.push(path.display().to_string());
     }
     Ok(written)
