@@ -544,6 +544,32 @@ impl Node {
             .unwrap_or_default())
     }
 
+    /// The content and controller of `streams`' rows in `model`, read now (absent streams are
+    /// left out). A snapshot file holds digests only: an error saying so.
+    pub async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<rows::RowContent>, SourceError> {
+        self.table(model)?;
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.contents(model, streams).await;
+        }
+        let Some(path) = self.sqlite_path.clone() else {
+            return Err(SourceError::Node {
+                node: self.name.clone(),
+                message: "a snapshot holds row digests, not content".into(),
+            });
+        };
+        let (node, model, streams) = (self.name.clone(), model.to_string(), streams.to_vec());
+        tokio::task::spawn_blocking(move || sqlite::contents(&node, &path, &model, &streams))
+            .await
+            .map_err(|e| SourceError::Node {
+                node: self.name.clone(),
+                message: format!("SQLite reader stopped: {e}"),
+            })?
+    }
+
     /// `(stream_id, tip)` of `model`'s rows on this node: all of them, or `sample` drawn at
     /// random (for `--verify-state`).
     pub async fn index_tips(

@@ -1431,6 +1431,36 @@ impl PgSource {
         Ok(out)
     }
 
+    /// The content (as `jsonb::text`) and controller of `streams`' rows in `model`.
+    pub async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<super::rows::RowContent>, SourceError> {
+        let sql = format!(
+            "SELECT stream_id, controller_did, stream_content::text FROM {} \
+             WHERE stream_id = ANY($1::text[])",
+            quote_ident(model)
+        );
+        let rows = self
+            .query("reading the content of differing rows", &sql, &[&streams])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let get = |e: tokio_postgres::Error| self.error("reading row content", &sql, &e);
+            let content: Option<String> = row.try_get(2).map_err(get)?;
+            let r = super::rows::RowContent {
+                stream_id: row.try_get(0).map_err(get)?,
+                controller: row.try_get(1).map_err(get)?,
+                content,
+            };
+            self.bytes_received +=
+                (r.stream_id.len() + r.content.as_ref().map_or(0, String::len)) as u64;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
     /// `(stream_id, tip)` of every row of `model`, or of `sample` rows drawn at random (one
     /// scan with a top-N sort: `ORDER BY random() LIMIT n`). Rows with a NULL tip are left out
     /// (they are `invalid_row` already).
