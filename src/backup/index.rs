@@ -103,6 +103,36 @@ pub fn dump_postgres(dsn: &str, password: Option<&str>, file: &Path) -> Result<S
     Ok(tool_version(&tool))
 }
 
+/// The database's schema as SQL (`pg_dump --schema-only`): what a restore would overwrite.
+pub fn schema_of(dsn: &str, password: Option<&str>) -> Result<String, String> {
+    let tool = pg_tool("pg_dump")?;
+    let mut cmd = Command::new(&tool);
+    cmd.args([
+        "--schema-only",
+        "--no-owner",
+        "--file",
+        "-",
+        "--dbname",
+        dsn,
+    ])
+    .stdin(Stdio::null())
+    .env("PGCONNECT_TIMEOUT", "30");
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", tool.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot read the schema of {} (does the database exist? create it with createdb): {}",
+            crate::config::redact_dsn(dsn),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Restores a custom-format dump into the database `dsn` (which must exist). `clean`: drop the
 /// dump's objects first (`--clean --if-exists`).
 pub fn restore_postgres(

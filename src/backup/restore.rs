@@ -90,9 +90,7 @@ pub async fn restore(
     match (&node.index, index_kind) {
         (IndexLocation::Postgres { dsn }, "postgres") => {
             let password = node.password.read(name).map_err(fail)?;
-            let tables = user_tables(dsn, password.as_deref(), opts.timeout)
-                .await
-                .map_err(fail)?;
+            let tables = user_tables(dsn, password.as_deref()).map_err(fail)?;
             if tables > 0 && !opts.force {
                 return Err(fail(format!(
                     "the index database {} holds {tables} tables; restore refuses to overwrite it without --force",
@@ -201,30 +199,12 @@ fn non_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Tables outside the system schemas (an empty database has none).
-async fn user_tables(dsn: &str, password: Option<&str>, timeout: Duration) -> Result<i64, String> {
-    let shown = crate::config::redact_dsn(dsn);
-    let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| format!("{shown}: {e}"))?;
-    if let Some(p) = password {
-        config.password(p);
-    }
-    config.connect_timeout(timeout);
-    let (client, conn) = tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls))
-        .await
-        .map_err(|_| format!("{shown}: connect timed out"))?
-        .map_err(|e| {
-            format!(
-                "{shown}: cannot connect (does the database exist? create it with createdb): {e}"
-            )
-        })?;
-    let task = tokio::spawn(conn);
-    let sql = "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
-    let n = client
-        .query_one(sql, &[])
-        .await
-        .map_err(|e| format!("{shown}: {sql}: {e}"))?
-        .get::<_, i64>(0);
-    drop(client);
-    let _ = task.await;
-    Ok(n)
+/// Tables in the target database, counted from `pg_dump --schema-only` (libpq, so the DSN's
+/// sslmode and certificates work as for the dump and the restore themselves).
+fn user_tables(dsn: &str, password: Option<&str>) -> Result<usize, String> {
+    let schema = index::schema_of(dsn, password)?;
+    Ok(schema
+        .lines()
+        .filter(|l| l.starts_with("CREATE TABLE "))
+        .count())
 }

@@ -262,6 +262,8 @@ fn opts(out: &Path) -> BackupOptions {
 }
 
 async fn backup_of(cfg: &ClusterConfig, out: &Path) -> ceramic_audit::backup::manifest::Manifest {
+    // reqwest is built without a TLS provider of its own; the binary installs ring at start.
+    ceramic_audit::tls::install_default_provider();
     let b = cfg.nodes.iter().find(|n| n.name == "b").expect("b");
     take::backup(cfg, b, &opts(out)).await.expect("backup")
 }
