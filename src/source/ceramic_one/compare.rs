@@ -55,8 +55,9 @@ pub enum CompareError {
     #[error("node {node}: {source}")]
     Store {
         node: String,
+        // Boxed: a rusqlite error is large and this error travels through every `?`.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("model {model}: {message}")]
     Descent { model: String, message: String },
@@ -65,7 +66,7 @@ pub enum CompareError {
 fn at(node: &StoreNode) -> impl Fn(StoreError) -> CompareError + '_ {
     move |source| CompareError::Store {
         node: node.name.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -190,7 +191,7 @@ fn compare_model(
     let outcome: Outcome = run_descent(&mut views, params.clone()).map_err(|e| match e {
         RunError::Store { store, source } => CompareError::Store {
             node: names[store].clone(),
-            source,
+            source: Box::new(source),
         },
         RunError::Descent(d) => CompareError::Descent {
             model: label.clone(),
@@ -271,8 +272,8 @@ fn compare_model(
         let Some(init) = init else {
             continue;
         };
-        for i in 0..nodes.len() {
-            if d.values[i].is_some() || !interested[i] {
+        for (i, (value, wants)) in d.values.iter().zip(&interested).enumerate() {
+            if value.is_some() || !wants {
                 continue;
             }
             let entry = missing

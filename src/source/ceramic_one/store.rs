@@ -240,7 +240,7 @@ impl ModelView<'_> {
         (lo, hi)
     }
 
-    fn rows(&self, range: &Range) -> Result<Vec<(Vec<u8>, Vec<u8>, Sha256a)>, StoreError> {
+    fn rows(&self, range: &Range) -> Result<Vec<Row>, StoreError> {
         let (lo, hi) = self.bounds_of(range);
         let sql = "SELECT order_key, cid, ahash_0, ahash_1, ahash_2, ahash_3, ahash_4, ahash_5, \
                    ahash_6, ahash_7 FROM ceramic_one_event \
@@ -258,6 +258,9 @@ impl ModelView<'_> {
         .map_err(|e| s.sql(sql, e))
     }
 }
+
+/// One event row of a range: EventId, CID bytes, and its stored lanes.
+type Row = (Vec<u8>, Vec<u8>, Sha256a);
 
 /// A stored lane (non-negative, below 2^32 as the node writes it) as the u32 it encodes; any
 /// other integer is reduced mod 2^32 exactly as the sum is.
