@@ -19,6 +19,8 @@
 //!   failing) like js-ceramic 6.11: shapes, retries on transient errors only, errors naming node,
 //!   endpoint and stream, pacing.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
+//! - `log_format` — `CERAMIC_AUDIT_LOG_FORMAT=json` log lines on stdout; text logs on stderr
+//!   without colour escapes; an unknown format exits 2.
 //! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
 //!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
 //!   journal making a re-run a no-op. (Real nodes: `interop/repair-test.sh`.)
@@ -38,6 +40,8 @@ mod audit_pg;
 mod cli;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/log_format.rs"]
+mod log_format;
 #[path = "suite/logs.rs"]
 mod logs;
 #[path = "suite/pg_hash.rs"]
