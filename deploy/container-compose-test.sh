@@ -35,36 +35,34 @@ VOLUME=${PROJECT}_ceramic-audit-data
 METRICS=http://127.0.0.1:$MPORT/metrics
 pc down -v >/dev/null 2>&1 || true   # what a killed earlier run may have left
 
-# metric NAME [label=value…]: the value of the one sample of NAME carrying those labels.
+# metric NAME [label=value…]: the sum of NAME's samples carrying those labels (empty: none).
 metric() {
   curl -sf -m 5 "$METRICS" | python3 -c '
 import sys
 name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+total, seen = 0.0, False
 for line in sys.stdin:
-    if line.startswith("#") or not line.startswith(name):
+    if line.startswith("#") or not line.strip():
         continue
     head, value = line.rsplit(" ", 1)
-    labels = {}
-    if "{" in head:
-        metric_name, body = head.split("{", 1)
-        for part in body.rstrip("}").split(","):
-            if part:
-                k, v = part.split("=", 1)
-                labels[k] = v.strip(chr(34))
-    else:
-        metric_name = head
+    metric_name, _, body = head.partition("{")
+    labels = dict(p.split("=", 1) for p in body.rstrip("}").split(",") if p)
+    labels = {k: v.strip(chr(34)) for k, v in labels.items()}
     if metric_name == name and all(labels.get(k) == v for k, v in want.items()):
-        print(value.strip()); break
+        total, seen = total + float(value), True
+if seen:
+    print(int(total) if total.is_integer() else total)
 ' "$@"
 }
 
 ms_now() { echo $(($(date +%s%N) / 1000000)); }
 
-# Waits until the service has completed its first cycle (its metrics say so).
+# Waits until the service's process has completed its first cycle (full on a new volume,
+# incremental when the volume holds an earlier state).
 wait_first_cycle() {
   local i
   for i in $(seq 1 240); do
-    [ "$(metric ceramic_audit_cycles_total type=full 2>/dev/null)" = 1 ] && return 0
+    [ "$(metric ceramic_audit_cycles_total 2>/dev/null)" = 1 ] && return 0
     sleep 0.5
   done
   podman logs --tail 20 "$CTR" >&2 || true
@@ -124,7 +122,7 @@ since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 pc down >"$W/down.log" 2>&1 || { cat "$W/down.log" >&2; fail "podman-compose down failed"; }
 DOWN_MS=$(($(ms_now) - t_down))
 wait "$follower" || true
-code=$(podman events --since "$since" --until "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --filter "container=$CTR" \
+code=$(podman events --stream=false --since "$since" --filter "container=$CTR" \
   --filter event=died --format '{{.ContainerExitCode}}' 2>/dev/null | tail -1)
 [ "$code" = 0 ] || fail "the service exited with '$code' on down, expected 0 (SIGTERM)"
 [ "$DOWN_MS" -lt 15000 ] || fail "down took $DOWN_MS ms: SIGTERM was not enough (stop_grace_period is 30 s)"

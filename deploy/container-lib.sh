@@ -75,7 +75,8 @@ base_image() { # prints the base image's tag, making it when missing
     if [ ! -s "$tar" ]; then
       say "making the base root filesystem with mmdebstrap (cached as $tar)"
       mkdir -p "$CCACHE"
-      mmdebstrap --quiet "${MMDEBSTRAP_ARGS[@]}" "$tar.partial" >&2 || { rm -f "$tar.partial"; fail "mmdebstrap failed"; }
+      mmdebstrap --quiet --format=tar "${MMDEBSTRAP_ARGS[@]}" "$tar.partial" >"$CCACHE/mmdebstrap.log" 2>&1 \
+        || { rm -rf "$tar.partial"; tail -20 "$CCACHE/mmdebstrap.log" >&2; fail "mmdebstrap failed (log: $CCACHE/mmdebstrap.log)"; }
       mv "$tar.partial" "$tar"
       find "$CCACHE" -maxdepth 1 -name 'base-bookworm-*.tar' ! -name "$(basename "$tar")" -delete
     fi
