@@ -17,7 +17,8 @@
 //!   timeouts, retries on transient errors only, bounded concurrency and rate per node.
 //! - [`audit`] — the audit run: every model compared N-way, node failures survived, differing
 //!   rows re-checked after a settle pause, classification.
-//! - [`report`] — report data, CSV, JSON and the terminal summary; atomic writes.
+//! - [`report`] — report data, CSV, JSON and the terminal summary.
+//! - [`atomic`] — the one atomic file write (temp file, fsync, rename, directory fsync).
 //! - [`repair`] — re-publishing missing commits to lagging nodes: the plan (dry run), the
 //!   strategies with their fall-through, the append-only journal, verification.
 //! - [`watch`] — scheduled cycles (full and incremental), divergence ageing, Prometheus
@@ -36,6 +37,7 @@
 //! synchronous stores such as [`recon::MemoryStore`].
 
 pub mod api;
+pub mod atomic;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -44,4 +46,5 @@ pub mod recon;
 pub mod repair;
 pub mod report;
 pub mod source;
+pub mod tls;
 pub mod watch;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::recon::{Difference, Value};
-use crate::report::{Divergence, Kind, LogFinding};
+use crate::report::{Divergence, Kind};
 
 /// The largest group, if it is strictly larger than every other.
 fn majority<K: Clone + Ord>(groups: &BTreeMap<K, Vec<usize>>) -> Option<K> {
@@ -45,21 +45,13 @@ pub fn classify(model: &str, diff: &Difference, nodes: &[String]) -> Vec<Diverge
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let row = |i: usize, kind: Kind, agreeing: Vec<String>, detail: String| Divergence {
-        model: model.to_string(),
-        stream_id: stream.clone(),
-        node: nodes[i].clone(),
-        kind,
-        tip: diff.values[i]
+    let row = |i: usize, kind: Kind, agreeing: Vec<String>, detail: String| {
+        let tip = diff.values[i]
             .as_ref()
             .map(|v| v.tip.clone())
-            .filter(|t| !t.is_empty()),
-        majority_tip: majority_tip.map(str::to_string),
-        agreeing_nodes: agreeing,
-        detail,
-        log: LogFinding::default(),
-        first_seen: None,
-        cycles: None,
+            .filter(|t| !t.is_empty());
+        Divergence::stream(model, &stream, &nodes[i], kind, tip, detail)
+            .with_majority(majority_tip.map(str::to_string), agreeing)
     };
     let mut out = Vec::new();
     let holders: Vec<usize> = by_tip.values().flatten().copied().collect();

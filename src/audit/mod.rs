@@ -6,6 +6,7 @@
 //! the others; the report is then marked incomplete (exit code 2).
 
 pub mod classify;
+pub mod content;
 pub mod logs;
 pub mod presence;
 pub mod refine;
@@ -19,9 +20,7 @@ use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
 use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Value};
-use crate::report::{
-    Divergence, Kind, LogFinding, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION,
-};
+use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
 use crate::source::IndexHash;
 use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
 
@@ -354,19 +353,14 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
             match result {
                 Ok(rows) => {
                     for r in rows {
-                        divergences.push(Divergence {
-                            model: model.clone(),
-                            stream_id: r.stream_id,
-                            node: names[i].clone(),
-                            kind: Kind::InvalidRow,
-                            tip: r.tip,
-                            majority_tip: None,
-                            agreeing_nodes: Vec::new(),
-                            detail: r.problem,
-                            log: LogFinding::default(),
-                            first_seen: None,
-                            cycles: None,
-                        });
+                        divergences.push(Divergence::stream(
+                            model,
+                            &r.stream_id,
+                            &names[i],
+                            Kind::InvalidRow,
+                            r.tip,
+                            r.problem,
+                        ));
                     }
                 }
                 Err(SourceError::Node { message, .. }) => fail_node(
@@ -474,6 +468,14 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
     if options.read_logs {
         presence::check(config, options.timeout, &mut divergences).await;
         refine::refine(config, options.timeout, &mut divergences).await;
+        content::explain(
+            config,
+            &mut slots,
+            &names,
+            options.timeout,
+            &mut divergences,
+        )
+        .await;
     }
     verify::verify(
         config,
@@ -509,6 +511,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 bytes_received: stats.bytes_received,
                 statements: stats.statements,
                 millis: stats.millis,
+                tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
             }
         })
         .collect();
@@ -657,19 +660,14 @@ async fn settle_and_classify(
                 let first =
                     invalid_listed.insert((f.model.clone(), stream.clone(), compared[pos].clone()));
                 if first {
-                    divergences.push(Divergence {
-                        model: f.model.clone(),
-                        stream_id: stream.clone(),
-                        node: compared[pos].clone(),
-                        kind: Kind::InvalidRow,
-                        tip: tip.map(str::to_string),
-                        majority_tip: None,
-                        agreeing_nodes: Vec::new(),
-                        detail: problem,
-                        log: LogFinding::default(),
-                        first_seen: None,
-                        cycles: None,
-                    });
+                    divergences.push(Divergence::stream(
+                        &f.model,
+                        &stream,
+                        &compared[pos],
+                        Kind::InvalidRow,
+                        tip.map(str::to_string),
+                        problem,
+                    ));
                 }
             }
             let changed: Vec<(usize, Option<Value>)> = f
@@ -686,42 +684,25 @@ async fn settle_and_classify(
                 continue;
             }
             for (pos, now) in changed {
-                divergences.push(Divergence {
-                    model: f.model.clone(),
-                    stream_id: stream.clone(),
-                    node: compared[pos].clone(),
-                    kind: Kind::InFlight,
-                    tip: now.as_ref().map(|v| v.tip.clone()).filter(|t| !t.is_empty()),
-                    majority_tip: None,
-                    agreeing_nodes: Vec::new(),
-                    detail: format!(
+                divergences.push(Divergence::stream(
+                    &f.model,
+                    &stream,
+                    &compared[pos],
+                    Kind::InFlight,
+                    now.as_ref().map(|v| v.tip.clone()).filter(|t| !t.is_empty()),
+                    format!(
                         "changed during the audit: {} then {}; re-audit to see whether it converged",
                         describe(&d.values[pos]),
                         describe(&now)
                     ),
-                    log: LogFinding::default(),
-                    first_seen: None,
-                    cycles: None,
-                });
+                ));
             }
         }
     }
 }
 
 fn node_row(node: &str, model: &str, kind: Kind, detail: String) -> Divergence {
-    Divergence {
-        model: model.to_string(),
-        stream_id: String::new(),
-        node: node.to_string(),
-        kind,
-        tip: None,
-        majority_tip: None,
-        agreeing_nodes: Vec::new(),
-        detail,
-        log: LogFinding::default(),
-        first_seen: None,
-        cycles: None,
-    }
+    Divergence::node_level(model, node, kind, detail)
 }
 
 /// A node failed during the audit: close it out, report it once, go on without it.

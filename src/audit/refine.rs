@@ -193,18 +193,11 @@ pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -
             .map(|(n, _)| (*n).clone())
             .collect()
     };
-    let row = |node: &str, kind: Kind, detail: String, log: LogFinding| Divergence {
-        model: case.model.clone(),
-        stream_id: case.stream.clone(),
-        node: node.to_string(),
-        kind,
-        tip: case.index_tips.get(node).cloned(),
-        majority_tip: best_tip.clone(),
-        agreeing_nodes: holding_best(node),
-        detail,
-        log,
-        first_seen: None,
-        cycles: None,
+    let row = |node: &str, kind: Kind, detail: String, log: LogFinding| {
+        let tip = case.index_tips.get(node).cloned();
+        Divergence::stream(&case.model, &case.stream, node, kind, tip, detail)
+            .with_majority(best_tip.clone(), holding_best(node))
+            .with_log(log)
     };
     for (&node, &own) in &ok {
         let index_tip = case.index_tips.get(node).cloned().unwrap_or_default();
@@ -266,8 +259,8 @@ pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -
                     (None, Winner::Second(rule)) => {
                         finding.predicted_winner = Some(best_node.clone());
                         finding.repair_hint = Some(format!(
-                            "fork: left alone unless --resolve-forks, which pushes {best_node}'s \
-                             branch"
+                            "resolve_fork: with --resolve-forks, a sync=1 load on this node \
+                             lets js-ceramic's conflict resolution adopt {best_node}'s branch"
                         ));
                         format!(
                             "forked from {best_node} after {common} common commit(s); js-ceramic \
@@ -321,19 +314,14 @@ mod tests {
     }
 
     fn original(node: &str, tip: &str) -> Divergence {
-        Divergence {
-            model: "m".into(),
-            stream_id: "s".into(),
-            node: node.into(),
-            kind: Kind::TipMismatch,
-            tip: Some(tip.into()),
-            majority_tip: None,
-            agreeing_nodes: vec![],
-            detail: "tips differ".into(),
-            log: LogFinding::default(),
-            first_seen: None,
-            cycles: None,
-        }
+        Divergence::stream(
+            "m",
+            "s",
+            node,
+            Kind::TipMismatch,
+            Some(tip.into()),
+            "tips differ".into(),
+        )
     }
 
     fn kinds(rows: &[Divergence]) -> Vec<(String, Kind)> {

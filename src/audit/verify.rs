@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::Slot;
 use crate::api::ApiOptions;
 use crate::config::ClusterConfig;
-use crate::report::{Divergence, Kind, LogFinding};
+use crate::report::{Divergence, Kind};
 use crate::source::ModelState;
 
 /// Streams per multiquery. Too many makes one slow load (the node's own timeout) fail a whole
@@ -143,19 +143,17 @@ pub(super) async fn verify(
                         )
                     }
                 };
-                out.push(Divergence {
-                    model: a.model.clone(),
-                    stream_id: stream.clone(),
-                    node: a.node.clone(),
-                    kind: Kind::IndexStale,
-                    tip: Some(index_tip.clone()),
-                    majority_tip: None,
-                    agreeing_nodes: Vec::new(),
-                    detail,
-                    log,
-                    first_seen: None,
-                    cycles: None,
-                });
+                out.push(
+                    Divergence::stream(
+                        &a.model,
+                        stream,
+                        &a.node,
+                        Kind::IndexStale,
+                        Some(index_tip.clone()),
+                        detail,
+                    )
+                    .with_log(log),
+                );
             }
         }
         out
@@ -166,17 +164,10 @@ pub(super) async fn verify(
 
 /// A model-level row saying that the verification stopped on this node.
 fn unverified(a: &Asked, why: &str) -> Divergence {
-    Divergence {
-        model: a.model.clone(),
-        stream_id: String::new(),
-        node: a.node.clone(),
-        kind: Kind::Unreachable,
-        tip: None,
-        majority_tip: None,
-        agreeing_nodes: Vec::new(),
-        detail: format!("--verify-state stopped: {why}"),
-        log: LogFinding::default(),
-        first_seen: None,
-        cycles: None,
-    }
+    Divergence::node_level(
+        &a.model,
+        &a.node,
+        Kind::Unreachable,
+        format!("--verify-state stopped: {why}"),
+    )
 }

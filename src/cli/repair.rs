@@ -10,12 +10,13 @@ use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
 use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
+use crate::atomic::write as write_atomic;
 use crate::audit::{self, AuditOptions};
 use crate::config::ClusterConfig;
 use crate::repair::journal::Journal;
 use crate::repair::plan::{self, Targets};
 use crate::repair::{self as r, RepairOptions, RepairReport, Status};
-use crate::report::{write_atomic, Divergence};
+use crate::report::Divergence;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("targets").required(true).args(["nodes", "all_lagging"])))]
@@ -208,10 +209,12 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     if !args.quiet {
         write_out(out, &summary(&report, &dir))?;
     }
-    let bad = report
-        .outcomes
-        .iter()
-        .any(|o| matches!(o.status, Status::Failed | Status::Unrepairable));
+    let bad = report.outcomes.iter().any(|o| {
+        matches!(
+            o.status,
+            Status::Failed | Status::Unrepairable | Status::SettledElsewhere
+        )
+    });
     Ok(if interrupted {
         EXIT_INTERRUPTED
     } else if bad {
@@ -263,9 +266,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
                 Status::Repaired,
                 Status::Failed,
                 Status::Unrepairable,
+                Status::SettledElsewhere,
                 Status::Skipped
             ]
             .iter()
+            // settled_elsewhere only when it happened (forks resolved by the nodes).
+            .filter(|s| **s != Status::SettledElsewhere || report.counts.contains_key(s))
             .map(|s| format!(
                 "{} {}",
                 s.as_str(),
@@ -279,11 +285,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
                 ""
             }
         ));
-        for o in report
-            .outcomes
-            .iter()
-            .filter(|o| matches!(o.status, Status::Failed | Status::Unrepairable))
-        {
+        for o in report.outcomes.iter().filter(|o| {
+            matches!(
+                o.status,
+                Status::Failed | Status::Unrepairable | Status::SettledElsewhere
+            )
+        }) {
             text.push_str(&format!(
                 "  {}: {} on {}: {}\n",
                 o.status.as_str(),

@@ -147,7 +147,14 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 .await
                 .map_err(|e| incomplete(format!("--metrics-listen {addr}: cannot listen: {e}")))?;
             tracing::info!("metrics on http://{addr}/metrics");
-            tokio::spawn(watch::metrics::serve(listener, watcher.metrics()));
+            let endpoints = watch::http::Endpoints {
+                metrics: watcher.metrics(),
+            };
+            tokio::spawn(watch::http::serve(
+                listener,
+                watch::http::router(endpoints),
+                tokio_util::sync::CancellationToken::new(),
+            ));
         }
         let watcher = Arc::new(tokio::sync::Mutex::new(&mut watcher));
         let summary = watch::run_loop(

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Divergence, Kind};
+use crate::report::{ContentCause, Divergence, Kind};
 
 /// How a target node is brought to the winning tip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -17,9 +17,12 @@ pub enum Strategy {
     /// oldest first (never only the newest: an isolated node hangs fetching its `prev`). Falls
     /// back to the whole log from the genesis.
     Republish,
-    /// The node's index disagrees with its own state: a `sync=1` load makes it re-index.
+    /// The node's index disagrees with its own state (another tip, no row, or other content
+    /// at the same tip): a `sync=1` load makes it re-index.
     Reindex,
-    /// `--resolve-forks`: the predicted winner's commits after the fork point, in order.
+    /// `--resolve-forks`: a `sync=1` load on the node on the losing branch, which makes
+    /// js-ceramic fetch the other tip and apply its own conflict resolution (posting the
+    /// winner's commits is refused: they do not build on the node's tip).
     ResolveFork,
 }
 
@@ -100,6 +103,26 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
                 .map(|n| (Strategy::Create, Some(n)))
                 .ok_or_else(|| "no node holding the stream is named".to_string()),
             Kind::IndexStale | Kind::IndexMissing => Ok((Strategy::Reindex, Some(d.node.clone()))),
+            Kind::ContentMismatch => match d.log.content_cause {
+                Some(ContentCause::IndexDiffersFromState) => {
+                    Ok((Strategy::Reindex, Some(d.node.clone())))
+                }
+                Some(ContentCause::StateDiffersFromOtherNodes) => Err(
+                    "content_mismatch: the node's own state differs from the other nodes' at the \
+                     same tip: reported, not repaired"
+                        .into(),
+                ),
+                Some(ContentCause::OtherColumns) => Err(
+                    "content_mismatch: the row matches the node's state; anchor times or custom \
+                     columns differ: not repaired"
+                        .into(),
+                ),
+                None => Err(
+                    "content_mismatch: cause not determined (audit with api_url set and without \
+                     --no-logs): not repaired"
+                        .into(),
+                ),
+            },
             Kind::Forked if resolve_forks => d
                 .log
                 .predicted_winner
@@ -131,34 +154,34 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
     out
 }
 
+/// One row of `plan.csv`.
+#[derive(Default, Serialize)]
+struct CsvRow<'a> {
+    model: &'a str,
+    stream_id: &'a str,
+    target: &'a str,
+    kind: &'a str,
+    strategy: Option<&'a str>,
+    source: Option<&'a str>,
+    winning_tip: Option<&'a str>,
+    /// `;`-separated.
+    commits: String,
+    skip: Option<&'a str>,
+}
+
 /// `plan.csv`: one row per action.
 pub fn render_csv(actions: &[Action]) -> std::io::Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "model",
-        "stream_id",
-        "target",
-        "kind",
-        "strategy",
-        "source",
-        "winning_tip",
-        "commits",
-        "skip",
-    ])?;
-    for a in actions {
-        w.write_record([
-            a.model.as_str(),
-            a.stream_id.as_str(),
-            a.target.as_str(),
-            a.kind.as_str(),
-            a.strategy.map(Strategy::as_str).unwrap_or(""),
-            a.source.as_deref().unwrap_or(""),
-            a.winning_tip.as_deref().unwrap_or(""),
-            &a.commits.join(";"),
-            a.skip.as_deref().unwrap_or(""),
-        ])?;
-    }
-    w.into_inner().map_err(|e| e.into_error())
+    crate::report::csv::rows(actions.iter().map(|a| CsvRow {
+        model: &a.model,
+        stream_id: &a.stream_id,
+        target: &a.target,
+        kind: a.kind.as_str(),
+        strategy: a.strategy.map(Strategy::as_str),
+        source: a.source.as_deref(),
+        winning_tip: a.winning_tip.as_deref(),
+        commits: a.commits.join(";"),
+        skip: a.skip.as_deref(),
+    }))
 }
 
 #[cfg(test)]
@@ -167,23 +190,14 @@ mod tests {
     use crate::report::LogFinding;
 
     fn row(node: &str, kind: Kind) -> Divergence {
-        Divergence {
-            model: "m".into(),
-            stream_id: format!("s-{node}-{}", kind.as_str()),
-            node: node.into(),
-            kind,
-            tip: Some("old".into()),
-            majority_tip: Some("new".into()),
-            agreeing_nodes: vec!["a".into()],
-            detail: String::new(),
-            log: LogFinding {
+        let stream = format!("s-{node}-{}", kind.as_str());
+        Divergence::stream("m", &stream, node, kind, Some("old".into()), String::new())
+            .with_majority(Some("new".into()), vec!["a".into()])
+            .with_log(LogFinding {
                 ahead_node: Some("a".into()),
                 predicted_winner: Some("a".into()),
                 ..LogFinding::default()
-            },
-            first_seen: None,
-            cycles: None,
-        }
+            })
     }
 
     #[test]
@@ -225,6 +239,18 @@ mod tests {
             .unwrap_or_default()
             .contains("not a repair target"));
         assert_eq!(plan[0].winning_tip.as_deref(), Some("new"));
+        let mut edited = row("b", Kind::ContentMismatch);
+        edited.log.content_cause = Some(ContentCause::IndexDiffersFromState);
+        let mut differs = row("c", Kind::ContentMismatch);
+        differs.log.content_cause = Some(ContentCause::StateDiffersFromOtherNodes);
+        let content = select(&[edited, differs], &Targets::All, false);
+        assert_eq!(content[0].strategy, Some(Strategy::Reindex));
+        assert_eq!(content[1].strategy, None);
+        assert!(content[1]
+            .skip
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not repaired"));
         let forks = select(&rows, &Targets::All, true);
         assert_eq!(forks[4].strategy, Some(Strategy::ResolveFork));
         assert_eq!(forks[6].strategy, Some(Strategy::Republish));

@@ -7,7 +7,6 @@ pub mod json;
 pub mod summary;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -119,6 +118,55 @@ pub struct Divergence {
     pub cycles: Option<u32>,
 }
 
+impl Divergence {
+    /// A row about `stream_id` on `node`: its tip there and what is wrong. Majority, log
+    /// finding and ageing start empty; see [`Self::with_majority`] and [`Self::with_log`].
+    pub fn stream(
+        model: &str,
+        stream_id: &str,
+        node: &str,
+        kind: Kind,
+        tip: Option<String>,
+        detail: String,
+    ) -> Self {
+        Divergence {
+            model: model.to_string(),
+            stream_id: stream_id.to_string(),
+            node: node.to_string(),
+            kind,
+            tip,
+            majority_tip: None,
+            agreeing_nodes: Vec::new(),
+            detail,
+            log: LogFinding::default(),
+            first_seen: None,
+            cycles: None,
+        }
+    }
+
+    /// A node- or model-level row (`unreachable`, `model_not_indexed`): no stream, no tip.
+    pub fn node_level(model: &str, node: &str, kind: Kind, detail: String) -> Self {
+        Self::stream(model, "", node, kind, None, detail)
+    }
+
+    /// The tip most nodes hold and the nodes holding the value this row differs from.
+    pub fn with_majority(
+        mut self,
+        majority_tip: Option<String>,
+        agreeing_nodes: Vec<String>,
+    ) -> Self {
+        self.majority_tip = majority_tip;
+        self.agreeing_nodes = agreeing_nodes;
+        self
+    }
+
+    /// What the nodes' logs say about the stream.
+    pub fn with_log(mut self, log: LogFinding) -> Self {
+        self.log = log;
+        self
+    }
+}
+
 /// What the nodes' commit logs say about a differing stream (fields empty when not read).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFinding {
@@ -140,6 +188,36 @@ pub struct LogFinding {
     /// genesis`), or why it would fail (`unrepairable if …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair_hint: Option<String>,
+    /// `content_mismatch`: what the node's index row was found to differ from, comparing it
+    /// with the node's own stream state and the other nodes' states (empty when not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_cause: Option<ContentCause>,
+}
+
+/// Why a `content_mismatch` row differs (its `content_cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentCause {
+    /// The index row's content or controller differs from the node's own state at the same
+    /// tip: the index was damaged or edited; a reindex rewrites the row from the state.
+    IndexDiffersFromState,
+    /// The row matches the node's own state, but that state differs from another node's at
+    /// the same tip. Reported; no repair is guessed.
+    StateDiffersFromOtherNodes,
+    /// The row's content and controller match the node's state and the other nodes' states:
+    /// the difference is in columns not compared with the state (anchor times, custom
+    /// columns).
+    OtherColumns,
+}
+
+impl ContentCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentCause::IndexDiffersFromState => "index_differs_from_state",
+            ContentCause::StateDiffersFromOtherNodes => "state_differs_from_other_nodes",
+            ContentCause::OtherColumns => "other_columns",
+        }
+    }
 }
 
 /// How one node was read.
@@ -156,6 +234,10 @@ pub struct NodeReport {
     pub bytes_received: u64,
     pub statements: u64,
     pub millis: u64,
+    /// Postgres nodes: what protects the connection, as observed (`none: sslmode=prefer and
+    /// the server offers no TLS…`, `encrypted, CA and host checked (verify-full)`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 /// One model's comparison.
@@ -220,30 +302,6 @@ pub enum Format {
     Json,
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename — a
-/// crash leaves the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("report");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Writes the requested formats into `dir` (created if needed); returns the files written.
 pub fn write_dir(dir: &Path, report: &Report, formats: &[Format]) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
@@ -254,7 +312,7 @@ pub fn write_dir(dir: &Path, report: &Report, formats: &[Format]) -> std::io::Re
             Format::Json => ("report.json", json::render(report)?),
         };
         let path = dir.join(name);
-        write_atomic(&path, &bytes)?;
+        crate::atomic::write(&path, &bytes)?;
         written.push(path.display().to_string());
     }
     Ok(written)

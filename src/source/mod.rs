@@ -311,6 +311,11 @@ impl Node {
         }
     }
 
+    /// How a Postgres connection is protected, as observed (`None` for files).
+    pub fn tls(&self) -> Option<&str> {
+        self.pg.as_ref().map(|p| p.tls.as_str())
+    }
+
     pub fn stats(&self) -> NodeStats {
         let mut s = self.loaded_stats.clone();
         if let Some(pg) = &self.pg {
@@ -542,6 +547,32 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    /// The content and controller of `streams`' rows in `model`, read now (absent streams are
+    /// left out). A snapshot file holds digests only: an error saying so.
+    pub async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<rows::RowContent>, SourceError> {
+        self.table(model)?;
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.contents(model, streams).await;
+        }
+        let Some(path) = self.sqlite_path.clone() else {
+            return Err(SourceError::Node {
+                node: self.name.clone(),
+                message: "a snapshot holds row digests, not content".into(),
+            });
+        };
+        let (node, model, streams) = (self.name.clone(), model.to_string(), streams.to_vec());
+        tokio::task::spawn_blocking(move || sqlite::contents(&node, &path, &model, &streams))
+            .await
+            .map_err(|e| SourceError::Node {
+                node: self.name.clone(),
+                message: format!("SQLite reader stopped: {e}"),
+            })?
     }
 
     /// `(stream_id, tip)` of `model`'s rows on this node: all of them, or `sample` drawn at

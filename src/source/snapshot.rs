@@ -17,7 +17,6 @@
 //! live nodes: they are refused with a request to crawl again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -62,31 +61,18 @@ impl SnapshotModel {
     }
 }
 
-/// Writes `file` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Writes `file` to `path` atomically (creating its directory).
 pub fn write(path: &Path, file: &SnapshotFile) -> Result<(), String> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("snapshot")
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        serde_json::to_writer(&mut out, file)?;
-        out.write_all(b"\n")?;
-        let f = out.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write snapshot {}: {e}", path.display())
+    crate::atomic::write_with(path, |out| {
+        serde_json::to_writer(&mut *out, file)?;
+        out.write_all(b"\n")
     })
+    .map_err(|e| format!("cannot write snapshot {}: {e}", path.display()))
 }
 
 pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {

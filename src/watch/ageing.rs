@@ -89,22 +89,9 @@ pub fn key_text((model, stream, node, kind): &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::LogFinding;
 
     fn row(stream: &str, kind: Kind) -> Divergence {
-        Divergence {
-            model: "m".into(),
-            stream_id: stream.into(),
-            node: "b".into(),
-            kind,
-            tip: None,
-            majority_tip: None,
-            agreeing_nodes: vec![],
-            detail: String::new(),
-            log: LogFinding::default(),
-            first_seen: None,
-            cycles: None,
-        }
+        Divergence::stream("m", stream, "b", kind, None, String::new())
     }
 
     #[test]

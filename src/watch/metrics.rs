@@ -1,13 +1,10 @@
 //! Prometheus text exposition (format 0.0.4) of the latest `watch` cycle, served on
-//! `--metrics-listen` at `/metrics` and optionally written to a node_exporter textfile.
+//! `--metrics-listen` at `/metrics` (see [`super::http`]) and optionally written to a node_exporter textfile.
 //! Names follow `ceramic_audit_<name>_<unit>`; labels are kind, model, node, type and result
 //! only — never a stream id, so the series count stays bounded by the cluster's shape.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::report::{Kind, Report};
 
@@ -231,46 +228,4 @@ pub fn render(e: &Exposition) -> String {
         e.duration_seconds,
     );
     o.0
-}
-
-/// Serves `text` at `GET /metrics` until the task is dropped. A minimal HTTP/1.1 responder:
-/// one request per connection, `Connection: close` (what Prometheus and curl need).
-pub async fn serve(listener: tokio::net::TcpListener, text: Arc<RwLock<String>>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let text = text.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            // Read the request head (bounded: a scraper sends a few hundred bytes).
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    socket.read(&mut chunk),
-                )
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                }
-            }
-            let head = String::from_utf8_lossy(&buf);
-            let mut first = head.lines().next().unwrap_or_default().split_whitespace();
-            let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-            let (status, body) = if method == "GET" && path.split('?').next() == Some("/metrics") {
-                ("200 OK", text.read().map(|t| t.clone()).unwrap_or_default())
-            } else {
-                ("404 Not Found", "not found: try /metrics\n".to_string())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
-    }
 }

@@ -12,6 +12,7 @@
 //! margin). Full cycles see both; `--full-every` bounds how long they can go unseen.
 
 pub mod ageing;
+pub mod http;
 pub mod metrics;
 pub mod schedule;
 
@@ -357,7 +358,7 @@ impl Watcher {
             }
         }
         let state_bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| e.to_string())?;
-        report::write_atomic(&self.options.dir.join("state.json"), &state_bytes)
+        crate::atomic::write(&self.options.dir.join("state.json"), &state_bytes)
             .map_err(|e| format!("cannot write the watch state: {e}"))?;
 
         // Metrics.
@@ -402,7 +403,7 @@ impl Watcher {
             totals: &self.totals,
         });
         if let Some(path) = &self.options.metrics_textfile {
-            if let Err(e) = report::write_atomic(path, text.as_bytes()) {
+            if let Err(e) = crate::atomic::write(path, text.as_bytes()) {
                 tracing::warn!("--metrics-textfile {}: {e}", path.display());
             }
         }
@@ -456,8 +457,9 @@ impl Watcher {
         };
         report::write_dir(&tmp, report, &[Format::Csv, Format::Json]).map_err(fail)?;
         let info_bytes = serde_json::to_vec_pretty(info).map_err(|e| e.to_string())?;
-        report::write_atomic(&tmp.join("cycle.json"), &info_bytes).map_err(fail)?;
+        crate::atomic::write(&tmp.join("cycle.json"), &info_bytes).map_err(fail)?;
         std::fs::rename(&tmp, &final_dir).map_err(fail)?;
+        crate::atomic::sync_dir(&self.options.dir).map_err(fail)?;
         point_latest(&self.options.dir, &name).map_err(fail)?;
         prune(&self.options.dir, self.options.keep).map_err(fail)?;
         Ok(final_dir)
@@ -472,7 +474,8 @@ fn point_latest(dir: &Path, name: &str) -> std::io::Result<()> {
     std::os::unix::fs::symlink(name, &tmp)?;
     #[cfg(not(unix))]
     std::fs::write(&tmp, name)?;
-    std::fs::rename(&tmp, dir.join("latest"))
+    std::fs::rename(&tmp, dir.join("latest"))?;
+    crate::atomic::sync_dir(dir)
 }
 
 /// Removes the oldest `cycle-*` directories beyond `keep`, and temporaries of cycles that were

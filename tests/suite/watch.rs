@@ -261,7 +261,14 @@ async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(watch::metrics::serve(listener, watcher.metrics()));
+    let server = tokio::spawn(watch::http::serve(
+        listener,
+        watch::http::router(watch::http::Endpoints {
+            metrics: watcher.metrics(),
+        }),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    ceramic_audit::tls::install_default_provider();
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("scrape")
