@@ -95,6 +95,7 @@ done
   || fail "metrics do not show b's index_missing: $(curl -s "$METRICS" | grep 'divergences{' | grep -v ' 0$')"
 [ "$(metric ceramic_audit_divergences kind=index_missing node=a model="$NOTE_MODEL")" = 0 ] || fail "a reported index_missing"
 echo "ok: /metrics from the host: nodes a, b, c up, b's index_missing counted"
+curl -s "$METRICS" | grep -E '^ceramic_audit_(node_up|divergences|cycles_total)' | grep -v ' 0$' | sed 's/^/    /'
 
 podman healthcheck run "$CTR" >/dev/null 2>&1 || fail "podman healthcheck run $CTR: $(podman healthcheck run "$CTR" 2>&1)"
 pid=$(podman inspect --format '{{.State.Pid}}' "$CTR")
@@ -110,7 +111,9 @@ import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 assert any(l["fields"]["message"].startswith("cycle 1 (full): ") for l in lines), lines[-3:]
 EOF
-echo "ok: logs are JSON lines on stdout ($(wc -l <"$W/logs-up1.json") so far)"
+echo "ok: logs are JSON lines on stdout ($(wc -l <"$W/logs-up1.json") so far); the last:"
+tail -1 "$W/logs-up1.json" | sed 's/^/    /'
+podman ps --filter "name=$CTR" --format '    {{.Names}}  {{.Status}}  {{.Command}}'
 
 # --- down: SIGTERM, exit 0, nothing temporary left ------------------------------------------
 # The container's log after `down` removed it: followed until it exits.
