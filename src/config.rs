@@ -41,6 +41,8 @@ pub enum IndexLocation {
     Sqlite { path: PathBuf },
     /// `snapshot:path`: a file written by `ceramic-audit crawl` (relative to the config file).
     Snapshot { path: PathBuf },
+    /// No `index` key: a ceramic-one node alone (only allowed with `ceramic_one_store`).
+    None,
 }
 
 /// Where a Postgres password comes from (never the config file itself).
@@ -120,7 +122,8 @@ struct RawNode {
     api_url: Option<Spanned<String>>,
     #[serde(default)]
     api_ca_file: Option<Spanned<String>>,
-    index: Spanned<String>,
+    #[serde(default)]
+    index: Option<Spanned<String>>,
     #[serde(default)]
     password_env: Option<Spanned<String>>,
     #[serde(default)]
@@ -238,6 +241,8 @@ impl ClusterConfig {
             ));
         }
         let mut nodes: Vec<NodeConfig> = Vec::with_capacity(raw_nodes.len());
+        // Stands in for an absent `index` of a ceramic-one-only node (becomes IndexLocation::None).
+        let none_index = Spanned::new(0..0, String::new());
         for node in raw_nodes {
             let name = node.name.get_ref().trim().to_string();
             if name.is_empty()
@@ -258,13 +263,22 @@ impl ClusterConfig {
                     format!("{name:?} appears twice"),
                 ));
             }
-            let index_text = node.index.get_ref().trim();
+            let index_spanned = match node.index.as_ref() {
+                Some(i) => i,
+                None if node.ceramic_one_store.is_some() => &none_index,
+                None => return Err(invalid(
+                    node.name.span(),
+                    "nodes.index",
+                    format!("node {name}: needs `index` (a ComposeDB index), `ceramic_one_store`, or both"),
+                )),
+            };
+            let index_text = index_spanned.get_ref().trim();
             let index = if index_text.starts_with("postgres://")
                 || index_text.starts_with("postgresql://")
             {
                 if dsn_has_password(index_text) {
                     return Err(invalid(
-                        node.index.span(),
+                        index_spanned.span(),
                         "nodes.index",
                         format!(
                             "node {name}: the DSN {} carries a password; put it in password_env, \
@@ -278,7 +292,7 @@ impl ClusterConfig {
                         if let Some(ca) = &tls.root_cert {
                             if let Err(e) = crate::tls::root_store(Some(ca)) {
                                 return Err(invalid(
-                                    node.index.span(),
+                                    index_spanned.span(),
                                     "nodes.index",
                                     format!("node {name}: sslrootcert: {e}"),
                                 ));
@@ -288,7 +302,7 @@ impl ClusterConfig {
                     }
                     Err(e) => {
                         return Err(invalid(
-                            node.index.span(),
+                            index_spanned.span(),
                             "nodes.index",
                             format!("node {name}: {e}"),
                         ))
@@ -296,7 +310,7 @@ impl ClusterConfig {
                 };
                 if let Err(e) = plain.parse::<tokio_postgres::Config>() {
                     return Err(invalid(
-                        node.index.span(),
+                        index_spanned.span(),
                         "nodes.index",
                         format!("node {name}: not a valid Postgres URL: {e}"),
                     ));
@@ -308,9 +322,11 @@ impl ClusterConfig {
                 IndexLocation::Sqlite { path: resolve(p) }
             } else if let Some(p) = index_text.strip_prefix("snapshot:") {
                 IndexLocation::Snapshot { path: resolve(p) }
+            } else if node.index.is_none() {
+                IndexLocation::None
             } else {
                 return Err(invalid(
-                    node.index.span(),
+                    index_spanned.span(),
                     "nodes.index",
                     format!(
                         "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",

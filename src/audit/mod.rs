@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod content;
+pub mod event_store;
 pub mod logs;
 pub mod presence;
 pub mod refine;
@@ -213,8 +214,51 @@ async fn descend(
 }
 
 /// Runs the audit described by `config` and returns the report (never fails as a whole: what
-/// could not be read is in the report).
+/// could not be read is in the report). Nodes with a ComposeDB `index` are compared by index
+/// rows; nodes with a `ceramic_one_store` by their event stores ([`event_store`]); a node with
+/// both takes part in both.
 pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
+    let with_store = config.nodes.iter().any(|n| n.ceramic_one_store.is_some());
+    if !with_store {
+        return run_index(config, options).await;
+    }
+    let indexed = ClusterConfig {
+        nodes: config
+            .nodes
+            .iter()
+            .filter(|n| n.index != crate::config::IndexLocation::None)
+            .cloned()
+            .collect(),
+        ..config.clone()
+    };
+    let started = Instant::now();
+    let only_stores = indexed.nodes.is_empty();
+    let mut report = run_index(&indexed, options).await;
+    if only_stores {
+        // Event stores are fingerprinted with Recon's own hash, not the index hash.
+        report.hash = crate::recon::Sha256a::NAME.into();
+    }
+    let stores = config.clone();
+    let params = options.params.clone();
+    let audit = tokio::task::spawn_blocking(move || event_store::run(&stores, &params)).await;
+    match audit {
+        Ok(audit) => event_store::merge(&mut report, audit),
+        Err(e) => {
+            report.complete = false;
+            report.divergences.push(Divergence::node_level(
+                "",
+                "",
+                Kind::Unreachable,
+                format!("the ceramic-one comparison failed: {e}"),
+            ));
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.finished_at = now_rfc3339();
+    report
+}
+
+async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
     let started_at = now_rfc3339();
     let started = Instant::now();
     let opened = join_all(config.nodes.iter().map(|n| async move {
@@ -222,6 +266,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
             crate::config::IndexLocation::Postgres { .. } => "postgres",
             crate::config::IndexLocation::Sqlite { .. } => "sqlite",
             crate::config::IndexLocation::Snapshot { .. } => "snapshot",
+            crate::config::IndexLocation::None => "none",
         };
         (
             source,

@@ -179,7 +179,7 @@ pub async fn restore(
                 .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
             steps.push(format!("index: SQLite file {}", path.display()));
         }
-        IndexLocation::Snapshot { .. } => {}
+        IndexLocation::Snapshot { .. } | IndexLocation::None => {}
     }
     if let (Some(store), Some(_)) = (&node.ceramic_one_store, &m.ceramic_one) {
         ceramic_one::restore(dir, store, opts.force).map_err(fail)?;

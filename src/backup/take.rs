@@ -244,6 +244,11 @@ fn backup_index(node: &NodeConfig, out: &Path) -> Result<IndexLayer, String> {
                 path.display()
             ))
         }
+        IndexLocation::None => {
+            return Err(
+                "the node has no ComposeDB index (`index`): nothing to back up there".into(),
+            )
+        }
     };
     Ok(IndexLayer {
         kind: kind.into(),

@@ -276,6 +276,7 @@ pub fn crawl(args: CrawlArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         crate::config::IndexLocation::Postgres { .. } => "postgres",
         crate::config::IndexLocation::Sqlite { .. } => "sqlite",
         crate::config::IndexLocation::Snapshot { .. } => "snapshot",
+        crate::config::IndexLocation::None => "none",
     };
     let crawled_at = audit::now_rfc3339();
     let result: Result<BTreeMap<String, SnapshotModel>, SourceError> = run_interruptible(async {

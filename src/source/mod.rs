@@ -258,6 +258,11 @@ impl Node {
                 node.sqlite_path = Some(path.clone());
                 Ok(node)
             }
+            IndexLocation::None => Err(SourceError::Node {
+                node: config.name.clone(),
+                message: "no ComposeDB index (`index`) is configured: a ceramic-one node alone"
+                    .into(),
+            }),
             IndexLocation::Snapshot { path } => {
                 let loaded = load_blocking(config, path, "snapshot", snapshot::load).await?;
                 Ok(Self::from_loaded(

@@ -345,16 +345,14 @@ fn compare_model(
                 }
                 None => "stored but never delivered (delivered is NULL): invisible to the feed and to js-ceramic".to_string(),
             };
-            let mut row = Divergence::stream(
+            rows.push(Divergence::stream(
                 &label,
                 &stream,
                 &names[i],
                 Kind::UndeliveredEvent,
                 Some(cid.to_string()),
                 detail,
-            );
-            row.log.fork_point = info.prev.map(|p| p.to_string());
-            rows.push(row);
+            ));
         }
         let Some(def) = definition else {
             continue;
