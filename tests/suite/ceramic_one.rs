@@ -413,3 +413,24 @@ fn audit_cli_on_the_recorded_fixture() {
         "{csv}"
     );
 }
+
+#[test]
+fn a_node_needs_an_index_or_a_ceramic_one_store() {
+    use ceramic_audit::config::{ClusterConfig, IndexLocation};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nceramic_one_store = \"a\"\n[[nodes]]\nname = \"b\"\n").unwrap();
+    let err = ClusterConfig::load(&path).unwrap_err().to_string();
+    assert!(err.contains("node b: needs `index`"), "{err}");
+    std::fs::write(
+        &path,
+        "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nceramic_one_store = \"a\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b.sqlite\"\nceramic_one_store = \"b\"\n",
+    )
+    .unwrap();
+    let config = ClusterConfig::load(&path).unwrap();
+    assert_eq!(config.nodes[0].index, IndexLocation::None);
+    assert_eq!(
+        config.nodes[0].ceramic_one_store.as_deref(),
+        Some(dir.path().join("a").as_path())
+    );
+}
