@@ -46,4 +46,5 @@ pub mod recon;
 pub mod repair;
 pub mod report;
 pub mod source;
+pub mod tls;
 pub mod watch;

@@ -511,6 +511,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 bytes_received: stats.bytes_received,
                 statements: stats.statements,
                 millis: stats.millis,
+                tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
             }
         })
         .collect();

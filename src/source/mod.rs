@@ -311,6 +311,11 @@ impl Node {
         }
     }
 
+    /// How a Postgres connection is protected, as observed (`None` for files).
+    pub fn tls(&self) -> Option<&str> {
+        self.pg.as_ref().map(|p| p.tls.as_str())
+    }
+
     pub fn stats(&self) -> NodeStats {
         let mut s = self.loaded_stats.clone();
         if let Some(pg) = &self.pg {

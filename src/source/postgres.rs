@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::{pin_mut, TryStreamExt};
-use tokio_postgres::{types::ToSql, Client, NoTls};
+use tokio_postgres::{types::ToSql, Client};
 
 use super::{Compare, ModelState, RowCheck, SourceError, TableInfo};
 use crate::config::{redact_dsn, NodeConfig};
@@ -49,6 +49,8 @@ pub struct PgSource {
     shapes: HashMap<String, Shape>,
     /// The columns compared; with `Tips` every column digest is 0 (as `Compare::apply`).
     compare: Compare,
+    /// How the connection is protected, as observed (`NodeReport::tls`).
+    pub tls: String,
 }
 
 /// What this node learned about a model's table while answering: its row count and the common
@@ -453,7 +455,9 @@ impl PgSource {
             node: node.name.clone(),
             message: format!("{what} {}: {e}", redact_dsn(dsn)),
         };
-        let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| err("invalid DSN", &e))?;
+        let (plain_dsn, tls) = crate::tls::split_pg_dsn(dsn).map_err(|e| err("invalid DSN", &e))?;
+        let mut config: tokio_postgres::Config =
+            plain_dsn.parse().map_err(|e| err("invalid DSN", &e))?;
         if let Some(p) = password {
             config.password(p);
         }
@@ -466,19 +470,16 @@ impl PgSource {
         }
         config.application_name("ceramic-audit");
         config.connect_timeout(timeout);
-        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                err(
-                    "timed out connecting to",
-                    &format!("{}s", timeout.as_secs()),
-                )
-            })?
-            .map_err(|e| err("cannot connect to", &e))?;
-        let connection = tokio::spawn(async move {
-            // Errors surface on the next query as a closed connection; nothing to do here.
-            let _ = connection.await;
-        });
+        let (client, connection) =
+            tokio::time::timeout(timeout, crate::tls::connect_pg(&config, &tls))
+                .await
+                .map_err(|_| {
+                    err(
+                        "timed out connecting to",
+                        &format!("{}s", timeout.as_secs()),
+                    )
+                })?
+                .map_err(|e| err("cannot connect to", &e))?;
         let mut source = Self {
             node: node.name.clone(),
             client,
@@ -491,7 +492,18 @@ impl PgSource {
             plain_keys: HashMap::new(),
             shapes: HashMap::new(),
             compare,
+            tls: String::new(),
         };
+        // Observed, not assumed: `prefer` may have fallen back to plain text.
+        let probe = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let encrypted = match source.client.query_opt(probe, &[]).await {
+            Ok(row) => row
+                .and_then(|r| r.try_get::<_, bool>(0).ok())
+                .unwrap_or(false),
+            Err(e) => return Err(source.error("reading the connection's TLS state", probe, &e)),
+        };
+        source.statements += 1;
+        source.tls = crate::tls::describe_pg_state(&tls, encrypted);
         let setup = format!(
             "SET default_transaction_read_only = on; SET statement_timeout = {}; \
              SET work_mem = '{WORK_MEM}'; SET jit = off; \
@@ -558,7 +570,7 @@ impl PgSource {
 
     fn error(&self, what: &str, sql: &str, e: &tokio_postgres::Error) -> SourceError {
         let detail = e.as_db_error().map_or_else(
-            || e.to_string(),
+            || crate::tls::error_chain(e),
             |d| format!("{}: {}", d.code().code(), d.message()),
         );
         let sql: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
