@@ -207,7 +207,13 @@ EOF
   --settle-seconds 1 --metrics-listen "127.0.0.1:$GATE_PORT" --gate-after "${GATE_AFTER}s" \
   >"$OUT/watch.txt" 2>&1 &
 WATCH_PID=$!
-trap 'kill "$WATCH_PID" 2>/dev/null; kill "$(cat "$OUT/haproxy.pid" 2>/dev/null)" 2>/dev/null; "$C" down --clean >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
+cleanup() { # everything this suite started, by PID; never fails (the exit code is the suite's)
+  kill "$WATCH_PID" 2>/dev/null || true
+  [ -f "$OUT/haproxy.pid" ] && { kill "$(cat "$OUT/haproxy.pid")" 2>/dev/null || true; }
+  "$C" down --clean >/dev/null 2>&1 || true
+  rm -rf "$OUT"
+}
+trap cleanup EXIT
 status_of() { curl -sf "http://127.0.0.1:$STATS_PORT/stats;csv" | awk -F, -v s="$1" '$1 == "ceramic_nodes" && $2 == s { print $18 }'; }
 wait_status() { # server status seconds
   local k
