@@ -24,7 +24,7 @@ import sys
 model, rows, cur = sys.argv[1], [], False
 for line in sys.stdin:
     line = line.rstrip("\n")
-    if line.startswith("COPY ") and ("\"%s\"" % model) in line:
+    if line.startswith("COPY ") and line.split(" ")[1].split(".")[-1].strip("\"") == model:
         cols = line.split(" (", 1)[1].split(") FROM")[0].split(", ")
         cur = True; continue
     if cur and line == "\\.": cur = False; continue

@@ -520,10 +520,14 @@ async fn postgres_backup_restores_into_an_empty_database_only() {
     assert_eq!(got, want);
     let read = ceramic_audit::backup::statestore::read_streams(&target.join("inmemory")).unwrap();
     assert_eq!(read.streams.len(), 3);
+    // One multipart part with a content type: js-ipfs refuses a part without one.
     assert!(ipfs
         .requests()
         .iter()
-        .any(|r| r.target.starts_with("/api/v0/dag/import")));
+        .any(|r| r.target.starts_with("/api/v0/dag/import")
+            && r.body
+                .to_ascii_lowercase()
+                .contains("content-type: application/vnd.ipld.car")));
 }
 
 #[test]
