@@ -97,11 +97,50 @@ fn test_stream(seed: &str) -> TestStream {
             ),
         ]),
     );
+    let mut log = vec![genesis.cid, signed.cid];
+    let mut blocks = vec![genesis, cap, payload, signed];
+    if seed == "s0" {
+        // An anchor commit: proof → Merkle root → node → (the anchored commit), path "0/1";
+        // the proof's txHash names a transaction no IPFS node holds and must never be asked for.
+        let other = block(0x71, map(vec![("other", Ipld::String(seed.into()))]));
+        let node = block(
+            0x71,
+            Ipld::List(vec![Ipld::Link(other.cid), Ipld::Link(log[1])]),
+        );
+        let root = block(
+            0x71,
+            Ipld::List(vec![Ipld::Link(node.cid), Ipld::Link(other.cid)]),
+        );
+        let proof = block(
+            0x71,
+            map(vec![
+                ("root", Ipld::Link(root.cid)),
+                ("txHash", Ipld::Link(tx_hash())),
+                ("chainId", Ipld::String("inmemory:12345".into())),
+            ]),
+        );
+        let anchor = block(
+            0x71,
+            map(vec![
+                ("id", Ipld::Link(log[0])),
+                ("prev", Ipld::Link(log[1])),
+                ("proof", Ipld::Link(proof.cid)),
+                ("path", Ipld::String("0/1".into())),
+            ]),
+        );
+        log.push(anchor.cid);
+        blocks.extend([proof, root, node, anchor]);
+    }
     TestStream {
         id: stream_id(seed),
-        log: vec![genesis.cid, signed.cid],
-        blocks: vec![genesis, cap, payload, signed],
+        log,
+        blocks,
     }
+}
+
+/// An Ethereum transaction CID (eth-tx codec): never a block any IPFS node here holds.
+fn tx_hash() -> Cid {
+    Cid::new_v1(0x93, Multihash::<64>::wrap(0x1b, &[9; 32]).expect("digest"))
 }
 
 /// A node on disk: state store (two LevelDB dirs), SQLite or Postgres index, scripted IPFS.
@@ -180,6 +219,7 @@ impl Node {
             )
             .expect("insert");
         }
+        conn.commit().expect("commit");
     }
 
     async fn write_pg(&self, pg: &TempPg, extra: &[(String, String)]) {
@@ -304,8 +344,9 @@ async fn sqlite_backup_verifies_and_counts_every_layer() {
             vec!["inmemory".to_string(), "inmemory-recon".to_string()]
         )
     );
-    // 4 blocks per stream: genesis, signed commit, its payload, its capability.
-    assert_eq!(m.blocks.as_ref().unwrap().blocks, 12);
+    // 4 blocks per stream: genesis, signed commit, its payload, its capability; and s0's
+    // anchor commit, proof, Merkle root and the path node under it.
+    assert_eq!(m.blocks.as_ref().unwrap().blocks, 16);
     assert!(m.blocks.as_ref().unwrap().missing.is_empty());
     // Reads only: the node's IPFS saw nothing but reads.
     assert!(ipfs
@@ -315,9 +356,14 @@ async fn sqlite_backup_verifies_and_counts_every_layer() {
     let (code, text) = verify(&out);
     assert_eq!(code, 0, "{text}");
     assert!(
-        text.contains("3 streams, 3 index rows, 12 blocks: verified"),
+        text.contains("3 streams, 3 index rows, 16 blocks: verified"),
         "{text}"
     );
+    // The anchor proof's transaction CID is not a block: never asked for.
+    assert!(!ipfs
+        .requests()
+        .iter()
+        .any(|r| r.target.contains(&tx_hash().to_string())));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -616,6 +662,6 @@ async fn backup_of_100k_streams_finishes_in_minutes() {
         m.blocks.as_ref().unwrap().blocks
     );
     assert_eq!(code, 0, "{text}");
-    assert_eq!(m.blocks.as_ref().unwrap().blocks, 400_000);
+    assert_eq!(m.blocks.as_ref().unwrap().blocks, 400_004);
     assert!(took < Duration::from_secs(600), "backup took {took:?}");
 }
