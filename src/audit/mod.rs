@@ -6,6 +6,7 @@
 //! the others; the report is then marked incomplete (exit code 2).
 
 pub mod classify;
+pub mod content;
 pub mod logs;
 pub mod presence;
 pub mod refine;
@@ -467,6 +468,14 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
     if options.read_logs {
         presence::check(config, options.timeout, &mut divergences).await;
         refine::refine(config, options.timeout, &mut divergences).await;
+        content::explain(
+            config,
+            &mut slots,
+            &names,
+            options.timeout,
+            &mut divergences,
+        )
+        .await;
     }
     verify::verify(
         config,

@@ -259,8 +259,8 @@ pub(crate) fn judge_case(case: &Case, logs: &Logs, originals: Vec<Divergence>) -
                     (None, Winner::Second(rule)) => {
                         finding.predicted_winner = Some(best_node.clone());
                         finding.repair_hint = Some(format!(
-                            "fork: left alone unless --resolve-forks, which pushes {best_node}'s \
-                             branch"
+                            "resolve_fork: with --resolve-forks, a sync=1 load on this node \
+                             lets js-ceramic's conflict resolution adopt {best_node}'s branch"
                         ));
                         format!(
                             "forked from {best_node} after {common} common commit(s); js-ceramic \

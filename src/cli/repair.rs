@@ -209,10 +209,12 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     if !args.quiet {
         write_out(out, &summary(&report, &dir))?;
     }
-    let bad = report
-        .outcomes
-        .iter()
-        .any(|o| matches!(o.status, Status::Failed | Status::Unrepairable));
+    let bad = report.outcomes.iter().any(|o| {
+        matches!(
+            o.status,
+            Status::Failed | Status::Unrepairable | Status::SettledElsewhere
+        )
+    });
     Ok(if interrupted {
         EXIT_INTERRUPTED
     } else if bad {
@@ -264,9 +266,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
                 Status::Repaired,
                 Status::Failed,
                 Status::Unrepairable,
+                Status::SettledElsewhere,
                 Status::Skipped
             ]
             .iter()
+            // settled_elsewhere only when it happened (forks resolved by the nodes).
+            .filter(|s| **s != Status::SettledElsewhere || report.counts.contains_key(s))
             .map(|s| format!(
                 "{} {}",
                 s.as_str(),
@@ -280,11 +285,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
                 ""
             }
         ));
-        for o in report
-            .outcomes
-            .iter()
-            .filter(|o| matches!(o.status, Status::Failed | Status::Unrepairable))
-        {
+        for o in report.outcomes.iter().filter(|o| {
+            matches!(
+                o.status,
+                Status::Failed | Status::Unrepairable | Status::SettledElsewhere
+            )
+        }) {
             text.push_str(&format!(
                 "  {}: {} on {}: {}\n",
                 o.status.as_str(),

@@ -8,9 +8,13 @@
 //! an error of its own (an anchor proof its anchor service cannot validate, a bad signature)
 //! is `unrepairable`, with the node's text, and is not retried; timeouts and connection errors
 //! fall through to the next strategy, then count as `failed` (tried again by the next run).
+//! A commit refused as "building on stale state" was offered the wrong way (the node forked):
+//! the node is made to resolve the fork itself ([`fork`]), never marked `unrepairable`.
 //! After `max_failures` consecutive failures on a node its remaining actions are skipped
 //! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
 
+pub mod fork;
+mod index;
 pub mod journal;
 pub mod plan;
 
@@ -25,7 +29,7 @@ use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
 use crate::config::ClusterConfig;
 use crate::ids::StreamId;
 use crate::report::{Divergence, Kind};
-use crate::source::{Compare, Mode, Node};
+use index::IndexReader;
 use journal::{Journal, Record};
 use plan::{Action, Strategy, Targets};
 
@@ -76,6 +80,9 @@ pub enum Status {
     Repaired,
     Failed,
     Unrepairable,
+    /// A fork resolved by the node onto another branch than the predicted winner's: a finding
+    /// about the prediction, not a repair.
+    SettledElsewhere,
     Skipped,
 }
 
@@ -85,6 +92,7 @@ impl Status {
             Status::Repaired => "repaired",
             Status::Failed => "failed",
             Status::Unrepairable => "unrepairable",
+            Status::SettledElsewhere => "settled_elsewhere",
             Status::Skipped => "skipped",
         }
     }
@@ -152,7 +160,9 @@ pub async fn prepare(
     let mut fetched: Fetched = HashMap::new();
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
-        if strategy == Strategy::Reindex {
+        // Neither reads commits: a reindex loads the target's own state, a fork resolution
+        // has the target fetch the winner's tip itself (its `winning_tip` is the audit's).
+        if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
             if !apis.contains_key(&a.target) {
                 skip(a, "the node has no api_url".into());
             }
@@ -230,10 +240,16 @@ enum StepError {
     Rejected(String),
     /// Timeout, connection failure, or the node timing out on a block it cannot fetch.
     Transient(String),
+    /// The commit does not build on the node's tip (it forked since the plan): offered the
+    /// wrong way, so never `unrepairable`; the node resolves it itself ([`fork::resolve`]).
+    Stale(String),
 }
 
 fn classify(e: ApiError) -> StepError {
     match &e {
+        ApiError::Status { body, .. } if fork::is_stale_state(body) => {
+            StepError::Stale(body.clone())
+        }
         ApiError::Status { status, body, .. } if *status < 500 || !looks_transient(body) => {
             StepError::Rejected(body.clone())
         }
@@ -478,7 +494,7 @@ async fn execute(
                 let _ = step.record("reindex", None, "error", &e.to_string(), None);
                 return match classify(e) {
                     StepError::Rejected(t) => fail(Status::Unrepairable, t),
-                    StepError::Transient(t) => fail(Status::Failed, t),
+                    StepError::Transient(t) | StepError::Stale(t) => fail(Status::Failed, t),
                 };
             }
         };
@@ -487,6 +503,9 @@ async fn execute(
             return fail(Status::Failed, e);
         }
         return verify(api, a, tip, index, options).await;
+    }
+    if strategy == Strategy::ResolveFork {
+        return fork::resolve(api, a, step, index, options).await;
     }
     let Some(source) = a.source.as_ref() else {
         return fail(Status::Failed, "no source node".into());
@@ -499,6 +518,10 @@ async fn execute(
     };
     let first = match send(api, a, all, &a.commits, step, write).await {
         Ok(()) => None,
+        Err((StepError::Stale(text), _)) => {
+            tracing::info!(stream = %a.stream_id, target = %a.target, "{text}; letting the node resolve the fork (sync=1)");
+            return fork::resolve(api, a, step, index, options).await;
+        }
         Err((StepError::Rejected(text), _)) => return fail(Status::Unrepairable, text),
         Err((StepError::Transient(text), at_anchor)) => Some((text, at_anchor)),
     };
@@ -520,6 +543,9 @@ async fn execute(
         let whole: Vec<String> = all.iter().map(|c| c.cid.clone()).collect();
         match send(api, a, all, &whole, step, write).await {
             Ok(()) => {}
+            Err((StepError::Stale(_), _)) => {
+                return fork::resolve(api, a, step, index, options).await
+            }
             Err((StepError::Rejected(text), _)) => return fail(Status::Unrepairable, text),
             Err((StepError::Transient(text), _)) => {
                 return fail(
@@ -592,7 +618,8 @@ async fn verify(
     let deadline = Instant::now() + options.verify_timeout;
     let mut last = (None, None, String::new());
     loop {
-        let state_tip = match api.stream(&a.stream_id).await {
+        let state = api.stream(&a.stream_id).await;
+        let state_tip = match &state {
             Ok(s) => s.tip().map(str::to_string),
             Err(e) => {
                 last.2 = e.to_string();
@@ -606,7 +633,19 @@ async fn verify(
                 None
             }
         };
-        if tip.is_some() && state_tip == tip && index_tip == tip {
+        let content = match (
+            &state,
+            tip.is_some() && state_tip == tip && index_tip == tip,
+        ) {
+            (Ok(state), true) if a.kind == Kind::ContentMismatch => {
+                index.content_differs(&a.model, &a.stream_id, state).await
+            }
+            _ => None,
+        };
+        if let Some(why) = &content {
+            last.2 = why.clone();
+        }
+        if content.is_none() && tip.is_some() && state_tip == tip && index_tip == tip {
             return Done {
                 status: Status::Repaired,
                 winning_tip: tip,
@@ -640,37 +679,6 @@ async fn verify(
         winning_tip: tip,
         state_tip,
         index_tip,
-    }
-}
-
-/// Reads one node's index rows afresh, for verification.
-struct IndexReader {
-    node: Result<Node, String>,
-}
-
-impl IndexReader {
-    async fn open(config: &ClusterConfig, name: &str, timeout: Duration) -> Self {
-        let node = match config.nodes.iter().find(|n| n.name == name) {
-            None => Err(format!("node {name} is not in the config")),
-            Some(n) => Node::open(n, Mode::Pushdown, timeout, Compare::Tips)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        Self { node }
-    }
-
-    async fn tip(&mut self, model: &str, stream: &str) -> Result<Option<String>, String> {
-        let node = self.node.as_mut().map_err(|e| e.clone())?;
-        node.begin_recheck().await.map_err(|e| e.to_string())?;
-        let rows = node
-            .recheck(model, &[stream.to_string()])
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|e| e.value.tip)
-            .filter(|t| !t.is_empty()))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Divergence, Kind};
+use crate::report::{ContentCause, Divergence, Kind};
 
 /// How a target node is brought to the winning tip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -17,9 +17,12 @@ pub enum Strategy {
     /// oldest first (never only the newest: an isolated node hangs fetching its `prev`). Falls
     /// back to the whole log from the genesis.
     Republish,
-    /// The node's index disagrees with its own state: a `sync=1` load makes it re-index.
+    /// The node's index disagrees with its own state (another tip, no row, or other content
+    /// at the same tip): a `sync=1` load makes it re-index.
     Reindex,
-    /// `--resolve-forks`: the predicted winner's commits after the fork point, in order.
+    /// `--resolve-forks`: a `sync=1` load on the node on the losing branch, which makes
+    /// js-ceramic fetch the other tip and apply its own conflict resolution (posting the
+    /// winner's commits is refused: they do not build on the node's tip).
     ResolveFork,
 }
 
@@ -100,6 +103,26 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
                 .map(|n| (Strategy::Create, Some(n)))
                 .ok_or_else(|| "no node holding the stream is named".to_string()),
             Kind::IndexStale | Kind::IndexMissing => Ok((Strategy::Reindex, Some(d.node.clone()))),
+            Kind::ContentMismatch => match d.log.content_cause {
+                Some(ContentCause::IndexDiffersFromState) => {
+                    Ok((Strategy::Reindex, Some(d.node.clone())))
+                }
+                Some(ContentCause::StateDiffersFromOtherNodes) => Err(
+                    "content_mismatch: the node's own state differs from the other nodes' at the \
+                     same tip: reported, not repaired"
+                        .into(),
+                ),
+                Some(ContentCause::OtherColumns) => Err(
+                    "content_mismatch: the row matches the node's state; anchor times or custom \
+                     columns differ: not repaired"
+                        .into(),
+                ),
+                None => Err(
+                    "content_mismatch: cause not determined (audit with api_url set and without \
+                     --no-logs): not repaired"
+                        .into(),
+                ),
+            },
             Kind::Forked if resolve_forks => d
                 .log
                 .predicted_winner
@@ -216,6 +239,18 @@ mod tests {
             .unwrap_or_default()
             .contains("not a repair target"));
         assert_eq!(plan[0].winning_tip.as_deref(), Some("new"));
+        let mut edited = row("b", Kind::ContentMismatch);
+        edited.log.content_cause = Some(ContentCause::IndexDiffersFromState);
+        let mut differs = row("c", Kind::ContentMismatch);
+        differs.log.content_cause = Some(ContentCause::StateDiffersFromOtherNodes);
+        let content = select(&[edited, differs], &Targets::All, false);
+        assert_eq!(content[0].strategy, Some(Strategy::Reindex));
+        assert_eq!(content[1].strategy, None);
+        assert!(content[1]
+            .skip
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not repaired"));
         let forks = select(&rows, &Targets::All, true);
         assert_eq!(forks[4].strategy, Some(Strategy::ResolveFork));
         assert_eq!(forks[6].strategy, Some(Strategy::Republish));

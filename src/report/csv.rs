@@ -26,6 +26,7 @@ struct Row<'a> {
     repair_hint: Option<&'a str>,
     first_seen: Option<&'a str>,
     cycles: Option<u32>,
+    content_cause: Option<&'a str>,
 }
 
 pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
@@ -46,6 +47,7 @@ pub fn render(report: &Report) -> std::io::Result<Vec<u8>> {
         repair_hint: d.log.repair_hint.as_deref(),
         first_seen: d.first_seen.as_deref(),
         cycles: d.cycles,
+        content_cause: d.log.content_cause.map(|c| c.as_str()),
     }))
 }
 

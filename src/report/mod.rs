@@ -188,6 +188,36 @@ pub struct LogFinding {
     /// genesis`), or why it would fail (`unrepairable if …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair_hint: Option<String>,
+    /// `content_mismatch`: what the node's index row was found to differ from, comparing it
+    /// with the node's own stream state and the other nodes' states (empty when not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_cause: Option<ContentCause>,
+}
+
+/// Why a `content_mismatch` row differs (its `content_cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentCause {
+    /// The index row's content or controller differs from the node's own state at the same
+    /// tip: the index was damaged or edited; a reindex rewrites the row from the state.
+    IndexDiffersFromState,
+    /// The row matches the node's own state, but that state differs from another node's at
+    /// the same tip. Reported; no repair is guessed.
+    StateDiffersFromOtherNodes,
+    /// The row's content and controller match the node's state and the other nodes' states:
+    /// the difference is in columns not compared with the state (anchor times, custom
+    /// columns).
+    OtherColumns,
+}
+
+impl ContentCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentCause::IndexDiffersFromState => "index_differs_from_state",
+            ContentCause::StateDiffersFromOtherNodes => "state_differs_from_other_nodes",
+            ContentCause::OtherColumns => "other_columns",
+        }
+    }
 }
 
 /// How one node was read.

@@ -227,6 +227,14 @@ pub trait Backend: Send {
         streams: &[String],
     ) -> Result<Vec<Entry>, SourceError>;
 
+    /// The content and controller of `streams`' rows in `model`, read now (absent streams are
+    /// left out). A source that holds digests only says so.
+    async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<rows::RowContent>, SourceError>;
+
     /// `(stream_id, tip)` of `model`'s rows: all of them, or `sample` drawn at random.
     async fn index_tips(
         &mut self,
@@ -398,6 +406,17 @@ impl Node {
     ) -> Result<Vec<Entry>, SourceError> {
         let table = self.table(model)?;
         self.backend.recheck(model, &table, streams).await
+    }
+
+    /// The content and controller of `streams`' rows in `model`, read now (absent streams are
+    /// left out). A snapshot file holds digests only: an error saying so.
+    pub async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<rows::RowContent>, SourceError> {
+        self.table(model)?;
+        self.backend.contents(model, streams).await
     }
 
     /// `(stream_id, tip)` of `model`'s rows on this node: all of them, or `sample` drawn at

@@ -88,6 +88,23 @@ pub fn row_problem(stream_id: &str, tip: Option<&str>) -> Option<String> {
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
+/// The columns of an index row that a node derives from the stream's state alone (content and
+/// controller), as read for explaining a `content_mismatch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowContent {
+    pub stream_id: String,
+    pub controller: Option<String>,
+    /// Canonical (jsonb-rendered) content text; `None` when NULL.
+    pub content: Option<String>,
+}
+
+/// A JSON value as Postgres prints it as `jsonb::text` (the canonical content text).
+pub fn jsonb_value_text(value: &Json) -> String {
+    let mut out = String::new();
+    render(value, &mut out);
+    out
+}
+
 /// Renders JSON text the way Postgres prints the same value as `jsonb::text`, so content read
 /// from SQLite (JSON text as the node wrote it) digests like content read from Postgres.
 /// Returns `None` for text that is not JSON.

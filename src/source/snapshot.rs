@@ -23,6 +23,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::rows::RowContent;
 use super::whole::WholeIndex;
 use super::{
     Backend, Compare, IndexHash, InvalidRow, Loaded, ModelState, NodeStats, RowCheck, SourceError,
@@ -141,6 +142,7 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
 /// A snapshot file as an audit source: read whole at open; it never changes, so a second look
 /// is the first and nothing has changed since any watermark.
 pub struct SnapshotIndex {
+    node: String,
     whole: WholeIndex,
 }
 
@@ -153,7 +155,8 @@ impl SnapshotIndex {
         let started = Instant::now();
         let loaded = super::load_blocking(config, path, "snapshot", load).await?;
         let (whole, models) = WholeIndex::new(loaded, started, compare);
-        Ok((Self { whole }, models))
+        let node = config.name.clone();
+        Ok((Self { node, whole }, models))
     }
 }
 
@@ -199,6 +202,13 @@ impl Backend for SnapshotIndex {
         streams: &[String],
     ) -> Result<Vec<Entry>, SourceError> {
         Ok(self.whole.rows_of(model, streams))
+    }
+
+    async fn contents(&mut self, _: &str, _: &[String]) -> Result<Vec<RowContent>, SourceError> {
+        Err(SourceError::Node {
+            node: self.node.clone(),
+            message: "a snapshot holds row digests, not content".into(),
+        })
     }
 
     async fn index_tips(

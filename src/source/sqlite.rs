@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 
-use super::rows::{jsonb_text, IndexRow};
+use super::rows::{jsonb_text, IndexRow, RowContent};
 use super::whole::WholeIndex;
 use super::{
     Backend, Compare, IndexHash, InvalidRow, Loaded, ModelState, NodeStats, RowCheck, SourceError,
@@ -127,6 +127,45 @@ pub fn rows_of(
                 path.display()
             ),
         })
+}
+
+/// The content and controller of `streams`' rows in `model` (absent streams are left out).
+pub fn contents(
+    node: &str,
+    path: &Path,
+    model: &str,
+    streams: &[String],
+) -> Result<Vec<RowContent>, SourceError> {
+    let fail = |e: rusqlite::Error| SourceError::Node {
+        node: node.to_string(),
+        message: format!(
+            "SQLite index {}: reading the content of rows of {model}: {e}",
+            path.display()
+        ),
+    };
+    let conn = open(path).map_err(fail)?;
+    let sql = format!(
+        "SELECT stream_id, controller_did, stream_content FROM {} WHERE stream_id IN ({})",
+        quote_ident(model),
+        streams
+            .iter()
+            .map(|s| quote_literal(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut stmt = conn.prepare(&sql).map_err(fail)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let content = text(r.get_ref(2)?);
+            Ok(RowContent {
+                stream_id: text(r.get_ref(0)?).unwrap_or_default(),
+                controller: text(r.get_ref(1)?),
+                // As the audit digests it: jsonb-rendered, or as written when not JSON.
+                content: content.map(|c| jsonb_text(&c).unwrap_or(c)),
+            })
+        })
+        .map_err(fail)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(fail)
 }
 
 /// Stream ids of `model`'s rows with `updated_at` (unix ms) at or after `since_ms` (all rows
@@ -338,6 +377,16 @@ impl Backend for SqliteIndex {
         sample: Option<u64>,
     ) -> Result<Vec<(String, String)>, SourceError> {
         Ok(self.whole.tips(model, sample))
+    }
+
+    async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<RowContent>, SourceError> {
+        let (model, streams) = (model.to_string(), streams.to_vec());
+        self.blocking(move |node, path| contents(node, path, &model, &streams))
+            .await
     }
 
     async fn changed_since(

@@ -65,7 +65,8 @@ fn the_example_cluster_is_divergent_and_both_reports_are_written() {
             "likely_cause",
             "repair_hint",
             "first_seen",
-            "cycles"
+            "cycles",
+            "content_cause"
         ]
     );
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();

@@ -28,6 +28,15 @@ enum Behaviour {
     TimeoutOnce,
     /// Every write answers 503.
     Down,
+    /// The node is on another branch: a commit post is refused as js-ceramic 6.11 refuses it
+    /// ("builds on stale state"); a sync=1 load makes it adopt the source's log.
+    ForkAdopts,
+    /// Like `ForkAdopts`, but a sync=1 load settles on a third branch.
+    ForkElsewhere,
+    /// Like `ForkAdopts`, but a sync=1 load changes nothing (no peer serves the other tip).
+    ForkStays,
+    /// A sync=1 load updates the row's tip but leaves its other columns as they are.
+    TipOnlyReindex,
 }
 
 struct Target {
@@ -45,7 +54,7 @@ fn state(id: &str, log: &[String]) -> String {
         .enumerate()
         .map(|(i, c)| json!({"cid": c, "type": i.min(1)}))
         .collect();
-    json!({"streamId": id, "state": {"type": 3, "content": {}, "metadata": {"controllers": []}, "log": entries}})
+    json!({"streamId": id, "state": {"type": 3, "content": {}, "metadata": {"controllers": ["did:key:x"]}, "log": entries}})
         .to_string()
 }
 
@@ -58,9 +67,26 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
         let Some(log) = t.logs.get(&id).cloned() else {
             return Reply::Full(500, r#"{"error":"not loaded"}"#.into());
         };
-        // sync=1 re-indexes the node's own state (observed on 6.11); sync=2 does not.
+        // sync=1 re-indexes the node's own state (observed on 6.11); sync=2 does not. On a
+        // forked node it runs conflict resolution first.
+        let mut log = log;
         if rest.ends_with("?sync=1") {
-            write_index(&t, &id, log.last().map(String::as_str).unwrap_or_default());
+            let branch = match t.behaviour.get(&id) {
+                Some(Behaviour::ForkAdopts) => Some(source_log(seed_of(&id))),
+                Some(Behaviour::ForkElsewhere) => Some(vec![log[0].clone(), tip("elsewhere")]),
+                _ => None,
+            };
+            if let Some(branch) = branch {
+                t.logs.insert(id.clone(), branch.clone());
+                log = branch;
+            }
+            let whole = t.behaviour.get(&id) != Some(&Behaviour::TipOnlyReindex);
+            write_index_row(
+                &t,
+                &id,
+                log.last().map(String::as_str).unwrap_or_default(),
+                whole,
+            );
         }
         return Reply::Full(200, state(&id, &log));
     }
@@ -106,6 +132,22 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
                 r#"{"error":"Timeout error while loading CID bagcq from IPFS: TimeoutError: Failed to get block: request timed out"}"#.into(),
             );
         }
+        Behaviour::ForkAdopts | Behaviour::ForkElsewhere | Behaviour::ForkStays => {
+            let now = t
+                .logs
+                .get(&id)
+                .and_then(|l| l.last().cloned())
+                .unwrap_or_default();
+            return Reply::Full(
+                500,
+                json!({"error": format!(
+                    "Commit to stream {id} rejected because it builds on stale state. Calling \
+                     'sync()' on the stream handle will synchronize the stream state in this \
+                     node with the latest available on the network. Current tip: {now}"
+                )})
+                .to_string(),
+            );
+        }
         _ => {}
     }
     t.posted.push((id.clone(), cid.clone()));
@@ -120,11 +162,22 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
 }
 
 fn write_index(t: &Target, id: &str, tip: &str) {
+    write_index_row(t, id, tip, true)
+}
+
+/// Writes the row from the node's state (content `{}`, controller `did:key:x`), as js-ceramic
+/// does; `whole: false` updates the tip only.
+fn write_index_row(t: &Target, id: &str, tip: &str, whole: bool) {
     let conn = rusqlite::Connection::open(&t.index).expect("index");
+    let update = if whole {
+        "tip = ?2, stream_content = '{}', controller_did = 'did:key:x'"
+    } else {
+        "tip = ?2"
+    };
     conn.execute(
         &format!(
             "INSERT INTO \"{}\" (stream_id, controller_did, stream_content, tip, created_at, updated_at) \
-             VALUES (?1, 'did:key:x', '{{}}', ?2, 1, 2) ON CONFLICT (stream_id) DO UPDATE SET tip = ?2",
+             VALUES (?1, 'did:key:x', '{{}}', ?2, 1, 2) ON CONFLICT (stream_id) DO UPDATE SET {update}",
             t.model
         ),
         [id, tip],
@@ -417,4 +470,211 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
         "{}",
         failed[0].detail
     );
+}
+
+#[tokio::test]
+async fn a_fork_is_resolved_by_the_node_and_judged_against_the_prediction() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = model_id("repair");
+    let (index_a, index_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    // b holds streams 1–4 on its own branch after the genesis: [g, i:9].
+    let own = |i: usize| vec![tip(&format!("{i}:0")), tip(&format!("{i}:9"))];
+    sqlite_model(
+        &index_b,
+        &model,
+        &[],
+        &[
+            Row::new(1, 9),
+            Row::new(2, 9),
+            Row::new(3, 9),
+            Row::new(4, 9),
+        ],
+    );
+    sqlite_model(&index_a, &model, &[], &[Row::new(1, 2)]);
+    let (target, b) = start_target(Target {
+        logs: (1..=4)
+            .map(|i| (stream_id(&i.to_string()), own(i)))
+            .collect(),
+        behaviour: [
+            (stream_id("1"), Behaviour::ForkAdopts),
+            (stream_id("2"), Behaviour::ForkElsewhere),
+            (stream_id("3"), Behaviour::ForkStays),
+            // Planned as lagging (the audit saw a prefix), forked since: the post is refused.
+            (stream_id("4"), Behaviour::ForkAdopts),
+        ]
+        .into(),
+        timeouts_left: 0,
+        index: index_b.clone(),
+        model: model.clone(),
+        posted: Vec::new(),
+    })
+    .await;
+    let a = source_node().await;
+    let config = two_nodes(dir.path(), (&a, &index_a), (&b, &index_b));
+    let forked = |i: usize| Divergence {
+        kind: Kind::Forked,
+        log: LogFinding {
+            predicted_winner: Some("a".into()),
+            fork_point: Some(tip(&format!("{i}:0"))),
+            ..LogFinding::default()
+        },
+        ..divergence(i, "b", Kind::Forked, Some(tip(&format!("{i}:9"))))
+    };
+    let mut divergences: Vec<Divergence> = (1..=3).map(forked).collect();
+    divergences.push(divergence(4, "b", Kind::Lagging, Some(tip("4:9"))));
+    let options = RepairOptions {
+        targets: Targets::All,
+        resolve_forks: true,
+        timeout: Duration::from_secs(5),
+        verify_timeout: Duration::from_secs(2),
+        ..RepairOptions::default()
+    };
+    let (mut actions, fetched) = repair::prepare(&config, &divergences, &options).await;
+    // Planning reads b's log, sees it is no longer a prefix of a's and leaves stream 4 alone;
+    // a node that forks between the plan and the apply gets the plan's republish, which it
+    // refuses as stale state.
+    assert!(actions[3]
+        .skip
+        .as_deref()
+        .unwrap_or_default()
+        .contains("forked or moved"));
+    actions[3].strategy = Some(Strategy::Republish);
+    actions[3].skip = None;
+    actions[3].commits = source_log(4)[1..].to_vec();
+    assert_eq!(
+        actions.iter().map(|a| a.strategy).collect::<Vec<_>>(),
+        vec![Some(Strategy::ResolveFork); 3]
+            .into_iter()
+            .chain([Some(Strategy::Republish)])
+            .collect::<Vec<_>>()
+    );
+    assert!(actions[..3].iter().all(|a| a.commits.is_empty()
+        && a.winning_tip == source_log(seed_of(&a.stream_id)).last().cloned()));
+    let journal = Mutex::new(Journal::open(&dir.path().join("j.jsonl")).expect("journal"));
+    let mut outcomes = repair::apply(
+        &config,
+        &actions,
+        &fetched,
+        &journal,
+        &options,
+        &AtomicBool::new(false),
+    )
+    .await;
+    outcomes.sort_by_key(|o| seed_of(&o.stream_id));
+    let got: Vec<(usize, Status)> = outcomes
+        .iter()
+        .map(|o| (seed_of(&o.stream_id), o.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, Status::Repaired),
+            (2, Status::SettledElsewhere),
+            (3, Status::Failed),
+            (4, Status::Repaired),
+        ],
+        "{outcomes:#?}"
+    );
+    // Repaired means the state and the index row both show the predicted winner's tip.
+    assert_eq!(outcomes[0].state_tip, source_log(1).last().cloned());
+    assert_eq!(outcomes[0].index_tip, source_log(1).last().cloned());
+    assert!(
+        outcomes[1].detail.contains("another branch than predicted"),
+        "{}",
+        outcomes[1].detail
+    );
+    assert_eq!(outcomes[1].state_tip, Some(tip("elsewhere")));
+    assert!(
+        outcomes[2].detail.contains("still on its own branch"),
+        "{}",
+        outcomes[2].detail
+    );
+    // A fork is never resolved by posting commits, and "stale state" is never unrepairable.
+    let posted = target.lock().expect("target").posted.clone();
+    assert!(posted.is_empty(), "{posted:?}");
+    assert!(outcomes.iter().all(|o| o.status != Status::Unrepairable));
+}
+
+#[tokio::test]
+async fn an_edited_index_row_is_reindexed_and_its_content_verified() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = model_id("repair");
+    let (index_a, index_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    sqlite_model(&index_a, &model, &[], &[]);
+    sqlite_model(&index_b, &model, &[], &[]);
+    let (target, b) = start_target(Target {
+        logs: (1..=2)
+            .map(|i| (stream_id(&i.to_string()), source_log(i)))
+            .collect(),
+        behaviour: [(stream_id("2"), Behaviour::TipOnlyReindex)].into(),
+        timeouts_left: 0,
+        index: index_b.clone(),
+        model: model.clone(),
+        posted: Vec::new(),
+    })
+    .await;
+    // b's rows: the right tip, but content edited by hand.
+    for i in 1..=2 {
+        let id = stream_id(&i.to_string());
+        let last = source_log(i).last().cloned().unwrap_or_default();
+        write_index(&target.lock().expect("target"), &id, &last);
+        rusqlite::Connection::open(&index_b)
+            .expect("index")
+            .execute(
+                &format!("UPDATE \"{model}\" SET stream_content = '{{\"title\":\"edited\"}}'"),
+                [],
+            )
+            .expect("edit");
+    }
+    let a = source_node().await;
+    let config = two_nodes(dir.path(), (&a, &index_a), (&b, &index_b));
+    let edited = |i: usize| Divergence {
+        log: LogFinding {
+            content_cause: Some(ceramic_audit::report::ContentCause::IndexDiffersFromState),
+            ..LogFinding::default()
+        },
+        ..divergence(i, "b", Kind::ContentMismatch, source_log(i).last().cloned())
+    };
+    let options = RepairOptions {
+        targets: Targets::All,
+        timeout: Duration::from_secs(5),
+        verify_timeout: Duration::from_secs(1),
+        ..RepairOptions::default()
+    };
+    let (actions, fetched) = repair::prepare(&config, &[edited(1), edited(2)], &options).await;
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.strategy == Some(Strategy::Reindex)),
+        "{actions:#?}"
+    );
+    let journal = Mutex::new(Journal::open(&dir.path().join("j.jsonl")).expect("journal"));
+    let mut outcomes = repair::apply(
+        &config,
+        &actions,
+        &fetched,
+        &journal,
+        &options,
+        &AtomicBool::new(false),
+    )
+    .await;
+    outcomes.sort_by_key(|o| seed_of(&o.stream_id));
+    // Stream 1's row was rewritten from the state; stream 2's node moved only the tip, so the
+    // tips agree but the content does not: not verified.
+    assert_eq!(outcomes[0].status, Status::Repaired, "{outcomes:#?}");
+    assert_eq!(outcomes[1].status, Status::Failed, "{outcomes:#?}");
+    assert!(
+        outcomes[1].detail.contains("content still differs"),
+        "{}",
+        outcomes[1].detail
+    );
+    let content: String = rusqlite::Connection::open(&index_b)
+        .expect("index")
+        .query_row(
+            &format!("SELECT stream_content FROM \"{model}\" WHERE stream_id = ?1"),
+            [stream_id("1")],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(content, "{}");
 }

@@ -11,6 +11,7 @@ use super::hashed::HashedKeys;
 use super::PgSource;
 use crate::config::NodeConfig;
 use crate::recon::{Answer, Entry, Query};
+use crate::source::rows::RowContent;
 use crate::source::{
     invalid_rows, Backend, Compare, IndexHash, InvalidRow, Mode, ModelState, NodeStats, RowCheck,
     SourceError, TableInfo,
@@ -207,6 +208,14 @@ impl Backend for PgIndex {
         streams: &[String],
     ) -> Result<Vec<Entry>, SourceError> {
         self.pg.rows_of(model, table, streams).await
+    }
+
+    async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<RowContent>, SourceError> {
+        self.pg.contents(model, streams).await
     }
 
     async fn index_tips(

@@ -7,6 +7,7 @@ use super::plan::plain;
 use super::sql::quote_ident;
 use super::{PgSource, INVALID_ROWS_LISTED};
 use crate::recon::{Entry, Key, Value};
+use crate::source::rows::RowContent;
 use crate::source::{ModelState, RowCheck, SourceError, TableInfo};
 
 impl PgSource {
@@ -239,6 +240,36 @@ impl PgSource {
                 Key::new(model, &s),
                 Value::new(tip.unwrap_or_default(), d as u64),
             ));
+        }
+        Ok(out)
+    }
+
+    /// The content (as `jsonb::text`) and controller of `streams`' rows in `model`.
+    pub async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<RowContent>, SourceError> {
+        let sql = format!(
+            "SELECT stream_id, controller_did, stream_content::text FROM {} \
+             WHERE stream_id = ANY($1::text[])",
+            quote_ident(model)
+        );
+        let rows = self
+            .query("reading the content of differing rows", &sql, &[&streams])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let get = |e: tokio_postgres::Error| self.error("reading row content", &sql, &e);
+            let content: Option<String> = row.try_get(2).map_err(get)?;
+            let r = RowContent {
+                stream_id: row.try_get(0).map_err(get)?,
+                controller: row.try_get(1).map_err(get)?,
+                content,
+            };
+            self.bytes_received +=
+                (r.stream_id.len() + r.content.as_ref().map_or(0, String::len)) as u64;
+            out.push(r);
         }
         Ok(out)
     }
