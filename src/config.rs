@@ -52,6 +52,9 @@ pub enum PasswordSource {
 pub struct NodeConfig {
     pub name: String,
     pub api_url: Option<String>,
+    /// `api_ca_file`: the CA certificates (PEM) an `https://` api_url is checked against
+    /// (default: the system's store).
+    pub api_ca_file: Option<PathBuf>,
     pub index: IndexLocation,
     pub password: PasswordSource,
     /// Where the seed of an admin DID of this node comes from (`admin_key_env` /
@@ -103,6 +106,8 @@ struct RawNode {
     name: Spanned<String>,
     #[serde(default)]
     api_url: Option<Spanned<String>>,
+    #[serde(default)]
+    api_ca_file: Option<Spanned<String>>,
     index: Spanned<String>,
     #[serde(default)]
     password_env: Option<Spanned<String>>,
@@ -250,7 +255,28 @@ impl ClusterConfig {
                         ),
                     ));
                 }
-                if let Err(e) = index_text.parse::<tokio_postgres::Config>() {
+                let plain = match crate::tls::split_pg_dsn(index_text) {
+                    Ok((plain, tls)) => {
+                        if let Some(ca) = &tls.root_cert {
+                            if let Err(e) = crate::tls::root_store(Some(ca)) {
+                                return Err(invalid(
+                                    node.index.span(),
+                                    "nodes.index",
+                                    format!("node {name}: sslrootcert: {e}"),
+                                ));
+                            }
+                        }
+                        plain
+                    }
+                    Err(e) => {
+                        return Err(invalid(
+                            node.index.span(),
+                            "nodes.index",
+                            format!("node {name}: {e}"),
+                        ))
+                    }
+                };
+                if let Err(e) = plain.parse::<tokio_postgres::Config>() {
                     return Err(invalid(
                         node.index.span(),
                         "nodes.index",
@@ -304,13 +330,31 @@ impl ClusterConfig {
                     return Err(invalid(
                         url.span(),
                         "nodes.api_url",
-                        format!("node {name}: expected http://host:port, got {u:?}"),
+                        format!(
+                            "node {name}: expected http://host:port or https://…, got {:?}",
+                            redact_dsn(u)
+                        ),
                     ));
                 }
             }
+            let api_ca_file = match node.api_ca_file {
+                None => None,
+                Some(f) => {
+                    let path = resolve(f.get_ref());
+                    if let Err(e) = crate::tls::root_store(Some(&path)) {
+                        return Err(invalid(
+                            f.span(),
+                            "nodes.api_ca_file",
+                            format!("node {name}: {e}"),
+                        ));
+                    }
+                    Some(path)
+                }
+            };
             nodes.push(NodeConfig {
                 name,
                 api_url: node.api_url.map(Spanned::into_inner),
+                api_ca_file,
                 index,
                 password,
                 admin_key,

@@ -45,4 +45,5 @@ pub use ::recon;
 pub mod repair;
 pub mod report;
 pub mod source;
+pub mod tls;
 pub mod watch;

@@ -5,6 +5,7 @@ use clap::Parser;
 use ceramic_audit::cli::{self, Cli, EXIT_INCOMPLETE};
 
 fn main() {
+    ceramic_audit::tls::install_default_provider();
     // Logs go to stderr (stdout carries the summary or the report); `CERAMIC_AUDIT_LOG` takes
     // a tracing filter such as `info` or `ceramic_audit=debug`.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CERAMIC_AUDIT_LOG")

@@ -22,6 +22,8 @@
 //! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
 //!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
 //!   journal making a re-run a no-op. (Real nodes: `interop/repair-test.sh`.)
+//! - `tls` — Postgres `sslmode`/`sslrootcert` against a real server with `ssl = on` and a CA
+//!   the test generates; `https://` api_urls against a TLS endpoint served here.
 //! - `watch` — scheduling under paused time, incremental vs full cycles on real Postgres,
 //!   ageing and healing, `/metrics` scraped and parsed, auto-repair selection.
 
@@ -52,5 +54,7 @@ mod recon_props;
 mod recon_snapshots;
 #[path = "suite/repair.rs"]
 mod repair;
+#[path = "suite/tls.rs"]
+mod tls;
 #[path = "suite/watch.rs"]
 mod watch;

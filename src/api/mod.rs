@@ -180,15 +180,20 @@ pub fn clients(
     config
         .nodes
         .iter()
-        .filter_map(
-            |n| match NodeApi::new(&n.name, n.api_url.as_ref()?, options.clone()) {
+        .filter_map(|n| {
+            match NodeApi::with_ca(
+                &n.name,
+                n.api_url.as_ref()?,
+                n.api_ca_file.as_deref(),
+                options.clone(),
+            ) {
                 Ok(api) => Some((n.name.clone(), api)),
                 Err(e) => {
                     tracing::warn!("{e}");
                     None
                 }
-            },
-        )
+            }
+        })
         .collect()
 }
 
@@ -205,19 +210,38 @@ pub struct NodeApi {
 
 impl NodeApi {
     /// `base_url` is the node's API root, e.g. `http://127.0.0.1:7007` (`/api/v0` is added).
+    /// `https://` URLs are checked against the system's CA store.
     pub fn new(node: &str, base_url: &str, options: ApiOptions) -> Result<Self, ApiError> {
+        Self::with_ca(node, base_url, None, options)
+    }
+
+    /// As [`NodeApi::new`], with `https://` checked against the CA certificates (PEM) in
+    /// `ca_file` instead of the system's store. `user:pass@` in the URL is sent as HTTP basic
+    /// authentication and never printed.
+    pub fn with_ca(
+        node: &str,
+        base_url: &str,
+        ca_file: Option<&std::path::Path>,
+        options: ApiOptions,
+    ) -> Result<Self, ApiError> {
         let bad = |message: String| ApiError::BadUrl {
             node: node.to_string(),
-            url: base_url.to_string(),
+            url: crate::config::redact_dsn(base_url),
             message,
         };
         let mut base = reqwest::Url::parse(base_url).map_err(|e| bad(e.to_string()))?;
-        if base.scheme() != "http" {
-            return Err(bad(format!(
-                "scheme {} is not supported (this build speaks plain HTTP only)",
-                base.scheme()
-            )));
+        let tls = match base.scheme() {
+            "https" => crate::tls::root_store(ca_file)
+                .and_then(|roots| crate::tls::client_config(Some((roots, true)))),
+            // No certificate is trusted: a redirect to https cannot reach an unchecked server.
+            "http" => crate::tls::client_config(Some((rustls::RootCertStore::empty(), true))),
+            other => {
+                return Err(bad(format!(
+                    "scheme {other} is not supported (expected http or https)"
+                )))
+            }
         }
+        .map_err(bad)?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -225,8 +249,9 @@ impl NodeApi {
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
+            .tls_backend_preconfigured(tls)
             .build()
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(crate::tls::error_chain(&e)))?;
         Ok(Self {
             node: node.to_string(),
             base,
@@ -620,14 +645,7 @@ impl UrlJoin {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::tls::error_chain(e)
 }
 
 /// The first 200 characters, for error messages.

@@ -286,6 +286,7 @@ async fn assemble(
                 bytes_received: stats.bytes_received,
                 statements: stats.statements,
                 millis: stats.millis,
+                tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
             }
         })
         .collect();

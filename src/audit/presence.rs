@@ -111,6 +111,7 @@ async fn pin_list_of(
         timeout,
         ..ApiOptions::default()
     };
-    let api = NodeApi::new(&node.name, url, options).map_err(|e| e.to_string())?;
+    let api = NodeApi::with_ca(&node.name, url, node.api_ca_file.as_deref(), options)
+        .map_err(|e| e.to_string())?;
     api.pinned(&key).await.map_err(|e| e.to_string())
 }

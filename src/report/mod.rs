@@ -234,6 +234,10 @@ pub struct NodeReport {
     pub bytes_received: u64,
     pub statements: u64,
     pub millis: u64,
+    /// Postgres nodes: what protects the connection, as observed (`none: sslmode=prefer and
+    /// the server offers no TLS…`, `encrypted, CA and host checked (verify-full)`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 /// One model's comparison.

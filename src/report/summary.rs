@@ -37,6 +37,11 @@ pub fn render(report: &Report) -> String {
             n.name, n.source, n.mode, n.rows, n.bytes_received, n.statements, n.millis
         );
     }
+    for n in &report.nodes {
+        if let Some(t) = n.tls.as_deref().filter(|t| t.starts_with("none:")) {
+            let _ = writeln!(s, "note: node {}: TLS {t}", n.name);
+        }
+    }
     if !report.models.is_empty() {
         let _ = writeln!(
             s,

@@ -183,6 +183,12 @@ pub trait Backend: Send {
     /// What reading the node has cost so far.
     fn stats(&self) -> NodeStats;
 
+    /// How the connection to the node's database is protected, as observed (`None`: no
+    /// connection, a file).
+    fn tls(&self) -> Option<&str> {
+        None
+    }
+
     /// Whether a second look can differ from the first (a file written once cannot).
     fn is_live(&self) -> bool {
         true
@@ -330,6 +336,11 @@ impl Node {
 
     pub fn stats(&self) -> NodeStats {
         self.backend.stats()
+    }
+
+    /// How the connection to the node's database is protected, as observed (`None` for files).
+    pub fn tls(&self) -> Option<&str> {
+        self.backend.tls()
     }
 
     fn table(&self, model: &str) -> Result<TableInfo, SourceError> {

@@ -59,7 +59,7 @@ fn is_root() -> bool {
 impl TempPg {
     /// Starts a server or panics with the reason (tests must not skip silently).
     pub fn start() -> Self {
-        match Self::try_start() {
+        match Self::try_start(None) {
             Ok(pg) => pg,
             Err(e) => panic!("cannot start a temporary PostgreSQL for this test: {e}"),
         }
@@ -89,7 +89,17 @@ impl TempPg {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn try_start() -> Result<Self, String> {
+    /// A server with `ssl = on` presenting `cert_pem` (chain) and `key_pem`; plain connections
+    /// are still accepted (`pg_hba` `host` lines match both), so `sslmode=prefer` is testable
+    /// against [`TempPg::start`] and the TLS modes against this one.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        match Self::try_start(Some((cert_pem, key_pem))) {
+            Ok(pg) => pg,
+            Err(e) => panic!("cannot start a temporary PostgreSQL with TLS for this test: {e}"),
+        }
+    }
+
+    fn try_start(tls: Option<(&str, &str)>) -> Result<Self, String> {
         let bin = find_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("ceramic-audit-pg-")
@@ -128,13 +138,36 @@ impl TempPg {
                 "--no-sync",
             ],
         )?;
+        let mut ssl = String::new();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = pg.dir.path().join("data");
+            for (name, text) in [("server.crt", cert), ("server.key", key)] {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{name}: {e}"))?;
+                // Postgres refuses a key readable by others.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{name}: {e}"))?;
+                if let Some(user) = &pg.run_as {
+                    let ok = Command::new("chown")
+                        .args([&format!("{user}:"), &path.display().to_string()])
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                    if !ok {
+                        return Err(format!("cannot chown {} to {user}", path.display()));
+                    }
+                }
+            }
+            ssl = " -c ssl=on".into();
+        }
         // A port can be taken between probing and binding: retry a few times.
         let mut last = String::new();
         for _ in 0..5 {
             pg.port = free_port()?;
             let opts = format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c shared_buffers=128MB",
+                 -c full_page_writes=off -c shared_buffers=128MB{ssl}",
                 pg.port,
                 pg.dir.path().display()
             );

@@ -268,6 +268,7 @@ async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age
         }),
         tokio_util::sync::CancellationToken::new(),
     ));
+    ceramic_audit::tls::install_default_provider();
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("scrape")

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
-
 use super::PgSource;
 use crate::config::{redact_dsn, NodeConfig};
 use crate::recon::pg_hash_bytes_extended;
@@ -36,7 +34,9 @@ impl PgSource {
             node: node.name.clone(),
             message: format!("{what} {}: {e}", redact_dsn(dsn)),
         };
-        let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| err("invalid DSN", &e))?;
+        let (plain_dsn, tls) = crate::tls::split_pg_dsn(dsn).map_err(|e| err("invalid DSN", &e))?;
+        let mut config: tokio_postgres::Config =
+            plain_dsn.parse().map_err(|e| err("invalid DSN", &e))?;
         if let Some(p) = password {
             config.password(p);
         }
@@ -49,19 +49,16 @@ impl PgSource {
         }
         config.application_name("ceramic-audit");
         config.connect_timeout(timeout);
-        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                err(
-                    "timed out connecting to",
-                    &format!("{}s", timeout.as_secs()),
-                )
-            })?
-            .map_err(|e| err("cannot connect to", &e))?;
-        let connection = tokio::spawn(async move {
-            // Errors surface on the next query as a closed connection; nothing to do here.
-            let _ = connection.await;
-        });
+        let (client, connection) =
+            tokio::time::timeout(timeout, crate::tls::connect_pg(&config, &tls))
+                .await
+                .map_err(|_| {
+                    err(
+                        "timed out connecting to",
+                        &format!("{}s", timeout.as_secs()),
+                    )
+                })?
+                .map_err(|e| err("cannot connect to", &e))?;
         let mut source = Self {
             node: node.name.clone(),
             client,
@@ -74,7 +71,18 @@ impl PgSource {
             plain_keys: HashMap::new(),
             shapes: HashMap::new(),
             compare,
+            tls: String::new(),
         };
+        // Observed, not assumed: `prefer` may have fallen back to plain text.
+        let probe = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let encrypted = match source.client.query_opt(probe, &[]).await {
+            Ok(row) => row
+                .and_then(|r| r.try_get::<_, bool>(0).ok())
+                .unwrap_or(false),
+            Err(e) => return Err(source.error("reading the connection's TLS state", probe, &e)),
+        };
+        source.statements += 1;
+        source.tls = crate::tls::describe_pg_state(&tls, encrypted);
         let setup = format!(
             "SET default_transaction_read_only = on; SET statement_timeout = {}; \
              SET work_mem = '{WORK_MEM}'; SET jit = off; \

@@ -154,6 +154,10 @@ impl Backend for PgIndex {
         self.mode
     }
 
+    fn tls(&self) -> Option<&str> {
+        Some(&self.pg.tls)
+    }
+
     fn stats(&self) -> NodeStats {
         NodeStats {
             rows: self.pg.rows_scanned,

@@ -59,6 +59,8 @@ pub struct PgSource {
     shapes: HashMap<String, Shape>,
     /// The columns compared; with `Tips` every column digest is 0 (as `Compare::apply`).
     compare: Compare,
+    /// How the connection is protected, as observed (`NodeReport::tls`).
+    pub tls: String,
 }
 
 impl Drop for PgSource {
@@ -70,7 +72,7 @@ impl Drop for PgSource {
 impl PgSource {
     pub(super) fn error(&self, what: &str, sql: &str, e: &tokio_postgres::Error) -> SourceError {
         let detail = e.as_db_error().map_or_else(
-            || e.to_string(),
+            || crate::tls::error_chain(e),
             |d| format!("{}: {}", d.code().code(), d.message()),
         );
         let sql: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
