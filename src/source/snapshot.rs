@@ -139,6 +139,41 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
     Ok(loaded)
 }
 
+/// Reads every model of one node whole into a snapshot file (`crawl`).
+pub async fn crawl(
+    config: &NodeConfig,
+    cluster: &str,
+    timeout: std::time::Duration,
+) -> Result<SnapshotFile, SourceError> {
+    let source = match config.index {
+        crate::config::IndexLocation::Postgres { .. } => "postgres",
+        crate::config::IndexLocation::Sqlite { .. } => "sqlite",
+        crate::config::IndexLocation::Snapshot { .. } => "snapshot",
+    };
+    let crawled_at = crate::audit::now_rfc3339();
+    let mut node = super::Node::open(config, super::Mode::Download, timeout, Compare::All).await?;
+    let mut models = BTreeMap::new();
+    let states: Vec<(String, ModelState)> = node.models.clone().into_iter().collect();
+    for (model, state) in states {
+        let entries = if matches!(state, ModelState::Ready(_)) {
+            node.entries(&model).await?
+        } else {
+            Vec::new()
+        };
+        models.insert(model, SnapshotModel::new(state, &entries));
+    }
+    node.close().await;
+    Ok(SnapshotFile {
+        schema_version: SNAPSHOT_SCHEMA_VERSION,
+        kind: SNAPSHOT_KIND.into(),
+        node: config.name.clone(),
+        cluster: cluster.to_string(),
+        crawled_at,
+        source: source.into(),
+        models,
+    })
+}
+
 /// A snapshot file as an audit source: read whole at open; it never changes, so a second look
 /// is the first and nothing has changed since any watermark.
 pub struct SnapshotIndex {
