@@ -302,19 +302,30 @@ impl Watcher {
         };
         let mut report = audit::run(&self.config, &options).await;
         let stamp = audit::now_rfc3339();
-        let mut healed = ageing::age(&mut self.state.divergent, &mut report.divergences, &stamp);
-        // An incremental cycle only looked at its scope: what it did not look at is not healed.
-        if kind == CycleKind::Incremental {
-            if let Some(scope) = &options.scope {
-                healed.retain(|h| {
-                    let looked = scope.get(&h.model).is_none_or(|s| s.contains(&h.stream_id));
-                    if !looked {
-                        tracing::debug!(stream = %h.stream_id, "outside the incremental scope");
-                    }
-                    looked
-                });
-            }
-        }
+        // Healed only what this cycle looked at: the model compared to the end on every node
+        // the divergence concerns, and (incremental) the stream in scope.
+        let scope_looked = (kind == CycleKind::Incremental)
+            .then_some(options.scope.as_ref())
+            .flatten();
+        let models = &report.models;
+        let compared = |model: &str, stream: &str, nodes: &[String]| {
+            let Some(m) = models.iter().find(|m| m.model == model) else {
+                return false;
+            };
+            m.stopped.is_none()
+                && nodes.iter().all(|n| m.nodes_compared.contains(n))
+                && scope_looked.is_none_or(|scope| {
+                    scope
+                        .get(model)
+                        .is_none_or(|s| stream.is_empty() || s.contains(stream))
+                })
+        };
+        let healed = ageing::age(
+            &mut self.state.divergent,
+            &mut report.divergences,
+            &stamp,
+            compared,
+        );
         let alerting = report
             .divergences
             .iter()

@@ -12,6 +12,8 @@ pub struct TempPg {
     pub port: u16,
     bin: PathBuf,
     run_as: Option<String>,
+    /// The server options it was started with (for [`TempPg::restart`]).
+    opts: String,
 }
 
 fn find_bin() -> Result<PathBuf, String> {
@@ -121,6 +123,7 @@ impl TempPg {
             port: 0,
             bin,
             run_as,
+            opts: String::new(),
         };
         let data = pg.data_dir();
         pg.run(
@@ -178,7 +181,10 @@ impl TempPg {
                     "-D", &data, "-o", &opts, "-l", &log, "-w", "-t", "60", "start",
                 ],
             ) {
-                Ok(_) => return Ok(pg),
+                Ok(_) => {
+                    pg.opts = opts;
+                    return Ok(pg);
+                }
                 Err(e) => {
                     last = format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
                 }
@@ -214,6 +220,31 @@ impl TempPg {
             let _ = conn.await;
         });
         client
+    }
+
+    /// Starts the server again after [`TempPg::kill`], on the same port with the same data.
+    pub fn restart(&self) {
+        let log = self.dir.path().join("server.log").display().to_string();
+        if let Err(e) = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-o",
+                &self.opts,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        ) {
+            panic!(
+                "cannot restart the temporary PostgreSQL on port {}: {e}",
+                self.port
+            );
+        }
     }
 
     /// Kills the postmaster at once (a node dying mid-audit).

@@ -145,6 +145,68 @@ fn options(dir: &std::path::Path) -> WatchOptions {
     }
 }
 
+/// A node down for one cycle: its divergences are not "healed" (nothing observed them gone),
+/// and when it is back they go on with their first sighting and count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_for_a_cycle_heals_nothing_and_its_divergences_keep_their_age() {
+    let model = model_id("down");
+    let rows: Vec<Row> = (0..50).map(|i| Row::new(i, 1)).collect();
+    let pgs = vec![TempPg::start(), TempPg::start(), TempPg::start()];
+    for pg in &pgs {
+        pg_model(pg, &model, &[], &rows).await;
+    }
+    // c lacks stream 9.
+    let nine = Row::new(9, 0).stream_id;
+    pgs[2]
+        .execute(&format!(
+            "DELETE FROM \"{model}\" WHERE stream_id = '{nine}'"
+        ))
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut text = String::from("cluster = \"down\"\n");
+    for (name, pg) in ["a", "b", "c"].iter().zip(&pgs) {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"{name}\"\nindex = \"{}\"\n",
+            pg.dsn()
+        ));
+    }
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = ClusterConfig::load(&path).expect("config");
+    let mut watcher = Watcher::new(config, options(&dir.path().join("watch"))).expect("watcher");
+
+    let c1 = watcher.cycle().await.expect("cycle 1");
+    let first = c1
+        .report
+        .divergences
+        .iter()
+        .find(|d| d.stream_id == nine && d.node == "c")
+        .and_then(|d| d.first_seen.clone())
+        .expect("stream 9 missing on c");
+
+    pgs[2].kill();
+    let c2 = watcher.cycle().await.expect("cycle 2");
+    assert!(!c2.report.complete, "c is down");
+    assert!(
+        c2.info.healed.is_empty(),
+        "nothing was observed healed: {:?}",
+        c2.info.healed
+    );
+
+    pgs[2].restart();
+    let c3 = watcher.cycle().await.expect("cycle 3");
+    assert!(c3.report.complete, "{:?}", c3.report.nodes);
+    let d9 = c3
+        .report
+        .divergences
+        .iter()
+        .find(|d| d.stream_id == nine && d.node == "c")
+        .expect("stream 9 still missing on c");
+    assert_eq!(d9.first_seen.as_deref(), Some(first.as_str()));
+    assert_eq!(d9.cycles, Some(2), "seen in cycles 1 and 3");
+    assert!(c3.info.healed.is_empty(), "{:?}", c3.info.healed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age_and_heal() {
     let model = model_id("watch");
