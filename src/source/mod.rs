@@ -11,6 +11,7 @@
 //! [`Node::open`]. Whatever the source, a row becomes the same [`crate::recon::Entry`] (see
 //! [`rows`]), so sources of different kinds compare with each other.
 
+pub mod ceramic_one;
 pub mod postgres;
 pub mod rows;
 pub mod snapshot;
