@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::ids;
 
 mod commands;
+pub mod flags;
 mod repair;
 mod watch;
 pub use commands::{AuditArgs, CrawlArgs};

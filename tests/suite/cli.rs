@@ -83,3 +83,108 @@ fn a_bad_id_exits_2_with_one_line_saying_what_was_expected() {
 fn a_usage_error_exits_2() {
     bin().arg("no-such-command").assert().code(2);
 }
+
+/// Every numeric flag of every command, fed values no one means (huge, negative, NaN, a
+/// year count that overflows, a vanishing rate): a usage error naming the flag, exit 2, never a
+/// panic. The flags are enumerated from the command definitions, so a new numeric flag is
+/// covered (and a new non-numeric one must be named in `NOT_NUMERIC`).
+#[test]
+fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
+    use clap::CommandFactory;
+    const NOT_NUMERIC: &[&str] = &[
+        "config",
+        "out",
+        "format",
+        "mode",
+        "fail_on",
+        "row_check",
+        "compare",
+        "verify_state",
+        "node",
+        "from_report",
+        "nodes",
+        "journal",
+        "dir",
+        "metrics_listen",
+        "metrics_textfile",
+        "help",
+        "version",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cluster-3/cluster.toml"
+    );
+    let out = dir.path().display().to_string();
+    let snapshot = dir.path().join("a.json").display().to_string();
+    let cli = ceramic_audit::cli::Cli::command();
+    let mut checked = 0;
+    for (command, base) in [
+        ("audit", vec!["--config", fixture, "--out", &out]),
+        (
+            "crawl",
+            vec!["--config", fixture, "--node", "a", "--out", &snapshot],
+        ),
+        (
+            "repair",
+            vec!["--config", fixture, "--nodes", "a", "--out", &out],
+        ),
+        (
+            "watch",
+            vec!["--config", fixture, "--dir", &out, "--cycles", "1"],
+        ),
+    ] {
+        let sub = cli.find_subcommand(command).expect(command);
+        let numeric: Vec<&clap::Arg> = sub
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values())
+            .filter(|a| !NOT_NUMERIC.contains(&a.get_id().as_str()))
+            .collect();
+        assert!(!numeric.is_empty(), "{command} has numeric flags");
+        for arg in numeric {
+            let flag = format!("--{}", arg.get_long().expect("long flag"));
+            let mut values = vec![
+                "1e19",
+                "-1",
+                "NaN",
+                "inf",
+                "99999999999999999999999",
+                "100000000y",
+            ];
+            if flag == "--rate" {
+                values.push("1e-20");
+            }
+            // Without the flag under test among the base arguments (watch's --cycles).
+            let mut args: Vec<&str> = Vec::new();
+            let mut i = 0;
+            while i < base.len() {
+                if base[i] == flag {
+                    i += 2;
+                } else {
+                    args.push(base[i]);
+                    i += 1;
+                }
+            }
+            for v in values {
+                let given = format!("{flag}={v}");
+                let assert = bin()
+                    .env_clear()
+                    .arg(command)
+                    .args(&args)
+                    .arg(&given)
+                    .timeout(std::time::Duration::from_secs(60))
+                    .assert();
+                let output = assert.get_output();
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(output.status.code(), Some(2), "{command} {given}: {stderr}");
+                assert!(!stderr.contains("panicked"), "{command} {given}: {stderr}");
+                assert!(
+                    stderr.contains(&flag),
+                    "{command} {given}: the flag is named: {stderr}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} cases");
+}
