@@ -11,6 +11,9 @@
 #                                      unless ANCHOR=1); prints {streamId, tip, content, log}
 #   cluster.sh stop-node X | start-node X
 #                                      stop or restart node X's Ceramic daemon (its js-ipfs keeps running)
+#   cluster.sh stop-ipfs X | start-ipfs X
+#                                      stop node X's js-ipfs, or start it (a new repo gets a new peer
+#                                      ID) and reconnect it to every other node
 #   cluster.sh partition X | heal X    cut node X's IPFS off from every peer, or reconnect it
 #   cluster.sh status                  what runs, with PIDs and memory
 #   cluster.sh down [--clean]          stop every process this script started (--clean: delete the run dir)
@@ -194,6 +197,9 @@ write_cluster_toml() {
       fi
       # The admin DID's seed (listed in every node's admin-dids): lets the audit read pin lists.
       echo "admin_key_file = \"$RUN/admin.seed\""
+      # Where backup/restore find the state store and the IPFS RPC API (issue 14).
+      echo "state_store = \"$RUN/statestore-$n\""
+      echo "ipfs_api = \"http://127.0.0.1:$(api_port "$n")\""
     done
   } >"$out"
   say "wrote $out"
@@ -312,10 +318,12 @@ case "${1:-}" in
   deploy) do_deploy ;;
   mid) shift; do_mid "$@" ;;
   stop-node) stop_pid "$RUN/pids/ceramic-${2:?node}.pid"; say "Ceramic ${2} stopped" ;;
+  stop-ipfs) stop_pid "$RUN/pids/ipfs-${2:?node}.pid"; say "js-ipfs ${2} stopped" ;;
+  start-ipfs) start_ipfs "${2:?node}"; do_heal "${2}"; say "js-ipfs ${2} up" ;;
   start-node) start_ceramic "${2:?node}"; say "Ceramic ${2} up" ;;
   partition) do_partition "${2:?node}" ;;
   heal) do_heal "${2:?node}" ;;
   status) do_status ;;
   down) do_down "${2:-}" ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -16,6 +16,10 @@
 //! password_env = "NODE_A_PGPASSWORD"     # or password_file = "/run/secrets/a"
 //! admin_key_file = "/run/secrets/admin"  # optional (or admin_key_env): an admin DID's seed
 //!                                        # (64 hex digits) to read the node's pin list
+//! state_store = "/var/lib/ceramic/statestore"  # optional, for `backup`/`restore`: the node's
+//!                                        # state-store.local-directory (its `<network>*` dirs)
+//! ipfs_api = "http://127.0.0.1:5001"     # optional, for `backup`/`restore`: the node's IPFS RPC API
+//! ceramic_one_store = "/var/lib/ceramic-one"  # optional: a ceramic-one --store-dir to back up
 //!
 //! [[nodes]]
 //! name = "b"
@@ -60,6 +64,14 @@ pub struct NodeConfig {
     /// Where the seed of an admin DID of this node comes from (`admin_key_env` /
     /// `admin_key_file`); it lets the audit read the node's pin list (`index_missing`).
     pub admin_key: Option<PasswordSource>,
+    /// The node's LevelDB state-store directory (`state-store.local-directory`), holding one
+    /// `<network>*` directory per use case; needed by `backup` and `restore`.
+    pub state_store: Option<PathBuf>,
+    /// The node's IPFS RPC API (`http://host:5001`): where `backup` reads blocks and `restore`
+    /// imports them.
+    pub ipfs_api: Option<String>,
+    /// A ceramic-one `--store-dir` (`db.sqlite3`, `pipeline/`) that `backup` copies too.
+    pub ceramic_one_store: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +129,12 @@ struct RawNode {
     admin_key_env: Option<Spanned<String>>,
     #[serde(default)]
     admin_key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    state_store: Option<Spanned<String>>,
+    #[serde(default)]
+    ipfs_api: Option<Spanned<String>>,
+    #[serde(default)]
+    ceramic_one_store: Option<Spanned<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -324,17 +342,22 @@ impl ClusterConfig {
                     ))
                 }
             };
-            if let Some(url) = &node.api_url {
-                let u = url.get_ref();
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(invalid(
-                        url.span(),
-                        "nodes.api_url",
-                        format!(
-                            "node {name}: expected http://host:port or https://…, got {:?}",
-                            redact_dsn(u)
-                        ),
-                    ));
+            for (key, url) in [
+                ("nodes.api_url", &node.api_url),
+                ("nodes.ipfs_api", &node.ipfs_api),
+            ] {
+                if let Some(url) = url {
+                    let u = url.get_ref();
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        return Err(invalid(
+                            url.span(),
+                            key,
+                            format!(
+                                "node {name}: expected http://host:port or https://…, got {:?}",
+                                redact_dsn(u)
+                            ),
+                        ));
+                    }
                 }
             }
             let api_ca_file = match node.api_ca_file {
@@ -358,6 +381,11 @@ impl ClusterConfig {
                 index,
                 password,
                 admin_key,
+                state_store: node.state_store.map(|p| resolve(p.get_ref())),
+                ipfs_api: node
+                    .ipfs_api
+                    .map(|u| u.into_inner().trim_end_matches('/').to_string()),
+                ceramic_one_store: node.ceramic_one_store.map(|p| resolve(p.get_ref())),
             });
         }
         Ok(Self {

@@ -39,6 +39,7 @@
 pub mod api;
 pub mod atomic;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod ids;

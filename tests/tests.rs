@@ -18,6 +18,11 @@
 //! - `api` — the node HTTP API client against a real HTTP server on 127.0.0.1 answering (and
 //!   failing) like js-ceramic 6.11: shapes, retries on transient errors only, errors naming node,
 //!   endpoint and stream, pacing.
+//! - `backup` — `backup`, `backup verify` and `restore` on real Postgres / SQLite indexes, real
+//!   LevelDB state stores and a scripted IPFS API: every layer counted, a block the node lacks
+//!   reported and never fetched, damaged backups (tip not in the CAR, index row without state,
+//!   truncated CAR, checksum mismatch, no manifest) each a finding with exit 1, restore refusals,
+//!   a live copy of a store being written.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 //! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
 //!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
@@ -36,6 +41,8 @@ mod audit_cli;
 #[path = "suite/audit_pg.rs"]
 mod audit_pg;
 
+#[path = "suite/backup.rs"]
+mod backup;
 #[path = "suite/cli.rs"]
 mod cli;
 #[path = "suite/ids.rs"]

@@ -9,10 +9,12 @@ use clap::{Parser, Subcommand};
 
 use crate::ids;
 
+mod backup;
 mod commands;
 pub mod flags;
 mod repair;
 mod watch;
+pub use backup::{BackupAction, BackupArgs, RestoreArgs};
 pub use commands::{AuditArgs, CrawlArgs};
 pub use repair::RepairArgs;
 pub use watch::WatchArgs;
@@ -63,6 +65,18 @@ pub enum Command {
     /// Each cycle writes `<dir>/cycle-<time>/` (report.json, divergences.csv, cycle.json) whole
     /// or not at all and points `<dir>/latest` at it. Exit code 0 after a clean shutdown.
     Watch(WatchArgs),
+    /// Back up one node: its index (pg_dump / SQLite online backup), then its state store,
+    /// then every block its streams' logs need (CAR), with a manifest.json.
+    ///
+    /// Reads only: never writes to the node or loads a stream through its API. Exit code 0:
+    /// complete; 1: written, but blocks the logs need were missing on the node; 2: failed.
+    /// `backup verify DIR` checks a backup (exit codes as for `audit`).
+    Backup(BackupArgs),
+    /// Put a verified backup back into a stopped node (its IPFS running): blocks, state store,
+    /// index. Refuses non-empty targets and unverified backups without --force.
+    ///
+    /// Exit code 0: restored; 2: refused or failed.
+    Restore(RestoreArgs),
     /// Decode a StreamID, CommitID, EventId (hex) or CID and print it as JSON.
     ///
     /// Accepts `k…` base36 ids, `ceramic://<id>`, `/ceramic/<id>`, `<id>?commit=<cid>`, EventIds
@@ -91,6 +105,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
         Command::Crawl(args) => commands::crawl(args, out),
         Command::Repair(args) => repair::repair(args, out),
         Command::Watch(args) => watch::watch(args, out),
+        Command::Backup(args) => backup::backup(args, out),
+        Command::Restore(args) => backup::restore(args, out),
     }
 }
 

@@ -17,6 +17,8 @@ pub enum Reply {
     Truncated(u16, String),
     /// Waits, then replies.
     After(Duration, Box<Reply>),
+    /// Status and a binary body (IPFS `block/get`).
+    Bytes(u16, Vec<u8>),
 }
 
 /// One request as the fake node saw it.
@@ -72,8 +74,9 @@ impl FakeNode {
                         reply = *inner;
                     }
                     let (status, body, cut) = match reply {
-                        Reply::Full(s, b) => (s, b, false),
-                        Reply::Truncated(s, b) => (s, b, true),
+                        Reply::Full(s, b) => (s, b.into_bytes(), false),
+                        Reply::Truncated(s, b) => (s, b.into_bytes(), true),
+                        Reply::Bytes(s, b) => (s, b, false),
                         Reply::After(..) => unreachable!("unwrapped above"),
                     };
                     let head = format!(
@@ -86,7 +89,7 @@ impl FakeNode {
                         &body[..]
                     };
                     let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(sent.as_bytes()).await;
+                    let _ = socket.write_all(sent).await;
                     let _ = socket.shutdown().await;
                 });
             }

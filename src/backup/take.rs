@@ -1,0 +1,320 @@
+//! `backup`: the layers in dependency order — index, then state store, then blocks — so each
+//! later layer is a superset of what the earlier ones reference (an index row needs its
+//! stream's state; a state's log needs its blocks). Reads only: no write to the node, no stream
+//! load through the Ceramic API (a load can sync or re-index what is being copied), one
+//! connection per layer.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cid::Cid;
+
+use super::index;
+use super::ipfs::Ipfs;
+use super::manifest::{self, BlocksLayer, IndexLayer, Manifest, MissingBlock, StateStoreLayer};
+use super::needs::{expand, Need};
+use super::statestore;
+use super::BackupError;
+use crate::config::{ClusterConfig, IndexLocation, NodeConfig};
+
+pub const INDEX_PG: &str = "index/index.pgdump";
+pub const INDEX_SQLITE: &str = "index/index.sqlite";
+pub const STATE_DIR: &str = "statestore";
+pub const CAR: &str = "blocks/blocks.car";
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub out: PathBuf,
+    /// The node is stopped: one state-store pass, no stability check.
+    pub stopped: bool,
+    /// Live state-store copy passes before giving up (each pass copies the whole store).
+    pub max_passes: u32,
+    /// Per IPFS request.
+    pub timeout: Duration,
+}
+
+/// Takes a backup of `node` into `opts.out` (missing or empty). Returns the manifest, also
+/// written to `manifest.json` last.
+pub async fn backup(
+    cluster: &ClusterConfig,
+    node: &NodeConfig,
+    opts: &BackupOptions,
+) -> Result<Manifest, BackupError> {
+    let name = &node.name;
+    let err = |layer: &'static str| {
+        move |e: String| BackupError::new(format!("node {name}: {layer}: {e}"))
+    };
+    let state_root = node.state_store.as_ref().ok_or_else(|| {
+        BackupError::new(format!(
+            "node {name}: `state_store` is not set in {}",
+            cluster.path.display()
+        ))
+    })?;
+    let ipfs_api = node.ipfs_api.as_ref().ok_or_else(|| {
+        BackupError::new(format!(
+            "node {name}: `ipfs_api` is not set in {}",
+            cluster.path.display()
+        ))
+    })?;
+    prepare_out(&opts.out)?;
+    if opts.stopped {
+        ensure_stopped(node).await?;
+    }
+    let progress = Progress::new();
+    let started_at = manifest::now();
+
+    // 1. Index.
+    progress.say("index: copying");
+    let index = backup_index(node, &opts.out).map_err(err("index"))?;
+
+    // 2. State store.
+    progress.say("state store: copying");
+    let s_started = manifest::now();
+    let dst = opts.out.join(STATE_DIR);
+    let copied = statestore::copy_store(state_root, &dst, opts.stopped, opts.max_passes)
+        .map_err(err("state store"))?;
+    let mut streams = std::collections::BTreeMap::new();
+    for d in copied
+        .dirs
+        .iter()
+        .filter(|d| statestore::is_stream_store(d))
+    {
+        let read = statestore::read_streams(&dst.join(d)).map_err(err("state store copy"))?;
+        streams.extend(read.streams);
+    }
+    let state_store = StateStoreLayer {
+        started_at: s_started,
+        finished_at: manifest::now(),
+        passes: copied.passes,
+        dirs: copied.dirs.clone(),
+        streams: streams.len() as u64,
+        files: manifest::entries(&opts.out, STATE_DIR).map_err(err("state store"))?,
+    };
+
+    // 3. Blocks of every copied stream's log.
+    let b_started = manifest::now();
+    let ipfs = Ipfs::new(name, ipfs_api, opts.timeout).map_err(BackupError::new)?;
+    let ipfs_version = ipfs.version().await.map_err(BackupError::new)?;
+    let local = ipfs.local_multihashes().await.map_err(BackupError::new)?;
+    let car_path = opts.out.join(CAR);
+    std::fs::create_dir_all(car_path.parent().unwrap_or(&opts.out))
+        .map_err(|e| BackupError::new(format!("cannot create {}: {e}", car_path.display())))?;
+    let file = std::fs::File::create(&car_path)
+        .map_err(|e| BackupError::new(format!("cannot create {}: {e}", car_path.display())))?;
+    let roots: Vec<Cid> = streams
+        .values()
+        .filter_map(|s| s.log.last().and_then(|t| crate::ids::parse_cid(t).ok()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut car = super::car::CarWriter::new(BufWriter::new(file), &roots)
+        .map_err(|e| BackupError::new(format!("cannot write {}: {e}", car_path.display())))?;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut missing = Vec::new();
+    let total = streams.len();
+    for (i, (stream, state)) in streams.iter().enumerate() {
+        progress.every(i, total, "blocks: streams");
+        let mut queue: Vec<Need> = Vec::new();
+        for c in &state.log {
+            match crate::ids::parse_cid(c) {
+                Ok(cid) => queue.push(Need::commit(cid)),
+                Err(e) => missing.push(MissingBlock {
+                    stream: stream.clone(),
+                    cid: c.clone(),
+                    role: "commit".into(),
+                    reason: format!("not a CID: {e}"),
+                }),
+            }
+        }
+        while let Some(need) = queue.pop() {
+            let mh = need.cid.hash().to_bytes();
+            if seen.contains(&mh) {
+                continue;
+            }
+            let miss = |reason: String| MissingBlock {
+                stream: stream.clone(),
+                cid: need.cid.to_string(),
+                role: need.role.as_str().into(),
+                reason,
+            };
+            if !local.contains(&mh) {
+                missing.push(miss(
+                    "the node's IPFS does not hold it (not fetched)".into(),
+                ));
+                continue;
+            }
+            let data = match ipfs.block_get(&need.cid).await {
+                Ok(d) => d,
+                Err(e) => {
+                    missing.push(miss(e));
+                    continue;
+                }
+            };
+            if !super::car::hash_matches(need.cid.hash(), &data) {
+                missing.push(miss(
+                    "the node returned bytes that do not hash to the CID".into(),
+                ));
+                continue;
+            }
+            car.add(&need.cid, &data).map_err(|e| {
+                BackupError::new(format!("cannot write {}: {e}", car_path.display()))
+            })?;
+            seen.insert(mh);
+            match expand(&need, &data) {
+                Ok(more) => queue.extend(more),
+                Err(e) => missing.push(miss(format!("its links cannot be read: {e}"))),
+            }
+        }
+    }
+    let (blocks, bytes) = car
+        .finish()
+        .map_err(|e| BackupError::new(format!("cannot write {}: {e}", car_path.display())))?;
+    let blocks_layer = BlocksLayer {
+        started_at: b_started,
+        finished_at: manifest::now(),
+        ipfs_version,
+        blocks,
+        bytes,
+        missing,
+        files: manifest::entries(&opts.out, CAR).map_err(err("blocks"))?,
+    };
+
+    // 4. ceramic-one store, if this node has one.
+    let ceramic_one = match &node.ceramic_one_store {
+        Some(store) => {
+            progress.say("ceramic-one: copying pipeline/ then db.sqlite3");
+            Some(super::ceramic_one::backup(store, &opts.out).map_err(err("ceramic-one"))?)
+        }
+        None => None,
+    };
+
+    let m = Manifest {
+        format: manifest::FORMAT.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        cluster: cluster.cluster.clone(),
+        node: name.clone(),
+        mode: if opts.stopped { "stopped" } else { "live" }.into(),
+        started_at,
+        finished_at: manifest::now(),
+        index: Some(index),
+        state_store: Some(state_store),
+        blocks: Some(blocks_layer),
+        ceramic_one,
+    };
+    write_manifest(&opts.out, &m)?;
+    progress.say("done");
+    Ok(m)
+}
+
+pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), BackupError> {
+    let json = serde_json::to_vec_pretty(m)
+        .map_err(|e| BackupError::new(format!("cannot serialize the manifest: {e}")))?;
+    let path = dir.join(manifest::FILE);
+    crate::atomic::write(&path, &json)
+        .map_err(|e| BackupError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+fn backup_index(node: &NodeConfig, out: &Path) -> Result<IndexLayer, String> {
+    let started_at = manifest::now();
+    std::fs::create_dir_all(out.join("index")).map_err(|e| format!("cannot create index/: {e}"))?;
+    let (kind, rel, tool, rows) = match &node.index {
+        IndexLocation::Postgres { dsn } => {
+            let password = node.password.read(&node.name)?;
+            let file = out.join(INDEX_PG);
+            let tool = index::dump_postgres(dsn, password.as_deref(), &file)?;
+            let rows = index::rows_from_dump(&file)?;
+            ("postgres", INDEX_PG, tool, rows)
+        }
+        IndexLocation::Sqlite { path } => {
+            let file = out.join(INDEX_SQLITE);
+            index::backup_sqlite(path, &file)?;
+            let rows = index::rows_from_sqlite(&file)?;
+            (
+                "sqlite",
+                INDEX_SQLITE,
+                format!("SQLite {}", rusqlite::version()),
+                rows,
+            )
+        }
+        IndexLocation::Snapshot { path } => {
+            return Err(format!(
+                "the index is a snapshot file ({}), not a live database: nothing to back up",
+                path.display()
+            ))
+        }
+    };
+    Ok(IndexLayer {
+        kind: kind.into(),
+        started_at,
+        finished_at: manifest::now(),
+        tool,
+        rows: index::counts(&rows),
+        files: manifest::entries(out, rel)?,
+    })
+}
+
+fn prepare_out(out: &Path) -> Result<(), BackupError> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .map_err(|e| BackupError::new(format!("cannot read {}: {e}", out.display())))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(BackupError::new(format!(
+                "{} exists and is not empty; a backup goes into a new directory",
+                out.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| BackupError::new(format!("cannot create {}: {e}", out.display())))
+}
+
+/// `--stopped` promises no writer; a node whose API still answers would break that promise.
+pub(crate) async fn ensure_stopped(node: &NodeConfig) -> Result<(), BackupError> {
+    let Some(url) = &node.api_url else {
+        return Ok(());
+    };
+    let health = format!("{}/api/v0/node/healthcheck", url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| BackupError::new(format!("cannot build an HTTP client: {e}")))?;
+    if client
+        .get(&health)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        return Err(BackupError::new(format!(
+            "node {}: its Ceramic API {url} still answers; stop the daemon first",
+            node.name
+        )));
+    }
+    Ok(())
+}
+
+/// Progress lines on stderr when it is a terminal.
+struct Progress(bool);
+
+impl Progress {
+    fn new() -> Self {
+        Self(std::io::stderr().is_terminal())
+    }
+    fn say(&self, text: &str) {
+        if self.0 {
+            let _ = writeln!(std::io::stderr(), "backup: {text}");
+        }
+    }
+    fn every(&self, i: usize, total: usize, what: &str) {
+        // Often enough to see movement, rarely enough not to slow 10^5 streams.
+        if self.0 && (i % 1000 == 0 || i + 1 == total) {
+            let _ = write!(std::io::stderr(), "\rbackup: {what} {}/{total}", i + 1);
+            if i + 1 == total {
+                let _ = writeln!(std::io::stderr());
+            }
+        }
+    }
+}
