@@ -119,6 +119,7 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
     let snapshot = dir.path().join("a.json").display().to_string();
     let cli = ceramic_audit::cli::Cli::command();
     let mut checked = 0;
+    let mut commands_checked = Vec::new();
     for (command, base) in [
         ("audit", vec!["--config", fixture, "--out", &out]),
         (
@@ -133,8 +134,14 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
             "watch",
             vec!["--config", fixture, "--dir", &out, "--cycles", "1"],
         ),
+        (
+            "backup",
+            vec!["--config", fixture, "--node", "a", "--out", &snapshot],
+        ),
+        ("restore", vec![&out, "--config", fixture, "--node", "a"]),
     ] {
         let sub = cli.find_subcommand(command).expect(command);
+        commands_checked.push(command);
         let numeric: Vec<&clap::Arg> = sub
             .get_arguments()
             .filter(|a| a.get_action().takes_values())
@@ -187,4 +194,16 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
         }
     }
     assert!(checked > 100, "{checked} cases");
+    // Every command with a numeric flag is in the list above (inspect has none).
+    for sub in cli.get_subcommands() {
+        let has_numeric = sub
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values())
+            .any(|a| !NOT_NUMERIC.contains(&a.get_id().as_str()) && a.get_id() != "id");
+        assert!(
+            !has_numeric || commands_checked.contains(&sub.get_name()),
+            "command {} has numeric flags: add it here",
+            sub.get_name()
+        );
+    }
 }
