@@ -81,14 +81,15 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| incomplete(format!("cannot start the async runtime: {e}")))
 }
 
-/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C (nothing half-written: reports
+/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C or SIGTERM (nothing half-written: reports
 /// are written only after the audit finished, each atomically).
 fn run_interruptible<T>(fut: impl std::future::Future<Output = T>) -> Result<T, Failure> {
     let rt = runtime()?;
     rt.block_on(async {
         tokio::select! {
             v = fut => Ok(v),
-            _ = tokio::signal::ctrl_c() => Err(Failure {
+            // SIGTERM (systemd stop, `docker stop`, a CI timeout) as Ctrl-C.
+            _ = crate::watch::shutdown_signal() => Err(Failure {
                 code: EXIT_INTERRUPTED,
                 message: "interrupted; no report written".into(),
             }),

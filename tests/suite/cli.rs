@@ -207,3 +207,36 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
         );
     }
 }
+
+/// `audit` stopped by SIGTERM (systemd, `docker stop`) exits 130 at once, like Ctrl-C, writing
+/// no report; and its log lines on a pipe carry no ANSI colour codes.
+#[test]
+fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cluster-3/cluster.toml");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
+        .args(["audit", "--config", fixture, "--settle-seconds", "120", "--out"])
+        .arg(out.path())
+        .env("CERAMIC_AUDIT_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The example differs, so the audit sits in its 120 s settle pause.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(started.elapsed().as_secs() < 10, "stopped at once");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("INFO"), "the log lines are there: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no ANSI escape on a pipe: {stderr:?}");
+    assert!(!out.path().join("report.json").exists());
+}
