@@ -1,5 +1,7 @@
 //! Thin binary: parse arguments, run the command, map the result to an exit code.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 use ceramic_audit::cli::{self, Cli, EXIT_INCOMPLETE};
@@ -10,15 +12,29 @@ fn main() {
     // a tracing filter such as `info` or `ceramic_audit=debug`.
     let filter = tracing_subscriber::EnvFilter::try_from_env("CERAMIC_AUDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: journald, pipes and files get plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+    // `CERAMIC_AUDIT_LOG_FORMAT=json`: one JSON object per line on stdout, where container log
+    // collectors expect structured lines (meant for `watch`, whose stdout carries nothing else
+    // but its last line). Colours only on a terminal: escapes would litter `docker logs`.
+    match std::env::var("CERAMIC_AUDIT_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            .init(),
+        Ok("text") | Err(std::env::VarError::NotPresent) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        Ok(other) => {
+            eprintln!("ceramic-audit: CERAMIC_AUDIT_LOG_FORMAT={other:?}: expected text or json");
+            std::process::exit(EXIT_INCOMPLETE);
+        }
+        Err(e) => {
+            eprintln!("ceramic-audit: CERAMIC_AUDIT_LOG_FORMAT: {e}");
+            std::process::exit(EXIT_INCOMPLETE);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -24,6 +24,8 @@
 //!   truncated CAR, checksum mismatch, no manifest) each a finding with exit 1, restore refusals,
 //!   a live copy of a store being written.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
+//! - `log_format` — `CERAMIC_AUDIT_LOG_FORMAT=json` log lines on stdout; text logs on stderr
+//!   without colour escapes; an unknown format exits 2.
 //! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
 //!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
 //!   journal making a re-run a no-op. (Real nodes: `interop/repair-test.sh`.)
@@ -47,6 +49,8 @@ mod backup;
 mod cli;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/log_format.rs"]
+mod log_format;
 #[path = "suite/logs.rs"]
 mod logs;
 #[path = "suite/pg_hash.rs"]
