@@ -213,9 +213,19 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
 #[test]
 fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
     let out = tempfile::tempdir().expect("tempdir");
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cluster-3/cluster.toml");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/cluster-3/cluster.toml"
+    );
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
-        .args(["audit", "--config", fixture, "--settle-seconds", "120", "--out"])
+        .args([
+            "audit",
+            "--config",
+            fixture,
+            "--settle-seconds",
+            "120",
+            "--out",
+        ])
         .arg(out.path())
         .env("CERAMIC_AUDIT_LOG", "info")
         .env_remove("NO_COLOR")
@@ -237,6 +247,9 @@ fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
     assert!(started.elapsed().as_secs() < 10, "stopped at once");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(stderr.contains("INFO"), "the log lines are there: {stderr}");
-    assert!(!stderr.contains('\u{1b}'), "no ANSI escape on a pipe: {stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escape on a pipe: {stderr:?}"
+    );
     assert!(!out.path().join("report.json").exists());
 }
