@@ -191,6 +191,28 @@ fn config_mistakes_name_the_key_and_the_line() {
             "not a model StreamID",
         ),
         ("cluster = \"x\"\nnodez = 3\n", "cluster.toml", "nodez"),
+        // Each entry of a multi-line list is named by its own line.
+        (
+            "cluster = \"x\"\nmodels = [\n  \"kjzl6hvfrbw6c97a2vwsju63s4gx6sd6y8ao834gf0vd2ru7ywzbt4j118lcs0n\",\n  \"ceramic://kjzl6hvfrbw6c97a2vwsju63s4gx6sd6y8ao834gf0vd2ru7ywzbt4j118lcs0n\",\n]\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b\"\n",
+            "cluster.toml:4: `models`",
+            "not a URL",
+        ),
+        (
+            "cluster = \"x\"\nmodels = [\"kjzl6kcym7w8y4xjeh78wqgujhbugi8n5z4b7eyzlbussxqnirlkhdoqhsme1kn\"]\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://a\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b\"\n",
+            "cluster.toml:2: `models`",
+            "not of a model",
+        ),
+        (
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"postgres://u@db/x\"\npassword_env = \"CERAMIC_AUDIT_TEST_UNSET_PASSWORD\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b\"\n",
+            "cluster.toml:5: `nodes.password_env`",
+            "CERAMIC_AUDIT_TEST_UNSET_PASSWORD is not set",
+        ),
+        // A TOML syntax error: `file:line:` and toml's caret diagram, on lines of its own.
+        (
+            "cluster = \"x\"\nmodels = [\"a\"\n",
+            "cluster.toml:3: ",
+            "\n  |",
+        ),
     ];
     for (text, location, message) in cases {
         let (_dir, path) = write_config(text);
@@ -257,4 +279,48 @@ fn an_unreadable_node_makes_the_audit_incomplete_exit_2() {
     assert_eq!(report["counts"]["unreachable"], 1);
     // a and b hold the same index: apart from the unreachable node, nothing differs.
     assert_eq!(report["divergences"].as_array().map(Vec::len), Some(1));
+}
+
+/// A snapshot file edited by hand or damaged is refused, not compared: a stream listed twice, a
+/// model key that is not a model StreamID.
+#[test]
+fn a_snapshot_with_a_duplicated_row_or_a_bad_model_key_is_refused() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3");
+    let text = std::fs::read_to_string(fixtures.join("c.snapshot.json")).expect("snapshot");
+    let mut json: Json = serde_json::from_str(&text).expect("json");
+    let rows = json["models"]["kjzl6hvfrbw6c97a2vwsju63s4gx6sd6y8ao834gf0vd2ru7ywzbt4j118lcs0n"]
+        ["rows"]
+        .as_array_mut()
+        .expect("rows");
+    let first = rows[0].clone();
+    rows.push(first);
+    let duplicated = serde_json::to_string(&json).expect("json");
+    let bad_key = text.replace(
+        "kjzl6hvfrbw6c97a2vwsju63s4gx6sd6y8ao834gf0vd2ru7ywzbt4j118lcs0n",
+        "ceramic://kjzl6hvfrbw6c97a2vwsju63s4gx6sd6y8ao834gf0vd2ru7ywzbt4j118lcs0n",
+    );
+    for (snapshot, message) in [
+        (duplicated, "listed twice"),
+        (bad_key, "is not a model StreamID"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("c.json"), snapshot).expect("write");
+        let config = format!(
+            "cluster = \"x\"\n[[nodes]]\nname = \"a\"\nindex = \"sqlite://{}\"\n[[nodes]]\nname = \"c\"\nindex = \"snapshot:c.json\"\n",
+            fixtures.join("a.sqlite").display()
+        );
+        std::fs::write(dir.path().join("cluster.toml"), config).expect("write");
+        let a = bin()
+            .args(["audit", "--config"])
+            .arg(dir.path().join("cluster.toml"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .assert()
+            .code(2);
+        let stdout = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+        assert!(
+            stdout.contains("UNREACHABLE") && stdout.contains(message),
+            "{stdout}"
+        );
+    }
 }

@@ -253,3 +253,13 @@ fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
     );
     assert!(!out.path().join("report.json").exists());
 }
+
+/// `inspect` of a pasted blob says what failed without echoing 4 KB back.
+#[test]
+fn inspect_does_not_echo_a_huge_argument() {
+    let blob = "k".repeat(4096);
+    let a = bin().args(["inspect", &blob]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(stderr.len() < 400, "{} bytes: {stderr}", stderr.len());
+    assert!(stderr.contains("4096 characters"), "{stderr}");
+}
