@@ -183,8 +183,16 @@ impl ClusterConfig {
             let diagram: Vec<&str> = full.lines().skip(1).collect();
             let first = e.message().lines().next().unwrap_or("").to_string();
             ConfigError::Parse {
-                path: match e.span() {
-                    Some(span) => format!("{shown}:{}", line_of(text, span.start)),
+                // The line toml's diagram shows (its span may start at the next line's break).
+                path: match full
+                    .lines()
+                    .next()
+                    .and_then(|h| h.split("at line ").nth(1))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .or_else(|| e.span().map(|span| line_of(text, span.start)))
+                {
+                    Some(line) => format!("{shown}:{line}"),
                     None => shown.clone(),
                 },
                 message: format!("{first}\n{}", diagram.join("\n").trim_end()),

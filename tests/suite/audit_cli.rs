@@ -210,7 +210,7 @@ fn config_mistakes_name_the_key_and_the_line() {
         // A TOML syntax error: `file:line:` and toml's caret diagram, on lines of its own.
         (
             "cluster = \"x\"\nmodels = [\"a\"\n",
-            "cluster.toml:3: ",
+            "cluster.toml:2: ",
             "\n  |",
         ),
     ];
