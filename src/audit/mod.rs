@@ -99,6 +99,32 @@ struct Slot {
     source: String,
 }
 
+/// `GET /api/v0/node/healthcheck` of every node with an `api_url`, concurrently: the nodes
+/// whose API cannot be reached, with why.
+async fn api_reachability(config: &ClusterConfig, timeout: Duration) -> BTreeMap<String, String> {
+    let apis = crate::api::clients(
+        config,
+        &crate::api::ApiOptions {
+            timeout,
+            retries: 1,
+            ..crate::api::ApiOptions::default()
+        },
+    );
+    let checks = join_all(
+        apis.values()
+            .map(|api| async move { (api.node().to_string(), api.healthcheck().await) }),
+    )
+    .await;
+    checks
+        .into_iter()
+        .filter_map(|(node, r)| {
+            let e = r.err()?;
+            warn!(node = %node, "The node's HTTP API cannot be reached: {e}");
+            Some((node, e.to_string()))
+        })
+        .collect()
+}
+
 /// The store a descent error names (its index in the answers), if it names one.
 fn blamed_store(e: &crate::recon::DescentError) -> Option<usize> {
     use crate::recon::DescentError as E;
@@ -509,6 +535,13 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         &mut complete,
     )
     .await;
+    // The nodes' APIs were (or will be) asked about divergences: one whose API cannot be
+    // reached is named in the report and on stderr, not only in some row's `detail`.
+    let api_errors = if options.read_logs && !divergences.is_empty() {
+        api_reachability(config, options.timeout).await
+    } else {
+        BTreeMap::new()
+    };
     if options.read_logs {
         presence::check(config, options.timeout, &mut divergences).await;
         refine::refine(config, options.timeout, &mut divergences).await;
@@ -556,6 +589,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 statements: stats.statements,
                 millis: stats.millis,
                 tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
+                api_error: api_errors.get(&names[i]).cloned(),
             }
         })
         .collect();
@@ -713,6 +747,11 @@ async fn settle_and_classify(
                         problem,
                     ));
                 }
+            }
+            // A malformed stream id is a bad row on the nodes that hold it (`invalid_row`,
+            // above) and nothing else: the others are not "missing" a stream that cannot exist.
+            if crate::ids::StreamId::parse(&stream).is_err() {
+                continue;
             }
             let changed: Vec<(usize, Option<Value>)> = f
                 .participants

@@ -263,16 +263,28 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
         }
     }
     let planned: usize = by_strategy.values().sum();
-    let mut text = format!(
-        "repair {}: {planned} action(s) planned ({}), {commits} commit(s) to send, {} left alone\n",
-        report.cluster,
-        by_strategy
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        report.plan.len() - planned
-    );
+    let strategies = if by_strategy.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            by_strategy
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut text = if report.plan.is_empty() {
+        format!("repair {}: nothing to repair\n", report.cluster)
+    } else {
+        format!(
+            "repair {}: {planned} action(s) planned{strategies}, {commits} commit(s) to send, {} \
+             left alone\n",
+            report.cluster,
+            report.plan.len() - planned
+        )
+    };
     for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
         text.push_str(&format!(
             "  left alone: {} on {} ({}): {}\n",

@@ -39,7 +39,10 @@ fn the_example_cluster_is_divergent_and_both_reports_are_written() {
     .expect("report.json is JSON");
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["complete"], true);
-    assert_eq!(report["counts"]["missing_stream"], 3);
+    assert_eq!(
+        report["counts"]["missing_stream"], 1,
+        "the malformed id is no missing_stream"
+    );
     assert_eq!(report["counts"]["tip_mismatch"], 2);
     assert_eq!(report["counts"]["content_mismatch"], 1);
     assert_eq!(report["counts"]["invalid_row"], 1);
@@ -323,4 +326,83 @@ fn a_snapshot_with_a_duplicated_row_or_a_bad_model_key_is_refused() {
             "{stdout}"
         );
     }
+}
+
+/// Files nobody is writing cannot change during a settle pause, so there is none: the example
+/// cluster (SQLite files untouched for minutes, a snapshot) is audited without waiting.
+#[test]
+fn no_settle_pause_for_files_that_cannot_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3");
+    for f in ["cluster.toml", "a.sqlite", "b.sqlite", "c.snapshot.json"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).expect("copy");
+    }
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 minutes ago"])
+        .arg(dir.path().join("a.sqlite"))
+        .arg(dir.path().join("b.sqlite"))
+        .status()
+        .expect("touch");
+    assert!(aged.success());
+    let started = std::time::Instant::now();
+    bin()
+        .args(["audit", "--config"])
+        .arg(dir.path().join("cluster.toml"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("CERAMIC_AUDIT_SETTLE_SECONDS", "30")
+        .assert()
+        .code(1);
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "waited {:?} on files that cannot change",
+        started.elapsed()
+    );
+}
+
+/// An `api_url` where nothing listens is named in the summary, in `report.json` and on stderr,
+/// not only in the `detail` of the rows it left unrefined.
+#[test]
+fn an_unreachable_api_url_is_named_in_the_summary_the_report_and_on_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3");
+    for f in ["a.sqlite", "b.sqlite", "c.snapshot.json"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).expect("copy");
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = format!(
+        "cluster = \"example\"\n[[nodes]]\nname = \"a\"\napi_url = \"http://127.0.0.1:{closed}\"\nindex = \"sqlite://a.sqlite\"\n[[nodes]]\nname = \"b\"\nindex = \"sqlite://b.sqlite\"\n[[nodes]]\nname = \"c\"\nindex = \"snapshot:c.snapshot.json\"\n"
+    );
+    std::fs::write(dir.path().join("cluster.toml"), config).expect("write");
+    let a = bin()
+        .args(["audit", "--config"])
+        .arg(dir.path().join("cluster.toml"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .assert()
+        .code(1);
+    let stdout = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        stdout.contains("note: node a: HTTP API unreachable")
+            && stdout.contains("Connection refused"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+    let report: Json = serde_json::from_slice(
+        &std::fs::read(dir.path().join("out/report.json")).expect("report.json"),
+    )
+    .expect("json");
+    assert!(
+        report["nodes"][0]["api_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{}",
+        report["nodes"][0]
+    );
+    assert!(report["nodes"][1].get("api_error").is_none());
 }

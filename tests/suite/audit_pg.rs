@@ -811,3 +811,44 @@ async fn tip_differences_are_classified_from_the_nodes_logs() {
         3
     );
 }
+
+/// A malformed stream id on one node is `invalid_row` there and nothing else: the other nodes
+/// are not reported missing a stream that cannot exist (the README example used to show two
+/// such `missing_stream` rows with a "create from genesis" hint).
+#[tokio::test]
+async fn a_malformed_stream_id_is_only_an_invalid_row_on_its_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = model_id("malformed");
+    let rows: Vec<Row> = (0..30).map(|i| Row::new(i, 1)).collect();
+    let mut with_bad = rows.clone();
+    let mut bad = Row::new(99, 1);
+    bad.stream_id = "kjzl6kcym7w8yNOT-A-STREAM-ID".into();
+    with_bad.push(bad);
+    let (a, b, c) = (
+        dir.path().join("a.sqlite"),
+        dir.path().join("b.sqlite"),
+        dir.path().join("c.sqlite"),
+    );
+    sqlite_model(&a, &model, &[], &with_bad);
+    sqlite_model(&b, &model, &[], &rows);
+    sqlite_model(&c, &model, &[], &rows);
+    let cfg = config(
+        dir.path(),
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+            ("c", format!("sqlite://{}", c.display())),
+        ],
+    );
+    let report = audit_with(&cfg, Mode::Download).await;
+    assert_eq!(
+        triples(&report),
+        vec![(
+            "kjzl6kcym7w8yNOT-A-STREAM-ID".to_string(),
+            "a".to_string(),
+            Kind::InvalidRow
+        )],
+        "{:#?}",
+        report.divergences
+    );
+}
