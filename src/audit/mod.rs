@@ -677,6 +677,12 @@ async fn settle_and_classify(
     });
     // second[(found index, node)] = stream -> value now; no entry: could not re-read.
     let mut second: HashMap<(usize, usize), HashMap<String, Value>> = HashMap::new();
+    if !settle.is_zero() && !live && !found.is_empty() {
+        info!(
+            "No settle pause: every differing row is on a source that cannot change (a \
+             snapshot, or an SQLite file nobody wrote in the last minute)."
+        );
+    }
     if !settle.is_zero() && live {
         info!(
             seconds = settle.as_secs_f64(),

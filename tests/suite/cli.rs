@@ -109,6 +109,7 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
         "metrics_textfile",
         "help",
         "version",
+        "gate_on",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let fixture = concat!(
@@ -213,10 +214,13 @@ fn extreme_values_of_every_numeric_flag_exit_2_without_panicking() {
 #[test]
 fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
     let out = tempfile::tempdir().expect("tempdir");
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/cluster-3/cluster.toml"
-    );
+    // Fresh copies: SQLite files written just now may still change, so the audit pauses.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3");
+    for f in ["cluster.toml", "a.sqlite", "b.sqlite", "c.snapshot.json"] {
+        std::fs::copy(fixtures.join(f), out.path().join(f)).expect("copy");
+    }
+    let config = out.path().join("cluster.toml");
+    let fixture = config.to_str().expect("utf-8 path");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
         .args([
             "audit",
@@ -226,7 +230,7 @@ fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
             "120",
             "--out",
         ])
-        .arg(out.path())
+        .arg(out.path().join("out"))
         .env("CERAMIC_AUDIT_LOG", "info")
         .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
@@ -251,7 +255,7 @@ fn audit_stops_on_sigterm_with_130_and_logs_without_colour_on_a_pipe() {
         !stderr.contains('\u{1b}'),
         "no ANSI escape on a pipe: {stderr:?}"
     );
-    assert!(!out.path().join("report.json").exists());
+    assert!(!out.path().join("out/report.json").exists());
 }
 
 /// `inspect` of a pasted blob says what failed without echoing 4 KB back.
