@@ -74,6 +74,7 @@ pub fn run(config: &ClusterConfig, params: &DescentParams) -> EventStoreAudit {
             statements: 0,
             millis: started.elapsed().as_millis() as u64,
             tls: None,
+            api_error: None,
         });
     }
     let mut findings = Findings::default();
