@@ -23,6 +23,9 @@
 //!   reported and never fetched, damaged backups (tip not in the CAR, index row without state,
 //!   truncated CAR, checksum mismatch, no manifest) each a finding with exit 1, restore refusals,
 //!   a live copy of a store being written.
+//! - `ceramic_one` — ceramic-one event stores: the recorded 3-node fixture gives exactly its
+//!   rows; fingerprints = SQL `SUM(ahash_i)` mod 2^32 = an independent Sha256a (proptest); EventIds
+//!   rebuilt from the SDK's CARs = the stored order_keys; a live WAL store read without writing.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 //! - `log_format` — `CERAMIC_AUDIT_LOG_FORMAT=json` log lines on stdout; text logs on stderr
 //!   without colour escapes; an unknown format exits 2.
@@ -45,6 +48,8 @@ mod audit_pg;
 
 #[path = "suite/backup.rs"]
 mod backup;
+#[path = "suite/ceramic_one.rs"]
+mod ceramic_one;
 #[path = "suite/cli.rs"]
 mod cli;
 #[path = "suite/ids.rs"]

@@ -59,10 +59,19 @@ pub enum Kind {
     /// The row changed on some node between the first look and the re-check after the settle
     /// pause: a write still propagating, not (yet) a divergence.
     InFlight,
+    /// ceramic-one: events other nodes hold and this (interested) node lacks, per stream.
+    MissingEvent,
+    /// ceramic-one: the node stores the event but never delivered it (`delivered` is NULL).
+    UndeliveredEvent,
+    /// ceramic-one: no interest of the node covers a model other nodes sync (both sides of a
+    /// Recon conversation must hold it).
+    NotInterested,
+    /// ceramic-one: the node holds a stream's events but can serve no state for it.
+    StateMissing,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::MissingStream,
         Kind::TipMismatch,
         Kind::Lagging,
@@ -74,6 +83,10 @@ impl Kind {
         Kind::ModelNotIndexed,
         Kind::Unreachable,
         Kind::InFlight,
+        Kind::MissingEvent,
+        Kind::UndeliveredEvent,
+        Kind::NotInterested,
+        Kind::StateMissing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +102,10 @@ impl Kind {
             Kind::ModelNotIndexed => "model_not_indexed",
             Kind::Unreachable => "unreachable",
             Kind::InFlight => "in_flight",
+            Kind::MissingEvent => "missing_event",
+            Kind::UndeliveredEvent => "undelivered_event",
+            Kind::NotInterested => "not_interested",
+            Kind::StateMissing => "state_missing",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Whatever the source, a row becomes the same [`crate::recon::Entry`] (see [`rows`]), so
 //! sources of different kinds compare with each other.
 
+pub mod ceramic_one;
 pub mod hashed;
 pub mod postgres;
 pub mod rows;

@@ -1,0 +1,371 @@
+//! ceramic-one event stores (issue 15): the recorded fixture `fixtures/ceramic-one-3` (real
+//! events from @ceramic-sdk 0.12, filed the way ceramic-one 0.58 does), fingerprints against
+//! plain SQL and an independent Sha256a, EventIds rebuilt from the SDK's CARs, and a store read
+//! beside a live writer in WAL mode.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ceramic_audit::ids::{parse_cid, Network};
+use ceramic_audit::recon::{DescentParams, Key, Range, RangeStore};
+use ceramic_audit::report::Kind;
+use ceramic_audit::source::ceramic_one::compare::rebuild_event_id;
+use ceramic_audit::source::ceramic_one::event::{event_id, parse_event, Car};
+use ceramic_audit::source::ceramic_one::{compare, EventStore, StoreNode, META_MODEL};
+use proptest::prelude::*;
+use rusqlite::Connection;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ceramic-one-3")
+}
+
+fn events_json() -> Json {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join("events.json")).unwrap()).unwrap()
+}
+
+/// name -> (stream, cid) of every event in events.json, and the models by name.
+fn names() -> (BTreeMap<String, (String, String)>, BTreeMap<String, String>) {
+    let doc = events_json();
+    let events = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("name"), (s("stream"), s("cid")))
+        })
+        .collect();
+    let models = doc["models"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    (events, models)
+}
+
+fn open(path: &Path, name: &str) -> StoreNode {
+    StoreNode {
+        name: name.to_string(),
+        store: EventStore::open(path).unwrap(),
+    }
+}
+
+fn fixture_nodes() -> Vec<StoreNode> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|n| open(&fixture().join(n).join("db.sqlite3"), n))
+        .collect()
+}
+
+#[test]
+fn the_fixture_gives_exactly_the_expected_rows() {
+    let (ev, models) = names();
+    let stream = |n: &str| ev[&format!("{n}:init")].0.clone();
+    let model_stream = |m: &str| ev[&format!("model:{m}")].0.clone();
+    let (note, comment) = (models["Note"].clone(), models["Comment"].clone());
+    let row =
+        |k: Kind, node: &str, model: &str, s: String| (k, node.to_string(), model.to_string(), s);
+    let mut expected = BTreeSet::from([
+        // a created both models but is not interested in the meta-model (reference §9).
+        row(Kind::NotInterested, "a", META_MODEL, String::new()),
+        // c never registered Comment.
+        row(Kind::NotInterested, "c", &comment, String::new()),
+        row(Kind::MissingEvent, "b", &note, stream("note4")),
+        row(Kind::MissingEvent, "c", &note, stream("note2")),
+        row(Kind::MissingEvent, "c", &note, stream("note3")),
+        row(Kind::MissingEvent, "b", META_MODEL, model_stream("Note")),
+        row(Kind::MissingEvent, "b", META_MODEL, model_stream("Comment")),
+        row(Kind::MissingEvent, "c", META_MODEL, model_stream("Note")),
+        row(Kind::MissingEvent, "c", META_MODEL, model_stream("Comment")),
+        row(Kind::UndeliveredEvent, "b", &note, stream("note4")),
+    ]);
+    // Instances everywhere, the model definitions only on a: no state on b and c.
+    for n in ["note1", "note2", "note3", "note4", "note5"] {
+        expected.insert(row(Kind::StateMissing, "b", &note, stream(n)));
+        if n != "note3" {
+            expected.insert(row(Kind::StateMissing, "c", &note, stream(n)));
+        }
+    }
+    for n in ["comment1", "comment2"] {
+        expected.insert(row(Kind::StateMissing, "b", &comment, stream(n)));
+    }
+
+    let found = compare(&fixture_nodes(), &DescentParams::default()).unwrap();
+    let got: BTreeSet<_> = found
+        .divergences
+        .iter()
+        .map(|d| (d.kind, d.node.clone(), d.model.clone(), d.stream_id.clone()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        found.divergences.len(),
+        expected.len(),
+        "one row per (kind, node, stream)"
+    );
+
+    let get = |k: Kind, node: &str, s: &str| {
+        found
+            .divergences
+            .iter()
+            .find(|d| d.kind == k && d.node == node && d.stream_id == s)
+            .unwrap()
+    };
+    let note3 = get(Kind::MissingEvent, "c", &stream("note3"));
+    assert_eq!(note3.log.missing_commits, Some(2));
+    assert_eq!(note3.agreeing_nodes, ["a", "b"]);
+    assert!(
+        note3.detail.contains("the init event among them"),
+        "{}",
+        note3.detail
+    );
+    let note2 = get(Kind::MissingEvent, "c", &stream("note2"));
+    assert_eq!(note2.log.missing_commits, Some(1));
+    assert!(!note2.detail.contains("init"), "{}", note2.detail);
+    let def = get(Kind::MissingEvent, "b", &model_stream("Note"));
+    assert_eq!(def.agreeing_nodes, ["a"]);
+    assert!(
+        def.detail.contains("none of which is interested"),
+        "{}",
+        def.detail
+    );
+    let undelivered = get(Kind::UndeliveredEvent, "b", &stream("note4"));
+    assert_eq!(
+        undelivered.tip.as_deref(),
+        Some(ev["note4:data2"].1.as_str())
+    );
+    assert_eq!(
+        undelivered.log.fork_point.as_deref(),
+        Some(ev["note4:data1"].1.as_str())
+    );
+    assert!(
+        undelivered.detail.contains("which this node lacks"),
+        "{}",
+        undelivered.detail
+    );
+    let meta = get(Kind::NotInterested, "a", "");
+    assert_eq!(meta.agreeing_nodes, ["b", "c"]);
+    assert!(
+        meta.detail.contains("holds 2 event(s) no other node has"),
+        "{}",
+        meta.detail
+    );
+    // Every model with a difference was compared on all three nodes.
+    assert_eq!(found.models.len(), 3);
+    assert!(found
+        .models
+        .iter()
+        .all(|m| m.nodes_compared == ["a", "b", "c"]));
+}
+
+#[test]
+fn identical_stores_give_no_rows() {
+    let a = fixture().join("a/db.sqlite3");
+    let found = compare(&[open(&a, "a1"), open(&a, "a2")], &DescentParams::default()).unwrap();
+    assert!(found.divergences.is_empty(), "{:?}", found.divergences);
+}
+
+#[test]
+fn event_ids_rebuilt_from_the_sdk_cars_equal_the_stored_order_keys() {
+    let doc = events_json();
+    let network = Network::Local(42);
+    let events = doc["events"].as_array().unwrap();
+    let cars: BTreeMap<String, Car> = events
+        .iter()
+        .map(|e| {
+            let (_, bytes) = multibase::decode(e["car"].as_str().unwrap()).unwrap();
+            (
+                e["cid"].as_str().unwrap().to_string(),
+                Car::parse(&bytes).unwrap(),
+            )
+        })
+        .collect();
+    let a = Connection::open(fixture().join("a/db.sqlite3")).unwrap();
+    for e in events {
+        let cid = parse_cid(e["cid"].as_str().unwrap()).unwrap();
+        let car = &cars[e["cid"].as_str().unwrap()];
+        assert_eq!(car.roots, [cid]);
+        let info = parse_event(&cid, &|c| car.block(c)).unwrap();
+        let init_car = &cars[e["init_cid"].as_str().unwrap()];
+        let init = parse_event(&info.init, &|c| init_car.block(c)).unwrap();
+        let rebuilt = event_id(network, init.header.as_ref().unwrap(), &info).to_bytes();
+        // Against the EventId computed in JavaScript by make-events.mjs …
+        assert_eq!(
+            hex::encode(&rebuilt),
+            e["event_id"].as_str().unwrap(),
+            "{}",
+            e["name"]
+        );
+        // … and against the order_key the store files the event under.
+        let stored: Vec<u8> = a
+            .query_row(
+                "SELECT order_key FROM ceramic_one_event WHERE cid = ?1",
+                [cid.to_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rebuilt, stored, "{}", e["name"]);
+    }
+    // Every row of every store, rebuilt from the blocks the store itself holds.
+    for node in fixture_nodes() {
+        let rows = node.store.events(&[], &[0xff; 80]).unwrap();
+        assert!(!rows.is_empty());
+        for (key, cid, _) in rows {
+            assert_eq!(
+                rebuild_event_id(&node.store, network, &cid).unwrap(),
+                key,
+                "{} {cid}",
+                node.name
+            );
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE ceramic_one_block (multihash BLOB PRIMARY KEY, bytes BLOB NOT NULL);
+CREATE TABLE ceramic_one_interest (order_key BLOB PRIMARY KEY, ahash_0 INTEGER, ahash_1 INTEGER,
+  ahash_2 INTEGER, ahash_3 INTEGER, ahash_4 INTEGER, ahash_5 INTEGER, ahash_6 INTEGER, ahash_7 INTEGER);
+CREATE TABLE ceramic_one_event (order_key BLOB NOT NULL UNIQUE, ahash_0 INTEGER NOT NULL,
+  ahash_1 INTEGER NOT NULL, ahash_2 INTEGER NOT NULL, ahash_3 INTEGER NOT NULL,
+  ahash_4 INTEGER NOT NULL, ahash_5 INTEGER NOT NULL, ahash_6 INTEGER NOT NULL,
+  ahash_7 INTEGER NOT NULL, cid BLOB NOT NULL PRIMARY KEY, delivered INTEGER UNIQUE);
+CREATE TABLE ceramic_one_event_block (event_cid BLOB, block_multihash BLOB, codec INTEGER,
+  idx INTEGER, root BOOL, PRIMARY KEY(event_cid, block_multihash));";
+
+/// sha256(key) as 8 little-endian u32 lanes, written here without the crate's Sha256a.
+fn lanes(key: &[u8]) -> [u32; 8] {
+    let d = Sha256::digest(key);
+    std::array::from_fn(|i| {
+        u32::from_le_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
+    })
+}
+
+fn write_store(path: &Path, keys: &BTreeSet<Vec<u8>>) {
+    let db = Connection::open(path).unwrap();
+    db.execute_batch(SCHEMA).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        let l = lanes(k);
+        db.execute(
+            "INSERT INTO ceramic_one_event VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            rusqlite::params![
+                k,
+                l[0],
+                l[1],
+                l[2],
+                l[3],
+                l[4],
+                l[5],
+                l[6],
+                l[7],
+                format!("cid{i}").into_bytes(),
+                i as i64
+            ],
+        )
+        .unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The source's range fingerprint = plain SQL `SUM(ahash_i) % 2^32` = the lane-wise
+    /// wrapping sum of sha256 over the keys in the range, computed independently.
+    #[test]
+    fn fingerprint_equals_sql_sum_and_independent_sha256a(
+        keys in proptest::collection::btree_set(proptest::collection::vec(any::<u8>(), 1..12), 0..60),
+        lo in proptest::collection::vec(any::<u8>(), 0..3),
+        hi in proptest::collection::vec(any::<u8>(), 0..3),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        write_store(&path, &keys);
+        let store = EventStore::open(&path).unwrap();
+        let mut view = store.view(Vec::new(), vec![0xff; 16]);
+        let end = (!hi.is_empty()).then(|| Key::from_bytes(hi.clone()));
+        let range = Range::new(Key::from_bytes(lo.clone()), end.clone());
+        let got = view.summary(&range, true).unwrap();
+
+        let inside: Vec<&Vec<u8>> = keys.iter().filter(|k| **k >= lo && (hi.is_empty() || **k < hi)).collect();
+        let mut independent = [0u32; 8];
+        for k in &inside {
+            for (acc, l) in independent.iter_mut().zip(lanes(k)) {
+                *acc = acc.wrapping_add(l);
+            }
+        }
+        prop_assert_eq!(got.fingerprint.hash.0, independent);
+        prop_assert_eq!(got.fingerprint.count, inside.len() as u64);
+
+        let db = Connection::open(&path).unwrap();
+        let hi_sql = if hi.is_empty() { vec![0xff; 16] } else { hi.clone() };
+        let sql: [i64; 8] = db.query_row(
+            "SELECT SUM(ahash_0) % 4294967296, SUM(ahash_1) % 4294967296, SUM(ahash_2) % 4294967296, \
+             SUM(ahash_3) % 4294967296, SUM(ahash_4) % 4294967296, SUM(ahash_5) % 4294967296, \
+             SUM(ahash_6) % 4294967296, SUM(ahash_7) % 4294967296 \
+             FROM ceramic_one_event WHERE order_key >= ?1 AND order_key < ?2",
+            rusqlite::params![lo, hi_sql],
+            |r| Ok(std::array::from_fn(|i| r.get::<_, Option<i64>>(i).unwrap().unwrap_or(0))),
+        ).unwrap();
+        prop_assert_eq!(got.fingerprint.hash.0.map(i64::from), sql);
+        let first_last = inside.first().map(|f| (f.to_vec(), inside.last().unwrap().to_vec()));
+        prop_assert_eq!(got.bounds.map(|(f, l)| (f.as_bytes().to_vec(), l.as_bytes().to_vec())), first_last);
+    }
+}
+
+/// Beside a live node the data may sit entirely in the WAL: the source must see it through
+/// SQLite, keep one snapshot while the node writes, and write nothing itself.
+#[test]
+fn a_live_wal_store_is_read_through_sqlite_without_writing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    std::fs::copy(fixture().join("a/db.sqlite3"), &path).unwrap();
+    let writer = Connection::open(&path).unwrap();
+    writer
+        .execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;")
+        .unwrap();
+    // The "node" forgets note events in its WAL only: the main file still holds all 18.
+    writer
+        .execute_batch(
+            "DELETE FROM ceramic_one_event_block; DELETE FROM ceramic_one_event WHERE delivered > 10;",
+        )
+        .unwrap();
+    let main_file = std::fs::read(&path).unwrap();
+    let store = EventStore::open(&path).unwrap();
+    let seen = store.events(&[], &[0xff; 80]).unwrap();
+    assert_eq!(
+        seen.len(),
+        10,
+        "the rows in the WAL, not the 18 of the main file"
+    );
+    // The node keeps writing while the audit reads: the audit's snapshot does not move.
+    writer
+        .execute("DELETE FROM ceramic_one_event WHERE delivered > 5", [])
+        .unwrap();
+    assert_eq!(store.events(&[], &[0xff; 80]).unwrap().len(), 10);
+    drop(store);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        main_file,
+        "the audit wrote to the store"
+    );
+}
+
+#[test]
+fn bad_stores_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = EventStore::open(&dir.path().join("nope.sqlite3"))
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("no such file"), "{missing}");
+    let other = dir.path().join("other.sqlite3");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = EventStore::open(&other).err().unwrap().to_string();
+    assert!(err.contains("ceramic_one_event is missing"), "{err}");
+    let junk = dir.path().join("junk.sqlite3");
+    std::fs::write(&junk, b"not a database at all, just text").unwrap();
+    assert!(EventStore::open(&junk).is_err());
+}
