@@ -61,3 +61,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# The gate part of interop/heal-test.sh runs a real HAProxy (Debian's package) in front of two
+# nodes. It lives in /usr/sbin, which a non-root PATH may lack.
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing haproxy (not found)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq haproxy >/dev/null
+  else
+    echo "setup: haproxy not found and apt-get is not available (needed by interop/heal-test.sh)" >&2
+    exit 1
+  fi
+fi

@@ -83,6 +83,25 @@ pub struct WatchArgs {
     /// Pause before differing rows are read again (rows changed meanwhile are `in_flight`).
     #[arg(long, default_value_t = 3.0)]
     pub settle_seconds: f64,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// The readiness gate served at `/ready/<node>` on `--metrics-listen` (`crate::watch::gate`).
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Divergence kinds that take a node out of rotation (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "missing_stream,tip_mismatch,lagging,forked,index_stale,index_missing,content_mismatch,invalid_row",
+        env = "CERAMIC_AUDIT_GATE_ON"
+    )]
+    pub gate_on: Vec<crate::report::Kind>,
+    /// ... once first seen at least this long ago (e.g. 30s, 5m).
+    #[arg(long, default_value = "1m", value_parser = duration, env = "CERAMIC_AUDIT_GATE_AFTER")]
+    pub gate_after: Duration,
 }
 
 pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
@@ -149,6 +168,11 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             tracing::info!("metrics on http://{addr}/metrics");
             let endpoints = watch::http::Endpoints {
                 metrics: watcher.metrics(),
+                gate: watcher.gate(),
+                gate_rules: watch::gate::Rules {
+                    on: args.gate.gate_on.clone(),
+                    after: args.gate.gate_after,
+                },
             };
             tokio::spawn(watch::http::serve(
                 listener,

@@ -6,7 +6,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -34,12 +34,17 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Endpoints {
     /// The latest Prometheus exposition text.
     pub metrics: Arc<RwLock<String>>,
+    /// What the readiness gate knows from the latest cycle (`None` before the first).
+    pub gate: Arc<RwLock<Option<super::gate::Snapshot>>>,
+    /// `--gate-on`, `--gate-after`.
+    pub gate_rules: super::gate::Rules,
 }
 
 /// The routes. A new endpoint is one `.route(…)` line here and a handler below.
 pub fn router(endpoints: Endpoints) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/ready/{node}", get(ready))
         .fallback(not_found)
         .with_state(endpoints)
 }
@@ -55,8 +60,34 @@ async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
     )
 }
 
+/// `GET /ready/<node>`: 200 or 503 with a one-line reason (see `gate.rs`); 404 for a node
+/// not in the cluster.
+async fn ready(State(e): State<Endpoints>, Path(node): Path<String>) -> impl IntoResponse {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let verdict = match e.gate.read() {
+        Ok(snapshot) => super::gate::verdict(snapshot.as_ref(), &e.gate_rules, &node, now),
+        Err(_) => super::gate::Verdict::NotReady("the gate's state is unreadable".into()),
+    };
+    let (status, reason) = match verdict {
+        super::gate::Verdict::Ready(r) => (StatusCode::OK, format!("ready: {r}")),
+        super::gate::Verdict::NotReady(r) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}"))
+        }
+        super::gate::Verdict::Unknown(r) => (StatusCode::NOT_FOUND, r),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{reason}\n"),
+    )
+}
+
 async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, "not found: try /metrics\n")
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /metrics or /ready/<node>\n",
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled (connections in progress then

@@ -12,6 +12,7 @@
 //! margin). Full cycles see both; `--full-every` bounds how long they can go unseen.
 
 pub mod ageing;
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod schedule;
@@ -126,6 +127,8 @@ pub struct Watcher {
     state: State,
     totals: Totals,
     metrics: Arc<RwLock<String>>,
+    /// What the readiness gate knows (`None` until the first cycle ends).
+    gate: Arc<RwLock<Option<gate::Snapshot>>>,
 }
 
 fn now_ms() -> i64 {
@@ -170,12 +173,40 @@ impl Watcher {
             state,
             totals: Totals::default(),
             metrics: Arc::new(RwLock::new(String::new())),
+            gate: Arc::new(RwLock::new(None)),
         })
     }
 
     /// The latest exposition text, shared with the metrics server.
     pub fn metrics(&self) -> Arc<RwLock<String>> {
         self.metrics.clone()
+    }
+
+    /// What the readiness gate reads, shared with the HTTP endpoints.
+    pub fn gate(&self) -> Arc<RwLock<Option<gate::Snapshot>>> {
+        self.gate.clone()
+    }
+
+    /// Each node's API healthcheck (`GET /node/healthcheck`), for the gate: a node whose index
+    /// reads fine but whose daemon is down must not take traffic either. Nodes without an
+    /// `api_url` are not checked.
+    async fn health(&self) -> BTreeMap<String, Result<(), String>> {
+        let apis = crate::api::clients(
+            &self.config,
+            &crate::api::ApiOptions {
+                timeout: self.options.audit.timeout,
+                retries: 1,
+                ..crate::api::ApiOptions::default()
+            },
+        );
+        let checks = futures::future::join_all(apis.iter().map(|(name, api)| async move {
+            (
+                name.clone(),
+                api.healthcheck().await.map_err(|e| e.to_string()),
+            )
+        }))
+        .await;
+        checks.into_iter().collect()
     }
 
     pub fn state(&self) -> &State {
@@ -420,6 +451,11 @@ impl Watcher {
         }
         if let Ok(mut m) = self.metrics.write() {
             *m = text;
+        }
+        let health = self.health().await;
+        let snapshot = gate::Snapshot::from_report(&report, &health, now_ms());
+        if let Ok(mut g) = self.gate.write() {
+            *g = Some(snapshot);
         }
         Ok(CycleOutcome { report, info, dir })
     }

@@ -327,6 +327,11 @@ async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age
         listener,
         watch::http::router(watch::http::Endpoints {
             metrics: watcher.metrics(),
+            gate: watcher.gate(),
+            gate_rules: watch::gate::Rules {
+                after: Duration::ZERO,
+                ..watch::gate::Rules::default()
+            },
         }),
         tokio_util::sync::CancellationToken::new(),
     ));
@@ -337,6 +342,32 @@ async fn incremental_cycles_report_what_a_full_audit_reports_and_divergences_age
         .text()
         .await
         .expect("body");
+    // The readiness gate on the same listener: c lacks stream 9, a holds an older tip of
+    // stream 20, b agrees with the majority; a node not in the cluster is 404.
+    let ready = |node: &'static str| async move {
+        let r = reqwest::get(format!("http://{addr}/ready/{node}"))
+            .await
+            .expect("ready");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    let seen = triples(&c3.report);
+    assert_eq!(
+        ready("b").await,
+        (200, "ready: no gated divergence\n".into()),
+        "{seen:?}"
+    );
+    let (status, reason) = ready("c").await;
+    assert_eq!(status, 503);
+    assert!(
+        reason.starts_with("not ready: missing_stream=1 for "),
+        "{reason}"
+    );
+    assert!(ready("a")
+        .await
+        .1
+        .starts_with("not ready: tip_mismatch=1 for "));
+    assert_eq!(reason.lines().count(), 1);
+    assert_eq!(ready("z").await.0, 404);
     server.abort();
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
