@@ -319,7 +319,10 @@ case "${1:-}" in
   mid) shift; do_mid "$@" ;;
   stop-node) stop_pid "$RUN/pids/ceramic-${2:?node}.pid"; say "Ceramic ${2} stopped" ;;
   stop-ipfs) stop_pid "$RUN/pids/ipfs-${2:?node}.pid"; say "js-ipfs ${2} stopped" ;;
-  start-ipfs) start_ipfs "${2:?node}"; do_heal "${2}"; say "js-ipfs ${2} up" ;;
+  start-ipfs) # a fresh repo's first dial is sometimes refused (observed once in ~5 runs): retry
+    start_ipfs "${2:?node}"
+    for i in 1 2 3 4 5; do (do_heal "$2") && break; [ "$i" = 5 ] && die "js-ipfs ${2} could not reconnect"; sleep 2; done
+    say "js-ipfs ${2} up" ;;
   start-node) start_ceramic "${2:?node}"; say "Ceramic ${2} up" ;;
   partition) do_partition "${2:?node}" ;;
   heal) do_heal "${2:?node}" ;;

@@ -106,7 +106,11 @@ impl Ipfs {
     pub async fn dag_import(&self, car: &Path) -> Result<(), String> {
         let bytes =
             std::fs::read(car).map_err(|e| format!("cannot read {}: {e}", car.display()))?;
-        let part = reqwest::multipart::Part::bytes(bytes).file_name("blocks.car");
+        // js-ipfs refuses a part without a content type ("No content-type in multipart part").
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name("blocks.car")
+            .mime_str("application/vnd.ipld.car")
+            .map_err(|e| format!("node {}: IPFS dag/import: {e}", self.node))?;
         let form = reqwest::multipart::Form::new().part("file", part);
         let url = format!("{}/api/v0/dag/import?pin-roots=false", self.base);
         let resp = self
