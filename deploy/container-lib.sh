@@ -122,7 +122,7 @@ check_build_context() {
     || fail "copying the build context out failed"
   podman rmi "$tag" >/dev/null 2>&1 || true
   listing=$(cd "$dir" && ls -A | tr '\n' ' ')
-  [ "$listing" = "Cargo.lock Cargo.toml benches deploy src " ] || fail "the build context holds: $listing"
+  [ "$listing" = "Cargo.lock Cargo.toml benches crates deploy src " ] || fail "the build context holds: $listing"
   cargo metadata --locked --offline --no-deps --format-version 1 --manifest-path "$dir/Cargo.toml" >/dev/null \
     || fail "cargo cannot resolve the build context"
   echo "ok: build context $(du -sh "$dir" | cut -f1) ($listing), resolved by cargo"

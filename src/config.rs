@@ -258,90 +258,25 @@ impl ClusterConfig {
                     format!("{name:?} appears twice"),
                 ));
             }
-            let index_text = node.index.get_ref().trim();
-            let index = if index_text.starts_with("postgres://")
-                || index_text.starts_with("postgresql://")
-            {
-                if dsn_has_password(index_text) {
-                    return Err(invalid(
-                        node.index.span(),
-                        "nodes.index",
-                        format!(
-                            "node {name}: the DSN {} carries a password; put it in password_env, \
-                             password_file or PGPASSWORD instead",
-                            redact_dsn(index_text)
-                        ),
-                    ));
-                }
-                let plain = match crate::tls::split_pg_dsn(index_text) {
-                    Ok((plain, tls)) => {
-                        if let Some(ca) = &tls.root_cert {
-                            if let Err(e) = crate::tls::root_store(Some(ca)) {
-                                return Err(invalid(
-                                    node.index.span(),
-                                    "nodes.index",
-                                    format!("node {name}: sslrootcert: {e}"),
-                                ));
-                            }
-                        }
-                        plain
-                    }
-                    Err(e) => {
-                        return Err(invalid(
-                            node.index.span(),
-                            "nodes.index",
-                            format!("node {name}: {e}"),
-                        ))
-                    }
-                };
-                if let Err(e) = plain.parse::<tokio_postgres::Config>() {
-                    return Err(invalid(
-                        node.index.span(),
-                        "nodes.index",
-                        format!("node {name}: not a valid Postgres URL: {e}"),
-                    ));
-                }
-                IndexLocation::Postgres {
-                    dsn: index_text.to_string(),
-                }
-            } else if let Some(p) = index_text.strip_prefix("sqlite://") {
-                IndexLocation::Sqlite { path: resolve(p) }
-            } else if let Some(p) = index_text.strip_prefix("snapshot:") {
-                IndexLocation::Snapshot { path: resolve(p) }
-            } else {
-                return Err(invalid(
-                    node.index.span(),
-                    "nodes.index",
-                    format!(
-                        "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",
-                        redact_dsn(index_text)
-                    ),
-                ));
-            };
-            let password = match (node.password_env, node.password_file) {
-                (Some(env), None) => PasswordSource::Env(env.into_inner()),
-                (None, Some(file)) => PasswordSource::File(resolve(file.get_ref())),
-                (None, None) => PasswordSource::Standard,
-                (Some(env), Some(_)) => {
-                    return Err(invalid(
-                        env.span(),
+            let index = index_location(&name, node.index.get_ref().trim(), &resolve)
+                .map_err(|message| invalid(node.index.span(), "nodes.index", message))?;
+            let password = secret_source(node.password_env, node.password_file, &resolve)
+                .map_err(|span| {
+                    invalid(
+                        span,
                         "nodes.password_env",
                         format!("node {name}: give password_env or password_file, not both"),
-                    ))
-                }
-            };
-            let admin_key = match (node.admin_key_env, node.admin_key_file) {
-                (Some(env), None) => Some(PasswordSource::Env(env.into_inner())),
-                (None, Some(file)) => Some(PasswordSource::File(resolve(file.get_ref()))),
-                (None, None) => None,
-                (Some(env), Some(_)) => {
-                    return Err(invalid(
-                        env.span(),
+                    )
+                })?
+                .unwrap_or(PasswordSource::Standard);
+            let admin_key = secret_source(node.admin_key_env, node.admin_key_file, &resolve)
+                .map_err(|span| {
+                    invalid(
+                        span,
                         "nodes.admin_key_env",
                         format!("node {name}: give admin_key_env or admin_key_file, not both"),
-                    ))
-                }
-            };
+                    )
+                })?;
             for (key, url) in [
                 ("nodes.api_url", &node.api_url),
                 ("nodes.ipfs_api", &node.ipfs_api),
@@ -394,6 +329,64 @@ impl ClusterConfig {
             nodes,
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// A secret named by an environment variable or a file, not both (`Err`: the variable's span).
+fn secret_source(
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Option<PasswordSource>, std::ops::Range<usize>> {
+    match (env, file) {
+        (Some(env), None) => Ok(Some(PasswordSource::Env(env.into_inner()))),
+        (None, Some(file)) => Ok(Some(PasswordSource::File(resolve(file.get_ref())))),
+        (None, None) => Ok(None),
+        (Some(env), Some(_)) => Err(env.span()),
+    }
+}
+
+/// Where a node's index is, from its `index` value (`name` for messages); checks a Postgres
+/// DSN carries no password, parses and has a readable `sslrootcert`.
+fn index_location(
+    name: &str,
+    index_text: &str,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<IndexLocation, String> {
+    if index_text.starts_with("postgres://") || index_text.starts_with("postgresql://") {
+        if dsn_has_password(index_text) {
+            return Err(format!(
+                "node {name}: the DSN {} carries a password; put it in password_env, \
+                     password_file or PGPASSWORD instead",
+                redact_dsn(index_text)
+            ));
+        }
+        let plain = match crate::tls::split_pg_dsn(index_text) {
+            Ok((plain, tls)) => {
+                if let Some(ca) = &tls.root_cert {
+                    if let Err(e) = crate::tls::root_store(Some(ca)) {
+                        return Err(format!("node {name}: sslrootcert: {e}"));
+                    }
+                }
+                plain
+            }
+            Err(e) => return Err(format!("node {name}: {e}")),
+        };
+        if let Err(e) = plain.parse::<tokio_postgres::Config>() {
+            return Err(format!("node {name}: not a valid Postgres URL: {e}"));
+        }
+        Ok(IndexLocation::Postgres {
+            dsn: index_text.to_string(),
+        })
+    } else if let Some(p) = index_text.strip_prefix("sqlite://") {
+        Ok(IndexLocation::Sqlite { path: resolve(p) })
+    } else if let Some(p) = index_text.strip_prefix("snapshot:") {
+        Ok(IndexLocation::Snapshot { path: resolve(p) })
+    } else {
+        Err(format!(
+            "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",
+            redact_dsn(index_text)
+        ))
     }
 }
 

@@ -1,7 +1,6 @@
 //! `audit` and `crawl`: resolve flags and config into a plan, run it on a tokio runtime, write
 //! the outputs, and map the result to an exit code.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,10 +13,8 @@ use crate::audit::{self, AuditOptions};
 use crate::config::ClusterConfig;
 use crate::recon::DescentParams;
 use crate::report::{self, Format, Kind};
-use crate::source::snapshot::{
-    self, SnapshotFile, SnapshotModel, SNAPSHOT_KIND, SNAPSHOT_SCHEMA_VERSION,
-};
-use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
+use crate::source::snapshot;
+use crate::source::{Compare, Mode, RowCheck};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -136,14 +133,15 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| incomplete(format!("cannot start the async runtime: {e}")))
 }
 
-/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C (nothing half-written: reports
-/// are written only after the audit finished, each atomically).
+/// Runs `fut` to completion, or returns exit code 130 on Ctrl-C or SIGTERM (nothing
+/// half-written: reports are written only after the audit finished, each atomically).
 fn run_interruptible<T>(fut: impl std::future::Future<Output = T>) -> Result<T, Failure> {
     let rt = runtime()?;
     rt.block_on(async {
+        let stop = super::signals::cancel_on_signal();
         tokio::select! {
             v = fut => Ok(v),
-            _ = tokio::signal::ctrl_c() => Err(Failure {
+            _ = stop.cancelled() => Err(Failure {
                 code: EXIT_INTERRUPTED,
                 message: "interrupted; no report written".into(),
             }),
@@ -272,38 +270,9 @@ pub fn crawl(args: CrawlArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         })?
         .clone();
     let timeout = Duration::from_secs(args.timeout_seconds.max(1));
-    let source = match node_config.index {
-        crate::config::IndexLocation::Postgres { .. } => "postgres",
-        crate::config::IndexLocation::Sqlite { .. } => "sqlite",
-        crate::config::IndexLocation::Snapshot { .. } => "snapshot",
-    };
-    let crawled_at = audit::now_rfc3339();
-    let result: Result<BTreeMap<String, SnapshotModel>, SourceError> = run_interruptible(async {
-        let mut node = Node::open(&node_config, Mode::Download, timeout, Compare::All).await?;
-        let mut models = BTreeMap::new();
-        let states: Vec<(String, ModelState)> = node.models.clone().into_iter().collect();
-        for (model, state) in states {
-            let entries = if matches!(state, ModelState::Ready(_)) {
-                node.entries(&model).await?
-            } else {
-                Vec::new()
-            };
-            models.insert(model, SnapshotModel::new(state, &entries));
-        }
-        node.close().await;
-        Ok(models)
-    })?;
-    let models = result.map_err(|e| incomplete(e.to_string()))?;
-    let rows: usize = models.values().map(|m| m.rows.len()).sum();
-    let file = SnapshotFile {
-        schema_version: SNAPSHOT_SCHEMA_VERSION,
-        kind: SNAPSHOT_KIND.into(),
-        node: args.node.clone(),
-        cluster: config.cluster.clone(),
-        crawled_at,
-        source: source.into(),
-        models,
-    };
+    let file = run_interruptible(snapshot::crawl(&node_config, &config.cluster, timeout))?
+        .map_err(|e| incomplete(e.to_string()))?;
+    let rows: usize = file.models.values().map(|m| m.rows.len()).sum();
     snapshot::write(&args.out, &file).map_err(incomplete)?;
     write_out(
         out,

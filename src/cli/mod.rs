@@ -12,6 +12,7 @@ use crate::ids;
 mod backup;
 mod commands;
 mod repair;
+mod signals;
 mod watch;
 pub use backup::{BackupAction, BackupArgs, RestoreArgs};
 pub use commands::{AuditArgs, CrawlArgs};
@@ -24,7 +25,7 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_DIVERGENCE: i32 = 1;
 /// The command could not complete: bad input or config, unreadable node or source.
 pub const EXIT_INCOMPLETE: i32 = 2;
-/// Interrupted (Ctrl-C).
+/// Interrupted (Ctrl-C or SIGTERM).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]

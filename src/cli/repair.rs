@@ -15,7 +15,7 @@ use crate::audit::{self, AuditOptions};
 use crate::config::ClusterConfig;
 use crate::repair::journal::Journal;
 use crate::repair::plan::{self, Targets};
-use crate::repair::{self as r, RepairOptions, RepairReport, Status};
+use crate::repair::{self as r, RepairOptions, RepairReport, Status, Verdict};
 use crate::report::Divergence;
 
 #[derive(Debug, Args)]
@@ -147,15 +147,15 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let started_at = audit::now_rfc3339();
     let from_report = args.from_report.is_some();
     let rt = runtime()?;
-    let (report, interrupted) = rt.block_on(async {
-        let stop = r::stop_on_signal();
+    let report = rt.block_on(async {
+        let stop = super::signals::cancel_on_signal();
         let divergences = if from_report {
             divergences
         } else {
             let audit_options = AuditOptions::default();
             let audited = tokio::select! {
                 rep = audit::run(&config, &audit_options) => rep,
-                _ = wait_for(&stop) => return Err(Failure {
+                _ = stop.cancelled() => return Err(Failure {
                     code: EXIT_INTERRUPTED,
                     message: "interrupted during the audit; nothing was written to any node".into(),
                 }),
@@ -166,27 +166,20 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             options.observed_at = Some(audited.started_at.clone());
             audited.divergences
         };
-        let (actions, fetched) = r::prepare(&config, &divergences, &options).await;
-        let outcomes = match &journal {
-            Some(j) => r::apply(&config, &actions, &fetched, j, &options, &stop).await,
-            None => Vec::new(),
-        };
-        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
-        Ok((
-            RepairReport {
-                schema_version: 1,
-                cluster: config.cluster.clone(),
-                started_at,
-                finished_at: audit::now_rfc3339(),
-                applied: args.apply,
-                journal: args.apply.then(|| args.journal.display().to_string()),
-                interrupted,
-                counts: r::counts(&outcomes),
-                plan: actions,
-                outcomes,
-            },
-            interrupted,
-        ))
+        let (actions, outcomes) =
+            r::plan_and_apply(&config, &divergences, &options, journal.as_ref(), &stop).await;
+        Ok(RepairReport {
+            schema_version: 1,
+            cluster: config.cluster.clone(),
+            started_at,
+            finished_at: audit::now_rfc3339(),
+            applied: args.apply,
+            journal: args.apply.then(|| args.journal.display().to_string()),
+            interrupted: stop.is_cancelled(),
+            counts: r::counts(&outcomes),
+            plan: actions,
+            outcomes,
+        })
     })?;
     let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
         let path = dir.join(name);
@@ -209,25 +202,11 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     if !args.quiet {
         write_out(out, &summary(&report, &dir))?;
     }
-    let bad = report.outcomes.iter().any(|o| {
-        matches!(
-            o.status,
-            Status::Failed | Status::Unrepairable | Status::SettledElsewhere
-        )
-    });
-    Ok(if interrupted {
-        EXIT_INTERRUPTED
-    } else if bad {
-        EXIT_DIVERGENCE
-    } else {
-        EXIT_OK
+    Ok(match report.verdict() {
+        Verdict::Interrupted => EXIT_INTERRUPTED,
+        Verdict::Unresolved => EXIT_DIVERGENCE,
+        Verdict::Done => EXIT_OK,
     })
-}
-
-async fn wait_for(flag: &std::sync::atomic::AtomicBool) {
-    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn summary(report: &RepairReport, dir: &std::path::Path) -> String {

@@ -161,6 +161,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let mut watcher = Watcher::new(config, options.clone()).map_err(incomplete)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let shutdown = super::signals::cancel_on_signal();
         if let Some(addr) = &args.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -177,7 +178,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             tokio::spawn(watch::http::serve(
                 listener,
                 watch::http::router(endpoints),
-                tokio_util::sync::CancellationToken::new(),
+                shutdown.clone(),
             ));
         }
         let watcher = Arc::new(tokio::sync::Mutex::new(&mut watcher));
@@ -200,7 +201,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                     }
                 }
             },
-            watch::shutdown_signal(),
+            shutdown.cancelled(),
             random_unit,
         )
         .await;
