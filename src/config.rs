@@ -108,7 +108,7 @@ pub enum ConfigError {
 struct RawConfig {
     cluster: Spanned<String>,
     #[serde(default)]
-    models: Option<Spanned<Vec<String>>>,
+    models: Option<Vec<Spanned<String>>>,
     nodes: Spanned<Vec<RawNode>>,
 }
 
@@ -176,9 +176,27 @@ impl ClusterConfig {
     /// Parses config text; relative file paths resolve against `path`'s directory.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string().trim_end().replace('\n', " "),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // `file:line: message`, as every other config error, with toml's caret diagram
+            // kept below it (its first line, "TOML parse error at line L, column C", dropped).
+            let full = e.to_string();
+            let diagram: Vec<&str> = full.lines().skip(1).collect();
+            let first = e.message().lines().next().unwrap_or("").to_string();
+            ConfigError::Parse {
+                // The line toml's diagram shows (its span may start at the next line's break).
+                path: match full
+                    .lines()
+                    .next()
+                    .and_then(|h| h.split("at line ").nth(1))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .or_else(|| e.span().map(|span| line_of(text, span.start)))
+                {
+                    Some(line) => format!("{shown}:{line}"),
+                    None => shown.clone(),
+                },
+                message: format!("{first}\n{}", diagram.join("\n").trim_end()),
+            }
         })?;
         let invalid =
             |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
@@ -206,16 +224,33 @@ impl ClusterConfig {
         let models = match raw.models {
             None => None,
             Some(models) => {
-                for m in models.get_ref() {
-                    if let Err(e) = crate::ids::StreamId::parse(m) {
-                        return Err(invalid(
-                            models.span(),
-                            "models",
-                            format!("{m:?} is not a model StreamID: {e}"),
-                        ));
+                let mut canonical: Vec<String> = Vec::with_capacity(models.len());
+                for m in &models {
+                    let text = m.get_ref().trim();
+                    let bad = |message: String| invalid(m.span(), "models", message);
+                    // Only the bare id: a URL form is a sign of a copy from somewhere else and
+                    // its meaning (a commit?) is not what a model list means.
+                    if text.contains("://") || text.contains('/') || text.contains('?') {
+                        return Err(bad(format!(
+                            "{text:?}: give the bare model StreamID (`kjzl6hvfrbw6c…`), not a URL"
+                        )));
                     }
+                    let id = crate::ids::StreamId::parse(text)
+                        .map_err(|e| bad(format!("{text:?} is not a model StreamID: {e}")))?;
+                    if id.stream_type != crate::ids::StreamType::Model {
+                        return Err(bad(format!(
+                            "{text:?} is the StreamID of a {} (type {}), not of a model",
+                            id.stream_type.name(),
+                            id.stream_type.code()
+                        )));
+                    }
+                    let id = id.to_string();
+                    if canonical.contains(&id) {
+                        return Err(bad(format!("{id} is listed twice")));
+                    }
+                    canonical.push(id);
                 }
-                Some(models.into_inner())
+                Some(canonical)
             }
         };
         let nodes_span = raw.nodes.span();
@@ -260,6 +295,16 @@ impl ClusterConfig {
             }
             let index = index_location(&name, node.index.get_ref().trim(), &resolve)
                 .map_err(|message| invalid(node.index.span(), "nodes.index", message))?;
+            // Checked now: an unset variable is a mistake in the setup, not a node that is down.
+            if let Some(env) = &node.password_env {
+                if std::env::var_os(env.get_ref()).is_none() {
+                    return Err(invalid(
+                        env.span(),
+                        "nodes.password_env",
+                        format!("node {name}: the variable {} is not set", env.get_ref()),
+                    ));
+                }
+            }
             let password = secret_source(node.password_env, node.password_file, &resolve)
                 .map_err(|span| {
                     invalid(

@@ -16,6 +16,13 @@ use crate::source::{IndexHash, ModelState, SourceError};
 
 /// The outcome of one model's descent among `nodes`.
 enum ModelRun {
+    /// A node answered something that does not fit the question (`node`: the slot of the one
+    /// the error names; `None`: it names none). The model is not compared on that node; the
+    /// node stays in the audit for other models.
+    Inconsistent {
+        node: Option<usize>,
+        message: String,
+    },
     Done {
         differences: Vec<Difference>,
         cost: Cost,
@@ -109,6 +116,26 @@ pub(super) async fn compare_model(
                     });
                 }
                 cost = Some(c);
+                break;
+            }
+            ModelRun::Inconsistent {
+                node: Some(i),
+                message,
+            } => {
+                tracing::warn!(node = %nodes.names[i], model = %model, "{message}");
+                nodes.complete = false;
+                let row =
+                    Divergence::node_level(model, &nodes.names[i], Kind::Unreachable, message);
+                nodes.divergences.push(row);
+                participants.retain(|p| *p != i);
+            }
+            ModelRun::Inconsistent {
+                node: None,
+                message,
+            } => {
+                tracing::warn!(model = %model, "{message}");
+                nodes.complete = false;
+                stopped = Some(format!("{message}; this model was not compared"));
                 break;
             }
             ModelRun::Failed(failures) => {
@@ -236,7 +263,10 @@ async fn descend(
     let mut descent = match Descent::<IndexHash>::new(participants.len(), params.clone()) {
         Ok(d) => d,
         Err(e) => {
-            return ModelRun::Failed(vec![(participants[0], format!("descent refused: {e}"))])
+            return ModelRun::Inconsistent {
+                node: None,
+                message: format!("descent refused: {e}"),
+            }
         }
     };
     while let Some(batch) = descent.queries() {
@@ -257,11 +287,12 @@ async fn descend(
         let compared_before = descent.cost().ranges_compared;
         let differing_before = descent.cost().ranges_differing;
         if let Err(e) = descent.feed(answers) {
-            // A source answered something that does not fit the question: a source bug, named.
-            return ModelRun::Failed(vec![(
-                participants[0],
-                format!("inconsistent answers for model {model}: {e}"),
-            )]);
+            // A source answered something that does not fit the question: the store the error
+            // names (answers are in `asked` order), or none when the error names no store.
+            return ModelRun::Inconsistent {
+                node: blamed_store(&e).and_then(|k| asked.get(k)).map(|(i, _)| *i),
+                message: format!("inconsistent answers for model {model}: {e}"),
+            };
         }
         // The first round that compared several ranges is the first level of the split.
         let compared = descent.cost().ranges_compared - compared_before;
@@ -292,6 +323,18 @@ async fn descend(
     }
 }
 
+/// The store a descent error names (its index in the answers), if it names one.
+fn blamed_store(e: &crate::recon::DescentError) -> Option<usize> {
+    use crate::recon::DescentError as E;
+    match e {
+        E::AnswerCount { store, .. }
+        | E::AnswerKind { store, .. }
+        | E::OutOfRange { store, .. }
+        | E::DuplicateKey { store, .. } => Some(*store),
+        E::StoreCount(_) | E::Params(_) | E::AnswerSets { .. } | E::Finished => None,
+    }
+}
+
 /// Why an unfinished descent stops now (a cap reached), if it does.
 fn stop_reason(descent: &Descent<IndexHash>, limits: &Limits) -> Option<String> {
     if descent.is_finished() {
@@ -315,5 +358,35 @@ fn stop_reason(descent: &Descent<IndexHash>, limits: &Limits) -> Option<String> 
         ))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recon::DescentError;
+
+    /// The store an inconsistent answer came from is the one blamed (the second here), not the
+    /// first participant; an error naming no store blames none.
+    #[test]
+    fn the_store_an_error_names_is_blamed() {
+        let dup = DescentError::DuplicateKey {
+            store: 1,
+            key: "k".into(),
+        };
+        assert_eq!(blamed_store(&dup), Some(1));
+        let out = DescentError::OutOfRange {
+            store: 2,
+            key: "k".into(),
+            range: "[a, b)".into(),
+        };
+        assert_eq!(blamed_store(&out), Some(2));
+        assert_eq!(
+            blamed_store(&DescentError::AnswerSets {
+                expected: 3,
+                got: 2
+            }),
+            None
+        );
     }
 }

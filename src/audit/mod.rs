@@ -111,6 +111,8 @@ pub(super) struct Nodes {
     pub(super) divergences: Vec<Divergence>,
     /// False once a node or model could not be read, or a comparison stopped early.
     pub(super) complete: bool,
+    /// Nodes whose HTTP API was needed and could not be reached, with why (`api_error`).
+    pub(super) api_errors: BTreeMap<String, String>,
 }
 
 impl Nodes {
@@ -191,6 +193,7 @@ async fn open(config: &ClusterConfig, options: &AuditOptions) -> Nodes {
         names: config.nodes.iter().map(|n| n.name.clone()).collect(),
         divergences: Vec::new(),
         complete: true,
+        api_errors: BTreeMap::new(),
     };
     for (i, (source, r)) in opened.into_iter().enumerate() {
         let (node, error) = match r {
@@ -233,9 +236,40 @@ fn choose_models(config: &ClusterConfig, nodes: &Nodes) -> Vec<String> {
     set.into_iter().collect()
 }
 
+/// `GET /api/v0/node/healthcheck` of every node with an `api_url`, concurrently: the nodes
+/// whose API cannot be reached, with why.
+async fn api_reachability(config: &ClusterConfig, timeout: Duration) -> BTreeMap<String, String> {
+    let apis = crate::api::clients(
+        config,
+        &crate::api::ApiOptions {
+            timeout,
+            retries: 1,
+            ..crate::api::ApiOptions::default()
+        },
+    );
+    let checks = futures::future::join_all(
+        apis.values()
+            .map(|api| async move { (api.node().to_string(), api.healthcheck().await) }),
+    )
+    .await;
+    checks
+        .into_iter()
+        .filter_map(|(node, r)| {
+            let e = r.err()?;
+            warn!(node = %node, "The node's HTTP API cannot be reached: {e}");
+            Some((node, e.to_string()))
+        })
+        .collect()
+}
+
 /// Phase 4: what the nodes' APIs say about the differing streams — pin lists
 /// (`index_missing`), logs (`lagging`, `forked`, `index_stale`), content causes.
 async fn refine(config: &ClusterConfig, options: &AuditOptions, nodes: &mut Nodes) {
+    // The nodes' APIs are about to be asked: one that cannot be reached is named in the report
+    // and on stderr, not only in some row's `detail`.
+    if !nodes.divergences.is_empty() {
+        nodes.api_errors = api_reachability(config, options.timeout).await;
+    }
     presence::check(config, options.timeout, &mut nodes.divergences).await;
     refine::refine(config, options.timeout, &mut nodes.divergences).await;
     content::explain(
@@ -262,6 +296,7 @@ async fn assemble(
         names,
         mut divergences,
         complete,
+        api_errors,
     } = nodes;
     for m in &mut model_reports {
         for d in divergences.iter().filter(|d| d.model == m.model) {
@@ -287,6 +322,7 @@ async fn assemble(
                 statements: stats.statements,
                 millis: stats.millis,
                 tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
+                api_error: api_errors.get(name).cloned(),
             }
         })
         .collect();

@@ -28,6 +28,12 @@ pub(super) async fn settle_and_classify(nodes: &mut Nodes, found: Vec<Found>, se
             .iter()
             .any(|&i| nodes.slots[i].node.as_ref().is_some_and(Node::is_live))
     });
+    if !settle.is_zero() && !live && !found.is_empty() {
+        info!(
+            "No settle pause: every differing row is on a source that cannot change (a \
+             snapshot, or an SQLite file nobody wrote in the last minute)."
+        );
+    }
     let second = if !settle.is_zero() && live {
         info!(
             seconds = settle.as_secs_f64(),
@@ -113,6 +119,11 @@ fn classify_found(nodes: &mut Nodes, found: &[Found], second: &SecondLook) {
                         problem,
                     ));
                 }
+            }
+            // A malformed stream id is a bad row on the nodes that hold it (`invalid_row`,
+            // above) and nothing else: the others are not "missing" a stream that cannot exist.
+            if crate::ids::StreamId::parse(&stream).is_err() {
+                continue;
             }
             let changed: Vec<(usize, Option<Value>)> = f
                 .participants

@@ -304,6 +304,23 @@ pub fn invalid_rows(entries: &[(String, Option<String>)]) -> Vec<InvalidRow> {
         .collect()
 }
 
+/// An SQLite index file (and its write-ahead log) untouched this long has no write in flight:
+/// a node taking part in a propagating write writes its file within pubsub's second or two, so
+/// the settle pause would only wait on files that cannot change. Too short, and a slow node's
+/// write could land after the skipped pause (a divergence instead of `in_flight`); too long,
+/// and freshly copied files still cost the pause.
+pub const QUIET_FILE: Duration = Duration::from_secs(60);
+
+pub(crate) fn recently_written(path: &std::path::Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), std::path::PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        // A modification time in the future (clock skew) counts as recent.
+        .any(|t| t.elapsed().map_or(true, |age| age < QUIET_FILE))
+}
+
 impl Node {
     /// Opens a node's index (reads files whole; for Postgres, connects and lists models). The
     /// one place kinds of node are chosen.
@@ -400,7 +417,8 @@ impl Node {
         self.backend.invalid_rows(model, check).await
     }
 
-    /// Whether a second look can differ from the first (a snapshot file cannot change).
+    /// Whether a second look can differ from the first: a snapshot file cannot change, nor can
+    /// an SQLite index nobody has written for [`QUIET_FILE`] (a recorded or stopped node's).
     pub fn is_live(&self) -> bool {
         self.backend.is_live()
     }

@@ -116,8 +116,26 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
         bytes: text.len() as u64,
     };
     for (model, m) in file.models {
+        // A hand-edited or damaged file must not be compared as if it were a crawl.
+        match crate::ids::StreamId::parse(&model) {
+            Ok(id)
+                if id.stream_type == crate::ids::StreamType::Model && id.to_string() == model => {}
+            _ => {
+                return Err(fail(format!(
+                    "model key {:?} is not a model StreamID in canonical form",
+                    clip(&model)
+                )))
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(m.rows.len());
         let mut entries = Vec::with_capacity(m.rows.len());
         for (stream, tip, digest) in m.rows {
+            if !seen.insert(stream.clone()) {
+                return Err(fail(format!(
+                    "model {model}: stream {} is listed twice",
+                    clip(&stream)
+                )));
+            }
             let digest = Some(&digest)
                 .filter(|d| d.len() == 16)
                 .and_then(|d| u64::from_str_radix(d, 16).ok())
@@ -260,5 +278,13 @@ impl Backend for SnapshotIndex {
         since_ms: Option<i64>,
     ) -> Result<(Vec<String>, Option<i64>), SourceError> {
         Ok((Vec::new(), since_ms))
+    }
+}
+
+/// The first 100 characters, for messages about untrusted text.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }

@@ -332,6 +332,11 @@ impl Backend for SqliteIndex {
         "sqlite"
     }
 
+    /// A file nobody wrote for [`super::QUIET_FILE`] cannot change during a settle pause.
+    fn is_live(&self) -> bool {
+        super::recently_written(&self.path)
+    }
+
     fn stats(&self) -> NodeStats {
         self.whole.stats()
     }
