@@ -62,6 +62,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The alert rules in deploy/ are checked with promtool (tests/suite/deploy.rs), which Debian
+# ships in its prometheus package (~100 MB; the server is not started by the tests).
+if ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing prometheus (for promtool)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "setup: promtool not found and apt-get is not available (needed by tests/suite/deploy.rs)" >&2
+    exit 1
+  fi
+fi
+
 # The gate part of interop/heal-test.sh runs a real HAProxy (Debian's package) in front of two
 # nodes. It lives in /usr/sbin, which a non-root PATH may lack.
 if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then

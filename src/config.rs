@@ -108,7 +108,7 @@ pub enum ConfigError {
 struct RawConfig {
     cluster: Spanned<String>,
     #[serde(default)]
-    models: Option<Spanned<Vec<String>>>,
+    models: Option<Vec<Spanned<String>>>,
     nodes: Spanned<Vec<RawNode>>,
 }
 
@@ -176,9 +176,27 @@ impl ClusterConfig {
     /// Parses config text; relative file paths resolve against `path`'s directory.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string().trim_end().replace('\n', " "),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // `file:line: message`, as every other config error, with toml's caret diagram
+            // kept below it (its first line, "TOML parse error at line L, column C", dropped).
+            let full = e.to_string();
+            let diagram: Vec<&str> = full.lines().skip(1).collect();
+            let first = e.message().lines().next().unwrap_or("").to_string();
+            ConfigError::Parse {
+                // The line toml's diagram shows (its span may start at the next line's break).
+                path: match full
+                    .lines()
+                    .next()
+                    .and_then(|h| h.split("at line ").nth(1))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .or_else(|| e.span().map(|span| line_of(text, span.start)))
+                {
+                    Some(line) => format!("{shown}:{line}"),
+                    None => shown.clone(),
+                },
+                message: format!("{first}\n{}", diagram.join("\n").trim_end()),
+            }
         })?;
         let invalid =
             |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
@@ -206,16 +224,33 @@ impl ClusterConfig {
         let models = match raw.models {
             None => None,
             Some(models) => {
-                for m in models.get_ref() {
-                    if let Err(e) = crate::ids::StreamId::parse(m) {
-                        return Err(invalid(
-                            models.span(),
-                            "models",
-                            format!("{m:?} is not a model StreamID: {e}"),
-                        ));
+                let mut canonical: Vec<String> = Vec::with_capacity(models.len());
+                for m in &models {
+                    let text = m.get_ref().trim();
+                    let bad = |message: String| invalid(m.span(), "models", message);
+                    // Only the bare id: a URL form is a sign of a copy from somewhere else and
+                    // its meaning (a commit?) is not what a model list means.
+                    if text.contains("://") || text.contains('/') || text.contains('?') {
+                        return Err(bad(format!(
+                            "{text:?}: give the bare model StreamID (`kjzl6hvfrbw6c…`), not a URL"
+                        )));
                     }
+                    let id = crate::ids::StreamId::parse(text)
+                        .map_err(|e| bad(format!("{text:?} is not a model StreamID: {e}")))?;
+                    if id.stream_type != crate::ids::StreamType::Model {
+                        return Err(bad(format!(
+                            "{text:?} is the StreamID of a {} (type {}), not of a model",
+                            id.stream_type.name(),
+                            id.stream_type.code()
+                        )));
+                    }
+                    let id = id.to_string();
+                    if canonical.contains(&id) {
+                        return Err(bad(format!("{id} is listed twice")));
+                    }
+                    canonical.push(id);
                 }
-                Some(models.into_inner())
+                Some(canonical)
             }
         };
         let nodes_span = raw.nodes.span();
@@ -258,90 +293,35 @@ impl ClusterConfig {
                     format!("{name:?} appears twice"),
                 ));
             }
-            let index_text = node.index.get_ref().trim();
-            let index = if index_text.starts_with("postgres://")
-                || index_text.starts_with("postgresql://")
-            {
-                if dsn_has_password(index_text) {
-                    return Err(invalid(
-                        node.index.span(),
-                        "nodes.index",
-                        format!(
-                            "node {name}: the DSN {} carries a password; put it in password_env, \
-                             password_file or PGPASSWORD instead",
-                            redact_dsn(index_text)
-                        ),
-                    ));
-                }
-                let plain = match crate::tls::split_pg_dsn(index_text) {
-                    Ok((plain, tls)) => {
-                        if let Some(ca) = &tls.root_cert {
-                            if let Err(e) = crate::tls::root_store(Some(ca)) {
-                                return Err(invalid(
-                                    node.index.span(),
-                                    "nodes.index",
-                                    format!("node {name}: sslrootcert: {e}"),
-                                ));
-                            }
-                        }
-                        plain
-                    }
-                    Err(e) => {
-                        return Err(invalid(
-                            node.index.span(),
-                            "nodes.index",
-                            format!("node {name}: {e}"),
-                        ))
-                    }
-                };
-                if let Err(e) = plain.parse::<tokio_postgres::Config>() {
-                    return Err(invalid(
-                        node.index.span(),
-                        "nodes.index",
-                        format!("node {name}: not a valid Postgres URL: {e}"),
-                    ));
-                }
-                IndexLocation::Postgres {
-                    dsn: index_text.to_string(),
-                }
-            } else if let Some(p) = index_text.strip_prefix("sqlite://") {
-                IndexLocation::Sqlite { path: resolve(p) }
-            } else if let Some(p) = index_text.strip_prefix("snapshot:") {
-                IndexLocation::Snapshot { path: resolve(p) }
-            } else {
-                return Err(invalid(
-                    node.index.span(),
-                    "nodes.index",
-                    format!(
-                        "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",
-                        redact_dsn(index_text)
-                    ),
-                ));
-            };
-            let password = match (node.password_env, node.password_file) {
-                (Some(env), None) => PasswordSource::Env(env.into_inner()),
-                (None, Some(file)) => PasswordSource::File(resolve(file.get_ref())),
-                (None, None) => PasswordSource::Standard,
-                (Some(env), Some(_)) => {
+            let index = index_location(&name, node.index.get_ref().trim(), &resolve)
+                .map_err(|message| invalid(node.index.span(), "nodes.index", message))?;
+            // Checked now: an unset variable is a mistake in the setup, not a node that is down.
+            if let Some(env) = &node.password_env {
+                if std::env::var_os(env.get_ref()).is_none() {
                     return Err(invalid(
                         env.span(),
                         "nodes.password_env",
-                        format!("node {name}: give password_env or password_file, not both"),
-                    ))
+                        format!("node {name}: the variable {} is not set", env.get_ref()),
+                    ));
                 }
-            };
-            let admin_key = match (node.admin_key_env, node.admin_key_file) {
-                (Some(env), None) => Some(PasswordSource::Env(env.into_inner())),
-                (None, Some(file)) => Some(PasswordSource::File(resolve(file.get_ref()))),
-                (None, None) => None,
-                (Some(env), Some(_)) => {
-                    return Err(invalid(
-                        env.span(),
+            }
+            let password = secret_source(node.password_env, node.password_file, &resolve)
+                .map_err(|span| {
+                    invalid(
+                        span,
+                        "nodes.password_env",
+                        format!("node {name}: give password_env or password_file, not both"),
+                    )
+                })?
+                .unwrap_or(PasswordSource::Standard);
+            let admin_key = secret_source(node.admin_key_env, node.admin_key_file, &resolve)
+                .map_err(|span| {
+                    invalid(
+                        span,
                         "nodes.admin_key_env",
                         format!("node {name}: give admin_key_env or admin_key_file, not both"),
-                    ))
-                }
-            };
+                    )
+                })?;
             for (key, url) in [
                 ("nodes.api_url", &node.api_url),
                 ("nodes.ipfs_api", &node.ipfs_api),
@@ -394,6 +374,64 @@ impl ClusterConfig {
             nodes,
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// A secret named by an environment variable or a file, not both (`Err`: the variable's span).
+fn secret_source(
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Option<PasswordSource>, std::ops::Range<usize>> {
+    match (env, file) {
+        (Some(env), None) => Ok(Some(PasswordSource::Env(env.into_inner()))),
+        (None, Some(file)) => Ok(Some(PasswordSource::File(resolve(file.get_ref())))),
+        (None, None) => Ok(None),
+        (Some(env), Some(_)) => Err(env.span()),
+    }
+}
+
+/// Where a node's index is, from its `index` value (`name` for messages); checks a Postgres
+/// DSN carries no password, parses and has a readable `sslrootcert`.
+fn index_location(
+    name: &str,
+    index_text: &str,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<IndexLocation, String> {
+    if index_text.starts_with("postgres://") || index_text.starts_with("postgresql://") {
+        if dsn_has_password(index_text) {
+            return Err(format!(
+                "node {name}: the DSN {} carries a password; put it in password_env, \
+                     password_file or PGPASSWORD instead",
+                redact_dsn(index_text)
+            ));
+        }
+        let plain = match crate::tls::split_pg_dsn(index_text) {
+            Ok((plain, tls)) => {
+                if let Some(ca) = &tls.root_cert {
+                    if let Err(e) = crate::tls::root_store(Some(ca)) {
+                        return Err(format!("node {name}: sslrootcert: {e}"));
+                    }
+                }
+                plain
+            }
+            Err(e) => return Err(format!("node {name}: {e}")),
+        };
+        if let Err(e) = plain.parse::<tokio_postgres::Config>() {
+            return Err(format!("node {name}: not a valid Postgres URL: {e}"));
+        }
+        Ok(IndexLocation::Postgres {
+            dsn: index_text.to_string(),
+        })
+    } else if let Some(p) = index_text.strip_prefix("sqlite://") {
+        Ok(IndexLocation::Sqlite { path: resolve(p) })
+    } else if let Some(p) = index_text.strip_prefix("snapshot:") {
+        Ok(IndexLocation::Snapshot { path: resolve(p) })
+    } else {
+        Err(format!(
+            "node {name}: expected postgres://…, sqlite://… or snapshot:…, got {:?}",
+            redact_dsn(index_text)
+        ))
     }
 }
 

@@ -3,11 +3,10 @@
 //! # Layout
 //!
 //! - [`ids`] — StreamID, CommitID, CIDs and Recon EventIds: parse, format, inspect. Pure.
-//! - [`recon`] — the reconciliation core: range fingerprints (Recon's Sha256a and a cheaper
-//!   MD5-lane sum that SQL can compute), a store trait for one node's sorted key set, an
-//!   in-memory store, and the N-way range-fingerprint descent with its cost accounting. Pure:
-//!   no async runtime, HTTP or database imports (a test checks this), so it runs in unit tests
-//!   and property tests without a network.
+//! - [`recon`] — the reconciliation core, its own crate (`crates/recon`): range fingerprints
+//!   (Recon's Sha256a and a cheaper MD5-lane sum that SQL can compute), a store trait for one
+//!   node's sorted key set, an in-memory store, and the N-way range-fingerprint descent with
+//!   its cost accounting. Pure: its Cargo.toml lists no I/O crate, so none can be imported.
 //! - [`config`] — the cluster file: nodes and where their indexes are; validation with line
 //!   numbers; secrets from the environment or files only; DSN redaction.
 //! - [`source`] — one node's ComposeDB index behind one type: Postgres (fingerprints pushed down
@@ -43,7 +42,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod ids;
-pub mod recon;
+pub use ::recon;
 pub mod repair;
 pub mod report;
 pub mod source;

@@ -1,5 +1,7 @@
 //! All integration tests build into this one binary (one link, one run), as ripgrep does.
 //!
+//! - `deploy` — `deploy/alerts.yml` passes `promtool check rules` and its unit tests; the
+//!   alerts and the Grafana dashboard use only exported metrics.
 //! - `ids` — identifier vectors from `fixtures/ids/vectors.json` round-trip byte- and
 //!   string-exactly; malformed identifiers give typed errors, never panics (property tests).
 //! - `recon_props` — the N-way descent against a `BTreeMap` oracle on random stores (proptest,
@@ -52,6 +54,8 @@ mod backup;
 mod ceramic_one;
 #[path = "suite/cli.rs"]
 mod cli;
+#[path = "suite/deploy.rs"]
+mod deploy;
 #[path = "suite/ids.rs"]
 mod ids;
 #[path = "suite/log_format.rs"]

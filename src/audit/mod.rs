@@ -1,25 +1,29 @@
 //! The audit: open every node's index, compare each model N-way with the range-fingerprint
-//! descent, classify what differs, and assemble the report.
+//! descent, classify what differs, and assemble the report. [`run`] reads as its phases:
+//! open → compare per model ([`compare`]) → settle ([`settle`]) → refine ([`presence`],
+//! [`refine`], [`content`]) → verify ([`verify`]) → assemble.
 //!
 //! One node failing never stops the audit: a node that cannot be opened, or fails in the middle
 //! of a model, is reported `unreachable` (with the reason) and the model is compared again among
 //! the others; the report is then marked incomplete (exit code 2).
 
 pub mod classify;
+mod compare;
 pub mod content;
 pub mod logs;
 pub mod presence;
 pub mod refine;
+mod settle;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::ClusterConfig;
-use crate::recon::{AssociativeHash, Cost, Descent, DescentParams, Difference, Value};
+use crate::recon::{AssociativeHash, DescentParams};
 use crate::report::{Divergence, Kind, ModelReport, NodeReport, Report, REPORT_SCHEMA_VERSION};
 use crate::source::IndexHash;
 use crate::source::{Compare, Mode, ModelState, Node, RowCheck, SourceError};
@@ -93,130 +97,85 @@ pub fn now_rfc3339() -> String {
 }
 
 /// A node slot: open, or failed with the reason.
-struct Slot {
-    node: Option<Node>,
-    error: Option<String>,
+pub(super) struct Slot {
+    pub(super) node: Option<Node>,
+    pub(super) error: Option<String>,
     source: String,
 }
 
-/// The outcome of one model's descent among `nodes`.
-enum ModelRun {
-    Done {
-        differences: Vec<Difference>,
-        cost: Cost,
-        /// Why it stopped before the end (a cap), if it did.
-        stopped: Option<String>,
-    },
-    /// Most first-level ranges differ: compare again with Postgres nodes downloading.
-    SwitchToDownload(f64),
-    /// These nodes failed; compare again without them.
-    Failed(Vec<(usize, String)>),
+/// The nodes of one run and what the phases have found so far.
+pub(super) struct Nodes {
+    pub(super) slots: Vec<Slot>,
+    /// Node names, by slot.
+    pub(super) names: Vec<String>,
+    pub(super) divergences: Vec<Divergence>,
+    /// False once a node or model could not be read, or a comparison stopped early.
+    pub(super) complete: bool,
+    /// Nodes whose HTTP API was needed and could not be reached, with why (`api_error`).
+    pub(super) api_errors: BTreeMap<String, String>,
 }
 
-/// Limits a descent runs under.
-struct Limits {
-    max_diffs: Option<u64>,
-    deadline: Option<Instant>,
-    /// May switch to download when most first-level ranges differ (a push-down Postgres node
-    /// takes part and the model was not switched already).
-    may_switch: bool,
-}
+impl Nodes {
+    /// A node failed during the audit: close it out, report it once, go on without it.
+    pub(super) fn fail(&mut self, i: usize, message: String) {
+        let name = &self.names[i];
+        warn!(node = %name, "Index failed during the audit: {message}");
+        self.slots[i].node = None;
+        self.slots[i].error = Some(message.clone());
+        self.complete = false;
+        self.divergences
+            .push(Divergence::node_level("", name, Kind::Unreachable, message));
+    }
 
-async fn descend(
-    slots: &mut [Slot],
-    participants: &[usize],
-    model: &str,
-    params: &DescentParams,
-    limits: &Limits,
-) -> ModelRun {
-    let mut descent = match Descent::<IndexHash>::new(participants.len(), params.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            return ModelRun::Failed(vec![(participants[0], format!("descent refused: {e}"))])
-        }
-    };
-    while let Some(batch) = descent.queries() {
-        // Every participant answers the same batch concurrently.
-        let mut nodes: Vec<(usize, &mut Node)> = slots
+    /// The open nodes among `participants`, with their slot: what every phase that asks
+    /// several nodes at once iterates over.
+    pub(super) fn participating<'a>(
+        &'a mut self,
+        participants: &'a [usize],
+    ) -> impl Iterator<Item = (usize, &'a mut Node)> + 'a {
+        self.slots
             .iter_mut()
             .enumerate()
-            .filter(|(i, _)| participants.contains(i))
+            .filter(move |(i, _)| participants.contains(i))
             .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
-            .collect();
-        let results = join_all(nodes.iter_mut().map(|(_, n)| n.answer(model, &batch))).await;
-        let mut answers = Vec::with_capacity(results.len());
-        let mut failed = Vec::new();
-        for ((i, _), r) in nodes.iter().zip(results) {
-            match r {
-                Ok(a) => answers.push(a),
-                Err(SourceError::Node { message, .. }) => failed.push((*i, message)),
-            }
-        }
-        if !failed.is_empty() {
-            return ModelRun::Failed(failed);
-        }
-        let compared_before = descent.cost().ranges_compared;
-        let differing_before = descent.cost().ranges_differing;
-        if let Err(e) = descent.feed(answers) {
-            // A source answered something that does not fit the question: a source bug, named.
-            return ModelRun::Failed(vec![(
-                participants[0],
-                format!("inconsistent answers for model {model}: {e}"),
-            )]);
-        }
-        // The first round that compared several ranges is the first level of the split.
-        let compared = descent.cost().ranges_compared - compared_before;
-        let differing = descent.cost().ranges_differing - differing_before;
-        if limits.may_switch && compared_before <= 1 && compared > 1 {
-            let share = differing as f64 / compared as f64;
-            if share > DOWNLOAD_SWITCH_SHARE {
-                return ModelRun::SwitchToDownload(share);
-            }
-        }
-        let stop = if let Some(max) = limits
-            .max_diffs
-            .filter(|&m| descent.differences_found() as u64 >= m)
-        {
-            Some(format!(
-                "stopped at --max-diffs {max}: the first {max} (in key order) of {} differing \
-                 streams found so far are listed; more may exist",
-                descent.differences_found()
-            ))
-        } else if limits.deadline.is_some_and(|d| Instant::now() >= d) && !descent.is_finished() {
-            Some(format!(
-                "stopped at --max-seconds after {} rounds: {} differing streams found so far, \
-                 more may exist",
-                descent.rounds(),
-                descent.differences_found()
-            ))
-        } else {
-            None
-        };
-        if stop.is_some() && !descent.is_finished() {
-            let mut outcome = descent.finish();
-            if let Some(max) = limits.max_diffs {
-                outcome.differences.truncate(max as usize);
-            }
-            return ModelRun::Done {
-                differences: outcome.differences,
-                cost: outcome.cost,
-                stopped: stop,
-            };
-        }
-    }
-    let outcome = descent.finish();
-    ModelRun::Done {
-        differences: outcome.differences,
-        cost: outcome.cost,
-        stopped: None,
     }
 }
 
 /// Runs the audit described by `config` and returns the report (never fails as a whole: what
-/// could not be read is in the report).
+/// could not be read is in the report). The phases, in order:
+/// open → compare (per model) → settle → refine → verify → assemble.
 pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
     let started_at = now_rfc3339();
     let started = Instant::now();
+    let mut nodes = open(config, options).await;
+    let models = choose_models(config, &nodes);
+    let mut model_reports = Vec::with_capacity(models.len());
+    let mut found = Vec::new();
+    for model in &models {
+        let (report, differing) = compare::compare_model(&mut nodes, model, options, started).await;
+        model_reports.push(report);
+        found.extend(differing);
+    }
+    settle::settle_and_classify(&mut nodes, found, options.settle).await;
+    if options.read_logs {
+        refine(config, options, &mut nodes).await;
+    }
+    verify::verify(
+        config,
+        &mut nodes.slots,
+        &nodes.names,
+        &models,
+        options.verify_state,
+        options.timeout,
+        &mut nodes.divergences,
+    )
+    .await;
+    assemble(config, options, nodes, model_reports, started_at, started).await
+}
+
+/// Phase 1: every node's index opened at once; a node that cannot be opened is reported
+/// `unreachable` and the audit goes on without it.
+async fn open(config: &ClusterConfig, options: &AuditOptions) -> Nodes {
     let opened = join_all(config.nodes.iter().map(|n| async move {
         let source = match &n.index {
             crate::config::IndexLocation::Postgres { .. } => "postgres",
@@ -229,277 +188,128 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         )
     }))
     .await;
-    let mut slots: Vec<Slot> = opened
-        .into_iter()
-        .map(|(source, r)| match r {
-            Ok(node) => Slot {
-                node: Some(node),
-                error: None,
-                source: source.into(),
-            },
+    let mut nodes = Nodes {
+        slots: Vec::with_capacity(opened.len()),
+        names: config.nodes.iter().map(|n| n.name.clone()).collect(),
+        divergences: Vec::new(),
+        complete: true,
+        api_errors: BTreeMap::new(),
+    };
+    for (i, (source, r)) in opened.into_iter().enumerate() {
+        let (node, error) = match r {
+            Ok(node) => (Some(node), None),
             Err(SourceError::Node { message, node }) => {
                 warn!(node = %node, "Index unreachable: {message}");
-                Slot {
-                    node: None,
-                    error: Some(message),
-                    source: source.into(),
-                }
+                nodes.complete = false;
+                nodes.divergences.push(Divergence::node_level(
+                    "",
+                    &nodes.names[i],
+                    Kind::Unreachable,
+                    message.clone(),
+                ));
+                (None, Some(message))
             }
-        })
-        .collect();
-    let names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut divergences: Vec<Divergence> = Vec::new();
-    let mut complete = true;
-    for (i, slot) in slots.iter().enumerate() {
-        if let Some(e) = &slot.error {
-            complete = false;
-            divergences.push(node_row(&names[i], "", Kind::Unreachable, e.clone()));
-        }
+        };
+        nodes.slots.push(Slot {
+            node,
+            error,
+            source: source.into(),
+        });
     }
+    nodes
+}
 
-    // Models: the configured list, or every model indexed on any reachable node.
-    let models: Vec<String> = match &config.models {
-        Some(list) => list.clone(),
-        None => {
-            let mut set = BTreeSet::new();
-            for s in &slots {
-                if let Some(n) = &s.node {
-                    set.extend(
-                        n.models
-                            .iter()
-                            .filter(|(_, st)| **st != ModelState::NotIndexed)
-                            .map(|(m, _)| m.clone()),
-                    );
-                }
-            }
-            set.into_iter().collect()
-        }
-    };
-
-    let mut model_reports: Vec<ModelReport> = Vec::new();
-    let mut found: Vec<Found> = Vec::new();
-    for model in &models {
-        let mut participants: Vec<usize> = Vec::new();
-        for (i, slot) in slots.iter().enumerate() {
-            let Some(node) = &slot.node else { continue };
-            match node.models.get(model) {
-                Some(ModelState::Ready(_)) => participants.push(i),
-                Some(ModelState::BadSchema { detail }) => {
-                    complete = false;
-                    divergences.push(node_row(
-                        &names[i],
-                        model,
-                        Kind::Unreachable,
-                        detail.clone(),
-                    ));
-                }
-                Some(ModelState::NotIndexed) => divergences.push(node_row(
-                    &names[i],
-                    model,
-                    Kind::ModelNotIndexed,
-                    "ceramic_models has is_indexed = false for this model".into(),
-                )),
-                Some(ModelState::Missing) | None => divergences.push(node_row(
-                    &names[i],
-                    model,
-                    Kind::ModelNotIndexed,
-                    "the model is not in this node's index (no ceramic_models row or no table)"
-                        .into(),
-                )),
-            }
-        }
-        // An incremental cycle: each participant holds just the streams in scope (a model the
-        // scope does not name is compared whole).
-        if let Some(in_scope) = options.scope.as_ref().and_then(|s| s.get(model)) {
-            let streams: Vec<String> = in_scope.iter().cloned().collect();
-            let restricted = join_all(
-                slots
-                    .iter_mut()
-                    .enumerate()
-                    .filter(|(i, _)| participants.contains(i))
-                    .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
-                    .map(|(i, node)| {
-                        let streams = &streams;
-                        async move { (i, node.restrict(model, streams).await) }
-                    }),
-            )
-            .await;
-            for (i, r) in restricted {
-                if let Err(SourceError::Node { message, .. }) = r {
-                    complete = false;
-                    divergences.push(node_row(&names[i], model, Kind::Unreachable, message));
-                    participants.retain(|p| *p != i);
-                }
-            }
-        }
-        let mut cost = None;
-        let mut differing = 0u64;
-        let mut stopped: Option<String> = None;
-        let mut switched: Option<f64> = None;
-        // Invalid rows, every participant at once (a full scan on each Postgres node).
-        let checks =
-            join_all(
-                slots
-                    .iter_mut()
-                    .enumerate()
-                    .filter(|(i, _)| participants.contains(i))
-                    .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
-                    .map(|(i, node)| async move {
-                        (i, node.invalid_rows(model, options.row_check).await)
-                    }),
-            )
-            .await;
-        for (i, result) in checks {
-            match result {
-                Ok(rows) => {
-                    for r in rows {
-                        divergences.push(Divergence::stream(
-                            model,
-                            &r.stream_id,
-                            &names[i],
-                            Kind::InvalidRow,
-                            r.tip,
-                            r.problem,
-                        ));
-                    }
-                }
-                Err(SourceError::Node { message, .. }) => fail_node(
-                    &mut slots[i],
-                    &names[i],
-                    message,
-                    &mut divergences,
-                    &mut complete,
-                ),
-            }
-        }
-        loop {
-            participants.retain(|&i| slots[i].node.is_some());
-            if participants.len() < 2 {
-                info!(model = %model, "Fewer than 2 nodes can be compared for this model.");
-                break;
-            }
-            // Where a node's Postgres computes the fingerprints, start with a cheap bounds-only
-            // look so the rows are hashed once, not twice (see DescentParams::root_bounds_only).
-            let pushing_down = participants
+/// The models compared: the configured list, or every model indexed on any reachable node.
+fn choose_models(config: &ClusterConfig, nodes: &Nodes) -> Vec<String> {
+    if let Some(list) = &config.models {
+        return list.clone();
+    }
+    let mut set = BTreeSet::new();
+    for node in nodes.slots.iter().filter_map(|s| s.node.as_ref()) {
+        set.extend(
+            node.models
                 .iter()
-                .any(|&i| slots[i].node.as_ref().is_some_and(|n| n.pushes_down(model)));
-            let params = DescentParams {
-                root_bounds_only: pushing_down,
-                ..options.params.clone()
-            };
-            let limits = Limits {
-                max_diffs: options.max_diffs,
-                deadline: options.max_duration.map(|d| started + d),
-                may_switch: pushing_down && switched.is_none(),
-            };
-            match descend(&mut slots, &participants, model, &params, &limits).await {
-                ModelRun::SwitchToDownload(share) => {
-                    info!(
-                        model = %model,
-                        share,
-                        "Most first-level ranges differ: Postgres nodes download this model instead."
-                    );
-                    for &i in &participants {
-                        if let Some(n) = slots[i].node.as_mut() {
-                            n.download_model(model);
-                        }
-                    }
-                    switched = Some(share);
-                }
-                ModelRun::Done {
-                    differences,
-                    cost: c,
-                    stopped: why,
-                } => {
-                    if let Some(why) = &why {
-                        info!(model = %model, "{why}");
-                        complete = false;
-                    }
-                    stopped = why;
-                    differing = differences.len() as u64;
-                    if !differences.is_empty() {
-                        found.push(Found {
-                            model: model.clone(),
-                            participants: participants.clone(),
-                            differences,
-                        });
-                    }
-                    cost = Some(c);
-                    break;
-                }
-                ModelRun::Failed(failures) => {
-                    for (i, message) in failures {
-                        fail_node(
-                            &mut slots[i],
-                            &names[i],
-                            message,
-                            &mut divergences,
-                            &mut complete,
-                        );
-                    }
-                }
-            }
-        }
-        let bytes_over_bound = cost.as_ref().and_then(|c: &Cost| {
-            (differing > 0)
-                .then(|| (c.bytes_sent + c.bytes_received) as f64 / (differing as f64 * 8.0))
-        });
-        model_reports.push(ModelReport {
-            model: model.clone(),
-            nodes_compared: participants.iter().map(|&i| names[i].clone()).collect(),
-            differing_streams: differing,
-            counts: BTreeMap::new(),
-            cost,
-            bytes_over_bound,
-            stopped,
-            switched_to_download: switched,
-        });
+                .filter(|(_, st)| **st != ModelState::NotIndexed)
+                .map(|(m, _)| m.clone()),
+        );
     }
+    set.into_iter().collect()
+}
 
-    settle_and_classify(
-        &mut slots,
-        &names,
-        found,
-        options.settle,
-        &mut divergences,
-        &mut complete,
-    )
-    .await;
-    if options.read_logs {
-        presence::check(config, options.timeout, &mut divergences).await;
-        refine::refine(config, options.timeout, &mut divergences).await;
-        content::explain(
-            config,
-            &mut slots,
-            &names,
-            options.timeout,
-            &mut divergences,
-        )
-        .await;
-    }
-    verify::verify(
+/// `GET /api/v0/node/healthcheck` of every node with an `api_url`, concurrently: the nodes
+/// whose API cannot be reached, with why.
+async fn api_reachability(config: &ClusterConfig, timeout: Duration) -> BTreeMap<String, String> {
+    let apis = crate::api::clients(
         config,
-        &mut slots,
-        &names,
-        &models,
-        options.verify_state,
-        options.timeout,
-        &mut divergences,
+        &crate::api::ApiOptions {
+            timeout,
+            retries: 1,
+            ..crate::api::ApiOptions::default()
+        },
+    );
+    let checks = futures::future::join_all(
+        apis.values()
+            .map(|api| async move { (api.node().to_string(), api.healthcheck().await) }),
     )
     .await;
+    checks
+        .into_iter()
+        .filter_map(|(node, r)| {
+            let e = r.err()?;
+            warn!(node = %node, "The node's HTTP API cannot be reached: {e}");
+            Some((node, e.to_string()))
+        })
+        .collect()
+}
+
+/// Phase 4: what the nodes' APIs say about the differing streams — pin lists
+/// (`index_missing`), logs (`lagging`, `forked`, `index_stale`), content causes.
+async fn refine(config: &ClusterConfig, options: &AuditOptions, nodes: &mut Nodes) {
+    // The nodes' APIs are about to be asked: one that cannot be reached is named in the report
+    // and on stderr, not only in some row's `detail`.
+    if !nodes.divergences.is_empty() {
+        nodes.api_errors = api_reachability(config, options.timeout).await;
+    }
+    presence::check(config, options.timeout, &mut nodes.divergences).await;
+    refine::refine(config, options.timeout, &mut nodes.divergences).await;
+    content::explain(
+        config,
+        &mut nodes.slots,
+        &nodes.names,
+        options.timeout,
+        &mut nodes.divergences,
+    )
+    .await;
+}
+
+/// Phase 6: counts, per-node costs, rows in a stable order; the nodes closed.
+async fn assemble(
+    config: &ClusterConfig,
+    options: &AuditOptions,
+    nodes: Nodes,
+    mut model_reports: Vec<ModelReport>,
+    started_at: String,
+    started: Instant,
+) -> Report {
+    let Nodes {
+        slots,
+        names,
+        mut divergences,
+        complete,
+        api_errors,
+    } = nodes;
     for m in &mut model_reports {
         for d in divergences.iter().filter(|d| d.model == m.model) {
             *m.counts.entry(d.kind).or_default() += 1;
         }
     }
-
-    let nodes: Vec<NodeReport> = slots
+    let node_reports: Vec<NodeReport> = slots
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .zip(&names)
+        .map(|(s, name)| {
             let stats = s.node.as_ref().map(Node::stats).unwrap_or_default();
             NodeReport {
-                name: names[i].clone(),
+                name: name.clone(),
                 source: s.source.clone(),
                 mode: s
                     .node
@@ -512,6 +322,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
                 statements: stats.statements,
                 millis: stats.millis,
                 tls: s.node.as_ref().and_then(|n| n.tls().map(str::to_string)),
+                api_error: api_errors.get(name).cloned(),
             }
         })
         .collect();
@@ -557,165 +368,9 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         }
         .into(),
         params: options.params.clone(),
-        nodes,
+        nodes: node_reports,
         models: model_reports,
         counts,
         divergences,
     }
-}
-
-/// Differing keys of one model, as first seen.
-struct Found {
-    model: String,
-    participants: Vec<usize>,
-    differences: Vec<Difference>,
-}
-
-fn describe(v: &Option<Value>) -> String {
-    match v {
-        None => "(absent)".into(),
-        Some(v) if v.tip.is_empty() => {
-            format!("(no tip, columns {:08x})", v.digest >> 32)
-        }
-        Some(v) => format!("{} (columns {:08x})", v.tip, v.digest >> 32),
-    }
-}
-
-/// Waits `settle`, reads every differing row again on every node that compared it, and
-/// classifies: a row that changed on some node between the two looks is `in_flight` (one row
-/// per node whose value changed); the others are divergences, classified from the first look.
-async fn settle_and_classify(
-    slots: &mut [Slot],
-    names: &[String],
-    found: Vec<Found>,
-    settle: Duration,
-    divergences: &mut Vec<Divergence>,
-    complete: &mut bool,
-) {
-    let live = found.iter().any(|f| {
-        f.participants
-            .iter()
-            .any(|&i| slots[i].node.as_ref().is_some_and(Node::is_live))
-    });
-    // second[(found index, node)] = stream -> value now; no entry: could not re-read.
-    let mut second: HashMap<(usize, usize), HashMap<String, Value>> = HashMap::new();
-    if !settle.is_zero() && live {
-        info!(
-            seconds = settle.as_secs_f64(),
-            "Settling before re-checking differing rows."
-        );
-        tokio::time::sleep(settle).await;
-        let involved: BTreeSet<usize> = found
-            .iter()
-            .flat_map(|f| f.participants.iter().copied())
-            .collect();
-        for &i in &involved {
-            let Some(node) = slots[i].node.as_mut() else {
-                continue;
-            };
-            if let Err(SourceError::Node { message, .. }) = node.begin_recheck().await {
-                fail_node(&mut slots[i], &names[i], message, divergences, complete);
-            }
-        }
-        for (m, f) in found.iter().enumerate() {
-            let streams: Vec<String> = f.differences.iter().map(|d| d.key.stream()).collect();
-            for &i in &f.participants {
-                let Some(node) = slots[i].node.as_mut() else {
-                    continue;
-                };
-                match node.recheck(&f.model, &streams).await {
-                    Ok(entries) => {
-                        second.insert(
-                            (m, i),
-                            entries
-                                .into_iter()
-                                .map(|e| (e.key.stream(), e.value))
-                                .collect(),
-                        );
-                    }
-                    Err(SourceError::Node { message, .. }) => {
-                        fail_node(&mut slots[i], &names[i], message, divergences, complete)
-                    }
-                }
-            }
-        }
-    }
-    // Invalid rows the row check listed already, so a differing one is not listed twice.
-    let mut invalid_listed: HashSet<(String, String, String)> = divergences
-        .iter()
-        .filter(|x| x.kind == Kind::InvalidRow)
-        .map(|x| (x.model.clone(), x.stream_id.clone(), x.node.clone()))
-        .collect();
-    for (m, f) in found.iter().enumerate() {
-        let compared: Vec<String> = f.participants.iter().map(|&i| names[i].clone()).collect();
-        for d in &f.differences {
-            let stream = d.key.stream();
-            // Differing rows are parsed exactly, whatever the row check could see in SQL.
-            for (pos, value) in d.values.iter().enumerate() {
-                let Some(v) = value else { continue };
-                let tip = Some(v.tip.as_str()).filter(|t| !t.is_empty());
-                let Some(problem) = crate::source::rows::row_problem(&stream, tip) else {
-                    continue;
-                };
-                let first =
-                    invalid_listed.insert((f.model.clone(), stream.clone(), compared[pos].clone()));
-                if first {
-                    divergences.push(Divergence::stream(
-                        &f.model,
-                        &stream,
-                        &compared[pos],
-                        Kind::InvalidRow,
-                        tip.map(str::to_string),
-                        problem,
-                    ));
-                }
-            }
-            let changed: Vec<(usize, Option<Value>)> = f
-                .participants
-                .iter()
-                .enumerate()
-                .filter_map(|(pos, &i)| {
-                    let now = second.get(&(m, i))?.get(&stream).cloned();
-                    (now != d.values[pos]).then_some((pos, now))
-                })
-                .collect();
-            if changed.is_empty() {
-                divergences.extend(classify::classify(&f.model, d, &compared));
-                continue;
-            }
-            for (pos, now) in changed {
-                divergences.push(Divergence::stream(
-                    &f.model,
-                    &stream,
-                    &compared[pos],
-                    Kind::InFlight,
-                    now.as_ref().map(|v| v.tip.clone()).filter(|t| !t.is_empty()),
-                    format!(
-                        "changed during the audit: {} then {}; re-audit to see whether it converged",
-                        describe(&d.values[pos]),
-                        describe(&now)
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-fn node_row(node: &str, model: &str, kind: Kind, detail: String) -> Divergence {
-    Divergence::node_level(model, node, kind, detail)
-}
-
-/// A node failed during the audit: close it out, report it once, go on without it.
-fn fail_node(
-    slot: &mut Slot,
-    name: &str,
-    message: String,
-    out: &mut Vec<Divergence>,
-    complete: &mut bool,
-) {
-    warn!(node = %name, "Index failed during the audit: {message}");
-    slot.node = None;
-    slot.error = Some(message.clone());
-    *complete = false;
-    out.push(node_row(name, "", Kind::Unreachable, message));
 }

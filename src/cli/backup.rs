@@ -32,10 +32,14 @@ pub struct BackupArgs {
     #[arg(long)]
     pub stopped: bool,
     /// Live state-store copy passes before giving up when every pass sees a compaction.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_passes: u32,
     /// Seconds allowed for each IPFS request.
-    #[arg(long, default_value_t = 30)]
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=super::flags::MAX_TIMEOUT_SECONDS)
+    )]
     pub timeout_seconds: u64,
 }
 
@@ -66,7 +70,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
     /// Seconds allowed for each IPFS request and the database connection.
-    #[arg(long, default_value_t = 120)]
+    #[arg(
+        long,
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..=super::flags::MAX_TIMEOUT_SECONDS)
+    )]
     pub timeout_seconds: u64,
 }
 

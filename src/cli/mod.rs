@@ -11,7 +11,9 @@ use crate::ids;
 
 mod backup;
 mod commands;
+pub mod flags;
 mod repair;
+mod signals;
 mod watch;
 pub use backup::{BackupAction, BackupArgs, RestoreArgs};
 pub use commands::{AuditArgs, CrawlArgs};
@@ -24,7 +26,7 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_DIVERGENCE: i32 = 1;
 /// The command could not complete: bad input or config, unreadable node or source.
 pub const EXIT_INCOMPLETE: i32 = 2;
-/// Interrupted (Ctrl-C).
+/// Interrupted (Ctrl-C or SIGTERM).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Parser)]
@@ -110,15 +112,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Failure> {
 }
 
 fn inspect(id: &str, compact: bool, out: &mut dyn Write) -> Result<i32, Failure> {
-    let info = ids::inspect(id).map_err(|e| Failure {
-        code: EXIT_INCOMPLETE,
-        message: match e {
-            ids::IdError::Unrecognised => format!("cannot decode {id:?}: {e}"),
-            e => format!(
-                "cannot decode {id:?}: {e} (expected a StreamID/CommitID `k…`, an EventId in \
+    let info = ids::inspect(id).map_err(|e| {
+        // The argument is echoed to say which one failed, but not a pasted 4 KB blob whole.
+        let id = match id.char_indices().nth(80) {
+            Some((cut, _)) => format!("{}… ({} characters)", &id[..cut], id.chars().count()),
+            None => id.to_string(),
+        };
+        Failure {
+            code: EXIT_INCOMPLETE,
+            message: match e {
+                ids::IdError::Unrecognised => format!("cannot decode {id:?}: {e}"),
+                e => format!(
+                    "cannot decode {id:?}: {e} (expected a StreamID/CommitID `k…`, an EventId in \
                  hex or a CID)"
-            ),
-        },
+                ),
+            },
+        }
     })?;
     let json = if compact {
         serde_json::to_string(&info)

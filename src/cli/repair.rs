@@ -9,13 +9,14 @@ use std::time::Duration;
 use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
+use super::flags::{rate, AuditFlags, MAX_TIMEOUT_SECONDS};
 use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
 use crate::atomic::write as write_atomic;
-use crate::audit::{self, AuditOptions};
+use crate::audit;
 use crate::config::ClusterConfig;
 use crate::repair::journal::Journal;
 use crate::repair::plan::{self, Targets};
-use crate::repair::{self as r, RepairOptions, RepairReport, Status};
+use crate::repair::{self as r, RepairOptions, RepairReport, Status, Verdict};
 use crate::report::Divergence;
 
 #[derive(Debug, Args)]
@@ -25,47 +26,74 @@ pub struct RepairArgs {
     #[arg(long, env = "CERAMIC_AUDIT_CONFIG")]
     pub config: PathBuf,
     /// Repair what this audit report (`report.json`) lists, instead of auditing first.
-    #[arg(long, value_name = "REPORT_JSON")]
+    #[arg(long, value_name = "REPORT_JSON", env = "CERAMIC_AUDIT_FROM_REPORT")]
     pub from_report: Option<PathBuf>,
     /// The only nodes written to (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NODES",
+        env = "CERAMIC_AUDIT_NODES"
+    )]
     pub nodes: Vec<String>,
     /// Write to every node that has something to repair.
-    #[arg(long)]
+    #[arg(long, env = "CERAMIC_AUDIT_ALL_LAGGING")]
     pub all_lagging: bool,
-    /// Execute the plan (without it: a dry run that writes nothing to any node).
+    /// Execute the plan (without it: a dry run that writes nothing to any node). Deliberately
+    /// not read from the environment: a variable left set must not turn a dry run into writes.
     #[arg(long)]
     pub apply: bool,
     /// Push the predicted winner's branch to nodes on a losing fork.
-    #[arg(long)]
+    #[arg(long, env = "CERAMIC_AUDIT_RESOLVE_FORKS")]
     pub resolve_forks: bool,
     /// Publish re-applied commits over pubsub (off: only the target is written to).
-    #[arg(long)]
+    #[arg(long, env = "CERAMIC_AUDIT_PUBLISH")]
     pub publish: bool,
     /// Where plan.csv/json and repair.csv/json go (default reports/repair-<UTC time>/).
-    #[arg(long)]
+    #[arg(long, env = "CERAMIC_AUDIT_REPAIR_OUT")]
     pub out: Option<PathBuf>,
     /// The append-only journal shared by runs (re-runs skip what it records as done).
-    #[arg(long, default_value = "reports/repair-journal.jsonl")]
+    #[arg(
+        long,
+        default_value = "reports/repair-journal.jsonl",
+        env = "CERAMIC_AUDIT_JOURNAL"
+    )]
     pub journal: PathBuf,
-    /// Per HTTP request.
-    #[arg(long, default_value_t = 30)]
-    pub timeout_seconds: u64,
-    /// Per action: every request and the verification together.
-    #[arg(long, default_value_t = 180)]
+    /// Per action: every request and the verification together (1 to 86400 seconds).
+    #[arg(
+        long,
+        default_value_t = 180,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS),
+        env = "CERAMIC_AUDIT_ACTION_SECONDS"
+    )]
     pub action_seconds: u64,
-    /// How long a repaired node may take to show the winning tip in its state and index.
-    #[arg(long, default_value_t = 20)]
+    /// How long a repaired node may take to show the winning tip in its state and index (0 to
+    /// 86400 seconds).
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECONDS),
+        env = "CERAMIC_AUDIT_VERIFY_SECONDS"
+    )]
     pub verify_seconds: u64,
     /// Consecutive failures on one node before its remaining actions are skipped.
-    #[arg(long, default_value_t = 5)]
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "CERAMIC_AUDIT_MAX_FAILURES"
+    )]
     pub max_failures: u32,
-    /// Requests per second to one node at most.
-    #[arg(long, default_value_t = 10.0)]
+    /// Requests per second to one node at most (0.001 to 100000).
+    #[arg(long, default_value_t = 10.0, value_parser = rate, env = "CERAMIC_AUDIT_RATE")]
     pub rate: f64,
     /// Print no summary.
-    #[arg(long, short)]
+    #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
+    /// The audit run first (unless --from-report); --timeout-seconds also bounds each request
+    /// of the repair.
+    #[command(flatten)]
+    pub flags: AuditFlags,
 }
 
 pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
@@ -77,12 +105,6 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 args.config.display()
             )));
         }
-    }
-    if !(args.rate > 0.0 && args.rate.is_finite()) {
-        return Err(incomplete(format!(
-            "--rate {}: expected a positive number",
-            args.rate
-        )));
     }
     let dir = args.out.clone().unwrap_or_else(|| {
         let d = report_dir();
@@ -130,13 +152,14 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         },
         resolve_forks: args.resolve_forks,
         publish: args.publish,
-        timeout: Duration::from_secs(args.timeout_seconds.max(1)),
-        action_timeout: Duration::from_secs(args.action_seconds.max(1)),
+        timeout: args.flags.timeout(),
+        action_timeout: Duration::from_secs(args.action_seconds),
         verify_timeout: Duration::from_secs(args.verify_seconds),
-        max_failures: args.max_failures.max(1),
+        max_failures: args.max_failures,
         rate: args.rate,
         observed_at,
     };
+    let audit_options = args.flags.options().map_err(incomplete)?;
     let journal = if args.apply {
         Some(Mutex::new(
             Journal::open(&args.journal).map_err(|e| incomplete(e.to_string()))?,
@@ -147,15 +170,15 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let started_at = audit::now_rfc3339();
     let from_report = args.from_report.is_some();
     let rt = runtime()?;
-    let (report, interrupted) = rt.block_on(async {
-        let stop = r::stop_on_signal();
+    let report = rt.block_on(async {
+        let stop = super::signals::cancel_on_signal();
         let divergences = if from_report {
             divergences
         } else {
-            let audit_options = AuditOptions::default();
+            let audit_options = audit_options.clone();
             let audited = tokio::select! {
                 rep = audit::run(&config, &audit_options) => rep,
-                _ = wait_for(&stop) => return Err(Failure {
+                _ = stop.cancelled() => return Err(Failure {
                     code: EXIT_INTERRUPTED,
                     message: "interrupted during the audit; nothing was written to any node".into(),
                 }),
@@ -166,27 +189,20 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             options.observed_at = Some(audited.started_at.clone());
             audited.divergences
         };
-        let (actions, fetched) = r::prepare(&config, &divergences, &options).await;
-        let outcomes = match &journal {
-            Some(j) => r::apply(&config, &actions, &fetched, j, &options, &stop).await,
-            None => Vec::new(),
-        };
-        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
-        Ok((
-            RepairReport {
-                schema_version: 1,
-                cluster: config.cluster.clone(),
-                started_at,
-                finished_at: audit::now_rfc3339(),
-                applied: args.apply,
-                journal: args.apply.then(|| args.journal.display().to_string()),
-                interrupted,
-                counts: r::counts(&outcomes),
-                plan: actions,
-                outcomes,
-            },
-            interrupted,
-        ))
+        let (actions, outcomes) =
+            r::plan_and_apply(&config, &divergences, &options, journal.as_ref(), &stop).await;
+        Ok(RepairReport {
+            schema_version: 1,
+            cluster: config.cluster.clone(),
+            started_at,
+            finished_at: audit::now_rfc3339(),
+            applied: args.apply,
+            journal: args.apply.then(|| args.journal.display().to_string()),
+            interrupted: stop.is_cancelled(),
+            counts: r::counts(&outcomes),
+            plan: actions,
+            outcomes,
+        })
     })?;
     let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
         let path = dir.join(name);
@@ -209,25 +225,11 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     if !args.quiet {
         write_out(out, &summary(&report, &dir))?;
     }
-    let bad = report.outcomes.iter().any(|o| {
-        matches!(
-            o.status,
-            Status::Failed | Status::Unrepairable | Status::SettledElsewhere
-        )
-    });
-    Ok(if interrupted {
-        EXIT_INTERRUPTED
-    } else if bad {
-        EXIT_DIVERGENCE
-    } else {
-        EXIT_OK
+    Ok(match report.verdict() {
+        Verdict::Interrupted => EXIT_INTERRUPTED,
+        Verdict::Unresolved => EXIT_DIVERGENCE,
+        Verdict::Done => EXIT_OK,
     })
-}
-
-async fn wait_for(flag: &std::sync::atomic::AtomicBool) {
-    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
@@ -240,16 +242,28 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
         }
     }
     let planned: usize = by_strategy.values().sum();
-    let mut text = format!(
-        "repair {}: {planned} action(s) planned ({}), {commits} commit(s) to send, {} left alone\n",
-        report.cluster,
-        by_strategy
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        report.plan.len() - planned
-    );
+    let strategies = if by_strategy.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            by_strategy
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut text = if report.plan.is_empty() {
+        format!("repair {}: nothing to repair\n", report.cluster)
+    } else {
+        format!(
+            "repair {}: {planned} action(s) planned{strategies}, {commits} commit(s) to send, {} \
+             left alone\n",
+            report.cluster,
+            report.plan.len() - planned
+        )
+    };
     for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
         text.push_str(&format!(
             "  left alone: {} on {} ({}): {}\n",

@@ -8,81 +8,74 @@ use std::time::Duration;
 use clap::Args;
 
 use super::commands::{incomplete, runtime};
+use super::flags::{count, human_duration, share, AuditFlags};
 use super::{write_out, Failure, EXIT_OK};
-use crate::audit::AuditOptions;
 use crate::config::ClusterConfig;
 use crate::repair::plan::Targets;
 use crate::repair::RepairOptions;
-use crate::source::{Compare, Mode};
 use crate::watch::schedule::{random_unit, Schedule};
 use crate::watch::{self, AutoRepair, WatchOptions, Watcher};
-
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 15m, 24h)"))
-}
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The cluster file.
     #[arg(long, env = "CERAMIC_AUDIT_CONFIG")]
     pub config: PathBuf,
-    /// Time between cycle starts.
-    #[arg(long, default_value = "15m", value_parser = duration, env = "CERAMIC_AUDIT_EVERY")]
+    /// Time between cycle starts (more than 0, at most 366 days).
+    #[arg(long, default_value = "15m", value_parser = human_duration, env = "CERAMIC_AUDIT_EVERY")]
     pub every: Duration,
     /// Up to this share of --every is added at random to each wait (0–1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = share, env = "CERAMIC_AUDIT_JITTER")]
     pub jitter: f64,
     /// Cycle reports (one directory each), `latest`, the state file and the repair journal.
     #[arg(long, default_value = "reports/watch", env = "CERAMIC_AUDIT_WATCH_DIR")]
     pub dir: PathBuf,
-    /// Cycle report directories kept.
-    #[arg(long, default_value_t = 96)]
+    /// Cycle report directories kept (1 to 100000).
+    #[arg(long, default_value_t = 96, value_parser = count(1, 100_000), env = "CERAMIC_AUDIT_KEEP")]
     pub keep: usize,
     /// A full audit at least this often; the cycles between compare changed rows only.
-    #[arg(long, default_value = "24h", value_parser = duration)]
+    #[arg(long, default_value = "24h", value_parser = human_duration, env = "CERAMIC_AUDIT_FULL_EVERY")]
     pub full_every: Duration,
     /// Safety margin subtracted from the `updated_at` watermarks of incremental cycles.
-    #[arg(long, default_value = "5m", value_parser = duration)]
+    #[arg(long, default_value = "5m", value_parser = human_duration, env = "CERAMIC_AUDIT_MARGIN")]
     pub margin: Duration,
     /// Divergences seen in this many consecutive cycles count as alerting (metrics).
-    #[arg(long, default_value_t = 2)]
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "CERAMIC_AUDIT_ALERT_AFTER"
+    )]
     pub alert_after: u32,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long, env = "CERAMIC_AUDIT_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Also write the metrics to this file (node_exporter's textfile collector).
-    #[arg(long)]
+    #[arg(long, env = "CERAMIC_AUDIT_METRICS_TEXTFILE")]
     pub metrics_textfile: Option<PathBuf>,
     /// Stop after this many cycles (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), env = "CERAMIC_AUDIT_CYCLES")]
     pub cycles: Option<u64>,
-    /// Repair lagging and missing streams that persisted --repair-after cycles.
+    /// Repair lagging and missing streams that persisted --repair-after cycles. Not read from
+    /// the environment: a variable left set must not turn watching into writing.
     #[arg(long, requires = "nodes")]
     pub repair: bool,
     /// The only nodes auto-repair writes to (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "CERAMIC_AUDIT_NODES")]
     pub nodes: Vec<String>,
-    /// Auto-repair actions per cycle at most.
-    #[arg(long, default_value_t = 100)]
+    /// Auto-repair actions per cycle at most (1 to 100000).
+    #[arg(long, default_value_t = 100, value_parser = count(1, 100_000), env = "CERAMIC_AUDIT_REPAIR_MAX")]
     pub repair_max: usize,
     /// Cycles a divergence must persist before auto-repair touches it.
-    #[arg(long, default_value_t = 2)]
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "CERAMIC_AUDIT_REPAIR_AFTER"
+    )]
     pub repair_after: u32,
-    /// Postgres nodes: fingerprints computed by Postgres, or rows downloaded.
-    #[arg(long, value_enum, default_value_t = Mode::Pushdown)]
-    pub mode: Mode,
-    /// Columns compared.
-    #[arg(long, value_enum, default_value_t = Compare::All)]
-    pub compare: Compare,
-    /// Per connection attempt, SQL statement and HTTP request.
-    #[arg(long, default_value_t = 30)]
-    pub timeout_seconds: u64,
-    /// Do not call the nodes' HTTP APIs (no log classification, no pin lists).
-    #[arg(long)]
-    pub no_logs: bool,
-    /// Pause before differing rows are read again (rows changed meanwhile are `in_flight`).
-    #[arg(long, default_value_t = 3.0)]
-    pub settle_seconds: f64,
+    #[command(flatten)]
+    pub flags: AuditFlags,
     #[command(flatten)]
     pub gate: GateArgs,
 }
@@ -100,18 +93,12 @@ pub struct GateArgs {
     )]
     pub gate_on: Vec<crate::report::Kind>,
     /// ... once first seen at least this long ago (e.g. 30s, 5m).
-    #[arg(long, default_value = "1m", value_parser = duration, env = "CERAMIC_AUDIT_GATE_AFTER")]
+    #[arg(long, default_value = "1m", value_parser = human_duration, env = "CERAMIC_AUDIT_GATE_AFTER")]
     pub gate_after: Duration,
 }
 
 pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| incomplete(e.to_string()))?;
-    if !(0.0..=1.0).contains(&args.jitter) {
-        return Err(incomplete(format!(
-            "--jitter {}: expected 0 to 1",
-            args.jitter
-        )));
-    }
     if args.every.is_zero() {
         return Err(incomplete("--every must be longer than 0".into()));
     }
@@ -123,30 +110,19 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             )));
         }
     }
-    let timeout = Duration::from_secs(args.timeout_seconds.max(1));
+    let timeout = args.flags.timeout();
+    let audit = args.flags.options().map_err(incomplete)?;
     let options = WatchOptions {
         schedule: Schedule {
             every: args.every,
             jitter: args.jitter,
         },
         dir: args.dir.clone(),
-        keep: args.keep.max(1),
+        keep: args.keep,
         full_every: args.full_every,
         margin: args.margin,
-        alert_after: args.alert_after.max(1),
-        audit: AuditOptions {
-            mode: args.mode,
-            compare: args.compare,
-            timeout,
-            read_logs: !args.no_logs,
-            settle: Duration::try_from_secs_f64(args.settle_seconds).map_err(|_| {
-                incomplete(format!(
-                    "--settle-seconds {}: expected a number of seconds ≥ 0",
-                    args.settle_seconds
-                ))
-            })?,
-            ..AuditOptions::default()
-        },
+        alert_after: args.alert_after,
+        audit,
         metrics_textfile: args.metrics_textfile.clone(),
         repair: args.repair.then(|| AutoRepair {
             options: RepairOptions {
@@ -155,12 +131,13 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 ..RepairOptions::default()
             },
             max: args.repair_max,
-            after: args.repair_after.max(1),
+            after: args.repair_after,
         }),
     };
     let mut watcher = Watcher::new(config, options.clone()).map_err(incomplete)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let shutdown = super::signals::cancel_on_signal();
         if let Some(addr) = &args.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -177,7 +154,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             tokio::spawn(watch::http::serve(
                 listener,
                 watch::http::router(endpoints),
-                tokio_util::sync::CancellationToken::new(),
+                shutdown.clone(),
             ));
         }
         let watcher = Arc::new(tokio::sync::Mutex::new(&mut watcher));
@@ -200,7 +177,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                     }
                 }
             },
-            watch::shutdown_signal(),
+            shutdown.cancelled(),
             random_unit,
         )
         .await;

@@ -16,14 +16,15 @@
 pub mod fork;
 mod index;
 pub mod journal;
+mod pipeline;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
 use crate::config::ClusterConfig;
@@ -31,6 +32,7 @@ use crate::ids::StreamId;
 use crate::report::{Divergence, Kind};
 use index::IndexReader;
 use journal::{Journal, Record};
+pub use pipeline::{plan_and_apply, Verdict};
 use plan::{Action, Strategy, Targets};
 
 #[derive(Clone, Debug)]
@@ -272,7 +274,7 @@ pub async fn apply(
     fetched: &Fetched,
     journal: &Mutex<Journal>,
     options: &RepairOptions,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
 ) -> Vec<Outcome> {
     let apis = apis(config, options);
     let run = crate::audit::now_rfc3339();
@@ -297,7 +299,7 @@ pub async fn apply(
             let mut index = IndexReader::open(config, target, options.timeout).await;
             let mut failures = 0u32;
             for a in queue {
-                if stop.load(Ordering::SeqCst) {
+                if stop.is_cancelled() {
                     out.push(skipped(a, "interrupted before this action".into()));
                     continue;
                 }
@@ -724,20 +726,4 @@ pub fn counts(outcomes: &[Outcome]) -> BTreeMap<Status, u64> {
         *c.entry(o.status).or_default() += 1;
     }
     c
-}
-
-/// A flag set by Ctrl-C (SIGINT), for [`apply`]; a second Ctrl-C exits at once.
-pub fn stop_on_signal() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("stopping after the actions in flight (Ctrl-C again to abort)");
-            f.store(true, Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(crate::cli::EXIT_INTERRUPTED);
-            }
-        }
-    });
-    flag
 }

@@ -255,6 +255,10 @@ pub struct NodeReport {
     /// the server offers no TLS…`, `encrypted, CA and host checked (verify-full)`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// Set when the node has an `api_url` the audit needed (something diverged) and its
+    /// healthcheck failed: why. Rows of this node then stay unrefined (`tip_mismatch`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_error: Option<String>,
 }
 
 /// One model's comparison.

@@ -41,6 +41,9 @@ pub fn render(report: &Report) -> String {
         if let Some(t) = n.tls.as_deref().filter(|t| t.starts_with("none:")) {
             let _ = writeln!(s, "note: node {}: TLS {t}", n.name);
         }
+        if let Some(e) = &n.api_error {
+            let _ = writeln!(s, "note: node {}: HTTP API unreachable: {e}", n.name);
+        }
     }
     if !report.models.is_empty() {
         let _ = writeln!(

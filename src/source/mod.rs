@@ -1,35 +1,37 @@
-//! Index sources: one node's ComposeDB index, read-only, behind one type the audit uses.
+//! Index sources: one node's ComposeDB index, read-only, behind one interface ([`Backend`])
+//! that the audit, watch and repair reach through [`Node`]. One module per kind of node:
 //!
 //! - Postgres ([`postgres`]): fingerprints pushed down into SQL (default), or every row's
-//!   stream id and row hash downloaded into a compact store ([`hashed`]) and fingerprinted
-//!   locally (`--mode download`, and per model when most of it differs).
+//!   stream id and row hash downloaded into a compact store ([`postgres::hashed`]) and
+//!   fingerprinted locally (`--mode download`, and per model when most of it differs).
 //! - SQLite ([`sqlite`]): js-ceramic's default index; rows are read and fingerprinted locally.
 //! - Snapshot files ([`snapshot`]): a node's index state written by `crawl`, for offline audits.
 //!
-//! Whatever the source, a row becomes the same [`crate::recon::Entry`] (see [`rows`]), so
-//! sources of different kinds compare with each other.
+//! A new kind of node is a new module implementing [`Backend`] plus one line in
+//! [`Node::open`]. Whatever the source, a row becomes the same [`crate::recon::Entry`] (see
+//! [`rows`]), so sources of different kinds compare with each other.
 
 pub mod ceramic_one;
-pub mod hashed;
 pub mod postgres;
 pub mod rows;
 pub mod snapshot;
 pub mod sqlite;
+pub mod whole;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::{IndexLocation, NodeConfig};
-use crate::recon::{Answer, Entry, MemoryStore, PgHash64, Query, RangeStore};
+use crate::recon::{Answer, Entry, MemoryStore, PgHash64, Query};
 
 /// The hash every index source fingerprints with: Postgres computes it in SQL (push-down), the
 /// other sources here, so any mix of sources compares like with like.
 pub type IndexHash = PgHash64;
-use postgres::PgSource;
 use rows::row_problem;
 
 /// Columns every model table must have to be audited (`tip` and `stream_content` arrived in cli
@@ -167,6 +169,101 @@ pub struct NodeStats {
     pub millis: u64,
 }
 
+/// One kind of node's index, as the audit, watch and repair read it (through [`Node`], which
+/// checks the model is readable and applies an incremental cycle's restriction first).
+#[async_trait]
+pub trait Backend: Send {
+    /// `postgres`, `sqlite` or `snapshot`: the report's `source`.
+    fn kind(&self) -> &'static str;
+
+    /// How fingerprints are computed: sources read whole always "download".
+    fn mode(&self) -> Mode {
+        Mode::Download
+    }
+
+    /// What reading the node has cost so far.
+    fn stats(&self) -> NodeStats;
+
+    /// How the connection to the node's database is protected, as observed (`None`: no
+    /// connection, a file).
+    fn tls(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether a second look can differ from the first (a file written once cannot).
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    /// Whether the node's database computes `model`'s fingerprints itself.
+    fn pushes_down(&self, _model: &str) -> bool {
+        false
+    }
+
+    /// From now on, download `model` whole instead of pushing its fingerprints down.
+    fn download_model(&mut self, _model: &str) {}
+
+    /// All rows of a model as entries (`crawl`).
+    async fn entries(&mut self, model: &str, table: &TableInfo) -> Result<Vec<Entry>, SourceError>;
+
+    /// Answers one round of the descent for `model`.
+    async fn answer(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        batch: &[Query],
+    ) -> Result<Vec<Answer<IndexHash>>, SourceError>;
+
+    /// The model's invalid rows (exactly, for sources read whole; by a pattern scan otherwise).
+    async fn invalid_rows(
+        &mut self,
+        model: &str,
+        check: RowCheck,
+    ) -> Result<Vec<InvalidRow>, SourceError>;
+
+    /// Starts the settle re-check: later [`Backend::recheck`] calls read the node as it is now.
+    async fn begin_recheck(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// The current entries of `streams` in `model` (absent streams are left out).
+    async fn recheck(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        streams: &[String],
+    ) -> Result<Vec<Entry>, SourceError>;
+
+    /// The content and controller of `streams`' rows in `model`, read now (absent streams are
+    /// left out). A source that holds digests only says so.
+    async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<rows::RowContent>, SourceError>;
+
+    /// `(stream_id, tip)` of `model`'s rows: all of them, or `sample` drawn at random.
+    async fn index_tips(
+        &mut self,
+        model: &str,
+        sample: Option<u64>,
+    ) -> Result<Vec<(String, String)>, SourceError>;
+
+    /// Streams of `model` whose rows changed at or after `since_ms` (unix ms; every row when
+    /// `None`), and the newest `updated_at` seen (the next watermark).
+    async fn changed_since(
+        &mut self,
+        model: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), SourceError>;
+
+    /// Drops what was cached about `model` (it is restricted to a few streams from now on).
+    fn forget(&mut self, _model: &str) {}
+
+    /// Ends the node's session, if it has one.
+    async fn close(self: Box<Self>) {}
+}
+
 /// One node's index, opened for an audit.
 pub struct Node {
     pub name: String,
@@ -175,19 +272,10 @@ pub struct Node {
     pub mode: Mode,
     pub compare: Compare,
     pub models: BTreeMap<String, ModelState>,
-    pg: Option<PgSource>,
-    /// Stream ids and row hashes of a Postgres node in download mode.
-    hashed: HashMap<String, hashed::HashedKeys>,
-    /// Models this Postgres node downloads although its mode is push-down (switched by the
-    /// audit when most of a model's ranges differ).
-    download_models: std::collections::HashSet<String>,
-    /// Models held in memory (files, SQLite).
-    memory: HashMap<String, MemoryStore<IndexHash>>,
-    /// Invalid rows per model, for sources read whole.
-    invalid: HashMap<String, Vec<InvalidRow>>,
-    loaded_stats: NodeStats,
-    /// The SQLite file, re-read for the settle re-check.
-    sqlite_path: Option<std::path::PathBuf>,
+    backend: Box<dyn Backend>,
+    /// Models restricted to a few streams for an incremental cycle (see [`Node::restrict`]):
+    /// their rows as read when restricted, answering instead of the backend.
+    restricted: HashMap<String, MemoryStore<IndexHash>>,
 }
 
 /// Sorts and hashes a model's entries on all cores (1M rows: hashing each is ~0.1 s on one).
@@ -216,116 +304,61 @@ pub fn invalid_rows(entries: &[(String, Option<String>)]) -> Vec<InvalidRow> {
         .collect()
 }
 
+/// An SQLite index file (and its write-ahead log) untouched this long has no write in flight:
+/// a node taking part in a propagating write writes its file within pubsub's second or two, so
+/// the settle pause would only wait on files that cannot change. Too short, and a slow node's
+/// write could land after the skipped pause (a divergence instead of `in_flight`); too long,
+/// and freshly copied files still cost the pause.
+pub const QUIET_FILE: Duration = Duration::from_secs(60);
+
+pub(crate) fn recently_written(path: &std::path::Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), std::path::PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        // A modification time in the future (clock skew) counts as recent.
+        .any(|t| t.elapsed().map_or(true, |age| age < QUIET_FILE))
+}
+
 impl Node {
-    /// Opens a node's index (reads files whole; for Postgres, connects and lists models).
+    /// Opens a node's index (reads files whole; for Postgres, connects and lists models). The
+    /// one place kinds of node are chosen.
     pub async fn open(
         config: &NodeConfig,
         mode: Mode,
         timeout: Duration,
         compare: Compare,
     ) -> Result<Self, SourceError> {
-        let started = Instant::now();
-        match &config.index {
+        let (backend, models): (Box<dyn Backend>, _) = match &config.index {
             IndexLocation::Postgres { dsn } => {
-                let password =
-                    config
-                        .password
-                        .read(&config.name)
-                        .map_err(|message| SourceError::Node {
-                            node: config.name.clone(),
-                            message,
-                        })?;
-                let mut pg = PgSource::connect(config, dsn, password, timeout, compare).await?;
-                let models = pg.models().await?;
-                Ok(Self {
-                    name: config.name.clone(),
-                    kind: "postgres",
-                    mode,
-                    compare,
-                    models,
-                    pg: Some(pg),
-                    memory: HashMap::new(),
-                    hashed: HashMap::new(),
-                    download_models: Default::default(),
-                    invalid: HashMap::new(),
-                    loaded_stats: NodeStats::default(),
-                    sqlite_path: None,
-                })
+                boxed(postgres::PgIndex::open(config, dsn, mode, timeout, compare).await?)
             }
             IndexLocation::Sqlite { path } => {
-                let loaded = load_blocking(config, path, "SQLite", sqlite::load).await?;
-                let mut node = Self::from_loaded(config, "sqlite", loaded, started, compare);
-                node.sqlite_path = Some(path.clone());
-                Ok(node)
+                boxed(sqlite::SqliteIndex::open(config, path, compare).await?)
             }
             IndexLocation::Snapshot { path } => {
-                let loaded = load_blocking(config, path, "snapshot", snapshot::load).await?;
-                Ok(Self::from_loaded(
-                    config, "snapshot", loaded, started, compare,
-                ))
+                boxed(snapshot::SnapshotIndex::open(config, path, compare).await?)
             }
-        }
-    }
-
-    fn from_loaded(
-        config: &NodeConfig,
-        kind: &'static str,
-        loaded: Loaded,
-        started: Instant,
-        compare: Compare,
-    ) -> Self {
-        let mut memory = HashMap::new();
-        let mut invalid = HashMap::new();
-        let mut rows = 0u64;
-        for (model, entries) in loaded.rows {
-            rows += entries.len() as u64;
-            let pairs: Vec<(String, Option<String>)> = entries
-                .iter()
-                .map(|e| {
-                    (
-                        e.key.stream(),
-                        Some(e.value.tip.clone()).filter(|t| !t.is_empty()),
-                    )
-                })
-                .collect();
-            invalid.insert(model.clone(), invalid_rows(&pairs));
-            memory.insert(model, memory_store(compare.apply(entries)));
-        }
-        Self {
+        };
+        Ok(Self {
             name: config.name.clone(),
-            kind,
-            mode: Mode::Download,
+            kind: backend.kind(),
+            mode: backend.mode(),
             compare,
-            models: loaded.models,
-            pg: None,
-            memory,
-            hashed: HashMap::new(),
-            download_models: Default::default(),
-            invalid,
-            sqlite_path: None,
-            loaded_stats: NodeStats {
-                rows,
-                bytes_received: loaded.bytes,
-                statements: 0,
-                millis: started.elapsed().as_millis() as u64,
-            },
-        }
-    }
-
-    /// How a Postgres connection is protected, as observed (`None` for files).
-    pub fn tls(&self) -> Option<&str> {
-        self.pg.as_ref().map(|p| p.tls.as_str())
+            models,
+            backend,
+            restricted: HashMap::new(),
+        })
     }
 
     pub fn stats(&self) -> NodeStats {
-        let mut s = self.loaded_stats.clone();
-        if let Some(pg) = &self.pg {
-            s.rows += pg.rows_scanned;
-            s.bytes_received += pg.bytes_received;
-            s.statements += pg.statements;
-            s.millis += pg.busy.as_millis() as u64;
-        }
-        s
+        self.backend.stats()
+    }
+
+    /// How the connection to the node's database is protected, as observed (`None` for files).
+    pub fn tls(&self) -> Option<&str> {
+        self.backend.tls()
     }
 
     fn table(&self, model: &str) -> Result<TableInfo, SourceError> {
@@ -340,14 +373,11 @@ impl Node {
 
     /// All rows of a model as entries (download mode, `crawl`).
     pub async fn entries(&mut self, model: &str) -> Result<Vec<Entry>, SourceError> {
-        if let Some(store) = self.memory.get(model) {
+        if let Some(store) = self.restricted.get(model) {
             return Ok(store.as_slice().to_vec());
         }
         let table = self.table(model)?;
-        match self.pg.as_mut() {
-            Some(pg) => pg.download(model, &table).await,
-            None => Ok(Vec::new()),
-        }
+        self.backend.entries(model, &table).await
     }
 
     /// Answers one round of the descent for `model`.
@@ -356,117 +386,23 @@ impl Node {
         model: &str,
         batch: &[Query],
     ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
-        // A model held in memory (a file source, or restricted for an incremental cycle).
-        if let Some(store) = self.memory.get_mut(model) {
-            return store.answer(batch).map_err(|e| match e {});
-        }
-        if self.pg.is_some() && !self.pushes_down(model) {
-            return self.answer_downloaded(model, batch).await;
+        if let Some(store) = self.restricted.get_mut(model) {
+            return Ok(whole::answer(store, batch));
         }
         let table = self.table(model)?;
-        match self.pg.as_mut() {
-            Some(pg) => pg.answer(model, &table, batch).await,
-            // A file source with no rows for a ready model: an empty table.
-            None => MemoryStore::<IndexHash>::new([])
-                .answer(batch)
-                .map_err(|e| match e {}),
-        }
+        self.backend.answer(model, &table, batch).await
     }
 
-    /// Whether this node's Postgres computes `model`'s fingerprints itself.
+    /// Whether this node's Postgres computes `model`'s fingerprints itself (still true of a
+    /// restricted model: the audit then starts with a bounds-only look, which costs nothing in
+    /// memory and keeps incremental cycles' costs comparable with full ones).
     pub fn pushes_down(&self, model: &str) -> bool {
-        self.pg.is_some() && self.mode == Mode::Pushdown && !self.download_models.contains(model)
+        self.backend.pushes_down(model)
     }
 
     /// From now on, download `model` whole instead of pushing its fingerprints down.
     pub fn download_model(&mut self, model: &str) {
-        if self.pg.is_some() {
-            self.download_models.insert(model.to_string());
-        }
-    }
-
-    /// A round for a Postgres node in download mode: fingerprints and digests from the
-    /// downloaded row hashes, entries read back from the node (same snapshot) for the rows asked.
-    async fn answer_downloaded(
-        &mut self,
-        model: &str,
-        batch: &[Query],
-    ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
-        let table = self.table(model)?;
-        let Some(pg) = self.pg.as_mut() else {
-            return Err(SourceError::Node {
-                node: self.name.clone(),
-                message: "internal: download mode without a database".into(),
-            });
-        };
-        if !self.hashed.contains_key(model) {
-            let rows = pg.download_hashes(model, &table).await?;
-            let model_owned = model.to_string();
-            let store =
-                tokio::task::spawn_blocking(move || hashed::HashedKeys::new(&model_owned, rows))
-                    .await
-                    .map_err(|e| SourceError::Node {
-                        node: self.name.clone(),
-                        message: format!("sorting downloaded rows stopped: {e}"),
-                    })?;
-            self.hashed.insert(model.to_string(), store);
-        }
-        let Some(store) = self.hashed.get(model) else {
-            return Ok(Vec::new());
-        };
-        // Every entry the round asks for (per entries query: the streams chosen by their row
-        // hashes), read back in one statement.
-        let chosen: Vec<std::collections::HashSet<String>> = batch
-            .iter()
-            .filter_map(|q| match q {
-                Query::Entries { range, only } => Some(
-                    store
-                        .rows(range)
-                        .into_iter()
-                        .filter(|(_, h)| only.as_ref().is_none_or(|set| set.contains(h)))
-                        .map(|(s, _)| s)
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect();
-        let wanted: Vec<String> = chosen.iter().flatten().cloned().collect();
-        let mut chosen = chosen.into_iter();
-        let mut fetched: Vec<Entry> = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            pg.rows_of(model, &table, &wanted).await?
-        };
-        fetched.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut answers = Vec::with_capacity(batch.len());
-        for q in batch {
-            answers.push(match q {
-                Query::Bounds { range } => {
-                    let s = store.summary(range, true);
-                    Answer::Bounds {
-                        count: s.fingerprint.count,
-                        bounds: s.bounds,
-                    }
-                }
-                Query::Summary { range, bounds } => Answer::Summary(store.summary(range, *bounds)),
-                Query::Digests { range } => Answer::Digests(store.digests(range)),
-                Query::Entries { range, .. } => {
-                    let streams = chosen.next().unwrap_or_default();
-                    let lo = fetched.partition_point(|e| e.key < range.start);
-                    let hi = range.end.as_ref().map_or(fetched.len(), |end| {
-                        fetched.partition_point(|e| e.key < *end)
-                    });
-                    Answer::Entries(
-                        fetched[lo..hi.max(lo)]
-                            .iter()
-                            .filter(|e| streams.contains(&e.key.stream()))
-                            .cloned()
-                            .collect(),
-                    )
-                }
-            });
-        }
-        Ok(answers)
+        self.backend.download_model(model);
     }
 
     /// The model's invalid rows (exactly, for sources read whole; by a pattern scan otherwise).
@@ -475,42 +411,21 @@ impl Node {
         model: &str,
         check: RowCheck,
     ) -> Result<Vec<InvalidRow>, SourceError> {
-        if let Some(list) = self.invalid.get(model) {
-            return Ok(list.clone());
+        if let Some(store) = self.restricted.get(model) {
+            return Ok(invalid_rows(&whole::tips_of(store.as_slice())));
         }
-        if let Some(store) = self.memory.get(model) {
-            let pairs: Vec<(String, Option<String>)> = store
-                .as_slice()
-                .iter()
-                .map(|e| {
-                    (
-                        e.key.stream(),
-                        Some(e.value.tip.clone()).filter(|t| !t.is_empty()),
-                    )
-                })
-                .collect();
-            let list = invalid_rows(&pairs);
-            self.invalid.insert(model.to_string(), list.clone());
-            return Ok(list);
-        }
-        let Some(pg) = self.pg.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let suspects = pg.suspicious_rows(model, check).await?;
-        Ok(invalid_rows(&suspects))
+        self.backend.invalid_rows(model, check).await
     }
 
-    /// Whether a second look can differ from the first (a snapshot file cannot change).
+    /// Whether a second look can differ from the first: a snapshot file cannot change, nor can
+    /// an SQLite index nobody has written for [`QUIET_FILE`] (a recorded or stopped node's).
     pub fn is_live(&self) -> bool {
-        self.kind != "snapshot"
+        self.backend.is_live()
     }
 
     /// Starts the settle re-check: later [`Node::recheck`] calls read the node as it is now.
     pub async fn begin_recheck(&mut self) -> Result<(), SourceError> {
-        match self.pg.as_mut() {
-            Some(pg) => pg.refresh_snapshot().await,
-            None => Ok(()),
-        }
+        self.backend.begin_recheck().await
     }
 
     /// The current entries of `streams` in `model` (absent streams are left out).
@@ -520,34 +435,7 @@ impl Node {
         streams: &[String],
     ) -> Result<Vec<Entry>, SourceError> {
         let table = self.table(model)?;
-        if let Some(pg) = self.pg.as_mut() {
-            return pg.rows_of(model, &table, streams).await;
-        }
-        if let Some(path) = self.sqlite_path.clone() {
-            let (node, model, streams) = (self.name.clone(), model.to_string(), streams.to_vec());
-            let compare = self.compare;
-            return tokio::task::spawn_blocking(move || {
-                sqlite::rows_of(&node, &path, &model, &table, &streams).map(|e| compare.apply(e))
-            })
-            .await
-            .map_err(|e| SourceError::Node {
-                node: self.name.clone(),
-                message: format!("SQLite reader stopped: {e}"),
-            })?;
-        }
-        // A snapshot: the second look is the first.
-        let wanted: std::collections::HashSet<&String> = streams.iter().collect();
-        Ok(self
-            .memory
-            .get(model)
-            .map(|m| {
-                m.as_slice()
-                    .iter()
-                    .filter(|e| wanted.contains(&e.key.stream()))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default())
+        self.backend.recheck(model, &table, streams).await
     }
 
     /// The content and controller of `streams`' rows in `model`, read now (absent streams are
@@ -558,22 +446,7 @@ impl Node {
         streams: &[String],
     ) -> Result<Vec<rows::RowContent>, SourceError> {
         self.table(model)?;
-        if let Some(pg) = self.pg.as_mut() {
-            return pg.contents(model, streams).await;
-        }
-        let Some(path) = self.sqlite_path.clone() else {
-            return Err(SourceError::Node {
-                node: self.name.clone(),
-                message: "a snapshot holds row digests, not content".into(),
-            });
-        };
-        let (node, model, streams) = (self.name.clone(), model.to_string(), streams.to_vec());
-        tokio::task::spawn_blocking(move || sqlite::contents(&node, &path, &model, &streams))
-            .await
-            .map_err(|e| SourceError::Node {
-                node: self.name.clone(),
-                message: format!("SQLite reader stopped: {e}"),
-            })?
+        self.backend.contents(model, streams).await
     }
 
     /// `(stream_id, tip)` of `model`'s rows on this node: all of them, or `sample` drawn at
@@ -584,37 +457,7 @@ impl Node {
         sample: Option<u64>,
     ) -> Result<Vec<(String, String)>, SourceError> {
         self.table(model)?;
-        if let Some(pg) = self.pg.as_mut() {
-            return pg.tips(model, sample).await;
-        }
-        let mut rows: Vec<(String, String)> = self
-            .memory
-            .get(model)
-            .map(|m| {
-                m.as_slice()
-                    .iter()
-                    .filter(|e| !e.value.tip.is_empty())
-                    .map(|e| (e.key.stream().to_string(), e.value.tip.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(n) = sample {
-            // A fresh draw each run: order by a hash of the stream id salted with the clock.
-            let salt = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-                .to_le_bytes();
-            let rank = |s: &str| {
-                let mut h = <sha2::Sha256 as sha2::Digest>::new();
-                sha2::Digest::update(&mut h, salt);
-                sha2::Digest::update(&mut h, s.as_bytes());
-                sha2::Digest::finalize(h)
-            };
-            rows.sort_by_cached_key(|(s, _)| rank(s));
-            rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        Ok(rows)
+        self.backend.index_tips(model, sample).await
     }
 
     /// Streams of `model` whose rows changed at or after `since_ms` (unix ms; every row when
@@ -626,38 +469,26 @@ impl Node {
         since_ms: Option<i64>,
     ) -> Result<(Vec<String>, Option<i64>), SourceError> {
         self.table(model)?;
-        if let Some(pg) = self.pg.as_mut() {
-            return pg.changed_since(model, since_ms).await;
-        }
-        if let Some(path) = self.sqlite_path.clone() {
-            let (node, model) = (self.name.clone(), model.to_string());
-            return tokio::task::spawn_blocking(move || {
-                sqlite::changed_since(&node, &path, &model, since_ms)
-            })
-            .await
-            .map_err(|e| SourceError::Node {
-                node: self.name.clone(),
-                message: format!("SQLite reader stopped: {e}"),
-            })?;
-        }
-        Ok((Vec::new(), since_ms))
+        self.backend.changed_since(model, since_ms).await
     }
 
     /// From now on, `model` on this node is only the rows of `streams` (read now, from the
     /// same snapshot): an incremental cycle compares just those.
     pub async fn restrict(&mut self, model: &str, streams: &[String]) -> Result<(), SourceError> {
         let entries = self.recheck(model, streams).await?;
-        self.memory.insert(model.to_string(), memory_store(entries));
-        self.invalid.remove(model);
-        self.hashed.remove(model);
+        self.restricted
+            .insert(model.to_string(), memory_store(entries));
+        self.backend.forget(model);
         Ok(())
     }
 
-    pub async fn close(mut self) {
-        if let Some(pg) = self.pg.take() {
-            pg.close().await;
-        }
+    pub async fn close(self) {
+        self.backend.close().await;
     }
+}
+
+fn boxed<B: Backend + 'static, M>((backend, models): (B, M)) -> (Box<dyn Backend>, M) {
+    (Box::new(backend), models)
 }
 
 /// Reads a file source whole on the blocking pool (file I/O and parsing must not stall the

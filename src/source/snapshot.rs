@@ -18,11 +18,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Instant;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Loaded, ModelState, SourceError};
-use crate::recon::{Entry, Key, Value};
+use super::rows::RowContent;
+use super::whole::WholeIndex;
+use super::{
+    Backend, Compare, IndexHash, InvalidRow, Loaded, ModelState, NodeStats, RowCheck, SourceError,
+    TableInfo,
+};
+use crate::config::NodeConfig;
+use crate::recon::{Answer, Entry, Key, Query, Value};
 
 pub const SNAPSHOT_KIND: &str = "ceramic-audit-snapshot";
 pub const SNAPSHOT_SCHEMA_VERSION: u32 = 2;
@@ -108,8 +116,26 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
         bytes: text.len() as u64,
     };
     for (model, m) in file.models {
+        // A hand-edited or damaged file must not be compared as if it were a crawl.
+        match crate::ids::StreamId::parse(&model) {
+            Ok(id)
+                if id.stream_type == crate::ids::StreamType::Model && id.to_string() == model => {}
+            _ => {
+                return Err(fail(format!(
+                    "model key {:?} is not a model StreamID in canonical form",
+                    clip(&model)
+                )))
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(m.rows.len());
         let mut entries = Vec::with_capacity(m.rows.len());
         for (stream, tip, digest) in m.rows {
+            if !seen.insert(stream.clone()) {
+                return Err(fail(format!(
+                    "model {model}: stream {} is listed twice",
+                    clip(&stream)
+                )));
+            }
             let digest = Some(&digest)
                 .filter(|d| d.len() == 16)
                 .and_then(|d| u64::from_str_radix(d, 16).ok())
@@ -129,4 +155,136 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
         loaded.models.insert(model, m.state);
     }
     Ok(loaded)
+}
+
+/// Reads every model of one node whole into a snapshot file (`crawl`).
+pub async fn crawl(
+    config: &NodeConfig,
+    cluster: &str,
+    timeout: std::time::Duration,
+) -> Result<SnapshotFile, SourceError> {
+    let source = match config.index {
+        crate::config::IndexLocation::Postgres { .. } => "postgres",
+        crate::config::IndexLocation::Sqlite { .. } => "sqlite",
+        crate::config::IndexLocation::Snapshot { .. } => "snapshot",
+    };
+    let crawled_at = crate::audit::now_rfc3339();
+    let mut node = super::Node::open(config, super::Mode::Download, timeout, Compare::All).await?;
+    let mut models = BTreeMap::new();
+    let states: Vec<(String, ModelState)> = node.models.clone().into_iter().collect();
+    for (model, state) in states {
+        let entries = if matches!(state, ModelState::Ready(_)) {
+            node.entries(&model).await?
+        } else {
+            Vec::new()
+        };
+        models.insert(model, SnapshotModel::new(state, &entries));
+    }
+    node.close().await;
+    Ok(SnapshotFile {
+        schema_version: SNAPSHOT_SCHEMA_VERSION,
+        kind: SNAPSHOT_KIND.into(),
+        node: config.name.clone(),
+        cluster: cluster.to_string(),
+        crawled_at,
+        source: source.into(),
+        models,
+    })
+}
+
+/// A snapshot file as an audit source: read whole at open; it never changes, so a second look
+/// is the first and nothing has changed since any watermark.
+pub struct SnapshotIndex {
+    node: String,
+    whole: WholeIndex,
+}
+
+impl SnapshotIndex {
+    pub async fn open(
+        config: &NodeConfig,
+        path: &Path,
+        compare: Compare,
+    ) -> Result<(Self, BTreeMap<String, ModelState>), SourceError> {
+        let started = Instant::now();
+        let loaded = super::load_blocking(config, path, "snapshot", load).await?;
+        let (whole, models) = WholeIndex::new(loaded, started, compare);
+        let node = config.name.clone();
+        Ok((Self { node, whole }, models))
+    }
+}
+
+#[async_trait]
+impl Backend for SnapshotIndex {
+    fn kind(&self) -> &'static str {
+        "snapshot"
+    }
+
+    fn stats(&self) -> NodeStats {
+        self.whole.stats()
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    async fn entries(&mut self, model: &str, _: &TableInfo) -> Result<Vec<Entry>, SourceError> {
+        Ok(self.whole.entries(model))
+    }
+
+    async fn answer(
+        &mut self,
+        model: &str,
+        _: &TableInfo,
+        batch: &[Query],
+    ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
+        Ok(self.whole.answer(model, batch))
+    }
+
+    async fn invalid_rows(
+        &mut self,
+        model: &str,
+        _: RowCheck,
+    ) -> Result<Vec<InvalidRow>, SourceError> {
+        Ok(self.whole.invalid_rows(model))
+    }
+
+    async fn recheck(
+        &mut self,
+        model: &str,
+        _: &TableInfo,
+        streams: &[String],
+    ) -> Result<Vec<Entry>, SourceError> {
+        Ok(self.whole.rows_of(model, streams))
+    }
+
+    async fn contents(&mut self, _: &str, _: &[String]) -> Result<Vec<RowContent>, SourceError> {
+        Err(SourceError::Node {
+            node: self.node.clone(),
+            message: "a snapshot holds row digests, not content".into(),
+        })
+    }
+
+    async fn index_tips(
+        &mut self,
+        model: &str,
+        sample: Option<u64>,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        Ok(self.whole.tips(model, sample))
+    }
+
+    async fn changed_since(
+        &mut self,
+        _: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), SourceError> {
+        Ok((Vec::new(), since_ms))
+    }
+}
+
+/// The first 100 characters, for messages about untrusted text.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }

@@ -4,12 +4,20 @@
 //! Postgres renders jsonb, so the digests agree), tables are found in `sqlite_schema`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use async_trait::async_trait;
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 
 use super::rows::{jsonb_text, IndexRow, RowContent};
-use super::{Loaded, ModelState, SourceError, TableInfo};
+use super::whole::WholeIndex;
+use super::{
+    Backend, Compare, IndexHash, InvalidRow, Loaded, ModelState, NodeStats, RowCheck, SourceError,
+    TableInfo,
+};
+use crate::config::NodeConfig;
+use crate::recon::{Answer, Entry, Query};
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -273,4 +281,126 @@ pub fn load(node: &str, path: &Path) -> Result<Loaded, SourceError> {
 
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A SQLite index as an audit source: read whole at open, read again (a fresh transaction)
+/// for the settle re-check and for changed rows.
+pub struct SqliteIndex {
+    node: String,
+    path: PathBuf,
+    compare: Compare,
+    whole: WholeIndex,
+}
+
+impl SqliteIndex {
+    pub async fn open(
+        config: &NodeConfig,
+        path: &Path,
+        compare: Compare,
+    ) -> Result<(Self, BTreeMap<String, ModelState>), SourceError> {
+        let started = Instant::now();
+        let loaded = super::load_blocking(config, path, "SQLite", load).await?;
+        let (whole, models) = WholeIndex::new(loaded, started, compare);
+        let index = Self {
+            node: config.name.clone(),
+            path: path.to_path_buf(),
+            compare,
+            whole,
+        };
+        Ok((index, models))
+    }
+
+    /// Runs a read of the file on the blocking pool (it must not stall the async workers that
+    /// drive the other nodes).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&str, &Path) -> Result<T, SourceError> + Send + 'static,
+    ) -> Result<T, SourceError> {
+        let (node, path) = (self.node.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || read(&node, &path))
+            .await
+            .map_err(|e| SourceError::Node {
+                node: self.node.clone(),
+                message: format!("SQLite reader stopped: {e}"),
+            })?
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteIndex {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    /// A file nobody wrote for [`super::QUIET_FILE`] cannot change during a settle pause.
+    fn is_live(&self) -> bool {
+        super::recently_written(&self.path)
+    }
+
+    fn stats(&self) -> NodeStats {
+        self.whole.stats()
+    }
+
+    async fn entries(&mut self, model: &str, _: &TableInfo) -> Result<Vec<Entry>, SourceError> {
+        Ok(self.whole.entries(model))
+    }
+
+    async fn answer(
+        &mut self,
+        model: &str,
+        _: &TableInfo,
+        batch: &[Query],
+    ) -> Result<Vec<Answer<IndexHash>>, SourceError> {
+        Ok(self.whole.answer(model, batch))
+    }
+
+    async fn invalid_rows(
+        &mut self,
+        model: &str,
+        _: RowCheck,
+    ) -> Result<Vec<InvalidRow>, SourceError> {
+        Ok(self.whole.invalid_rows(model))
+    }
+
+    async fn recheck(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        streams: &[String],
+    ) -> Result<Vec<Entry>, SourceError> {
+        let (model, table, streams) = (model.to_string(), table.clone(), streams.to_vec());
+        let compare = self.compare;
+        self.blocking(move |node, path| {
+            rows_of(node, path, &model, &table, &streams).map(|e| compare.apply(e))
+        })
+        .await
+    }
+
+    async fn index_tips(
+        &mut self,
+        model: &str,
+        sample: Option<u64>,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        Ok(self.whole.tips(model, sample))
+    }
+
+    async fn contents(
+        &mut self,
+        model: &str,
+        streams: &[String],
+    ) -> Result<Vec<RowContent>, SourceError> {
+        let (model, streams) = (model.to_string(), streams.to_vec());
+        self.blocking(move |node, path| contents(node, path, &model, &streams))
+            .await
+    }
+
+    async fn changed_since(
+        &mut self,
+        model: &str,
+        since_ms: Option<i64>,
+    ) -> Result<(Vec<String>, Option<i64>), SourceError> {
+        let model = model.to_string();
+        self.blocking(move |node, path| changed_since(node, path, &model, since_ms))
+            .await
+    }
 }

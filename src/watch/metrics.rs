@@ -63,8 +63,15 @@ impl Out {
 
 pub fn render(e: &Exposition) -> String {
     let mut o = Out(String::new());
-    let r = e.report;
+    latest_cycle(&mut o, e);
+    since_start(&mut o, e);
+    timing(&mut o, e);
+    o.0
+}
 
+/// What the latest cycle found: divergences by kind, model and node; alerting ones; nodes up.
+fn latest_cycle(o: &mut Out, e: &Exposition) {
+    let r = e.report;
     o.family(
         "ceramic_audit_divergences",
         "gauge",
@@ -125,7 +132,10 @@ pub fn render(e: &Exposition) -> String {
             if n.reachable { 1.0 } else { 0.0 },
         );
     }
+}
 
+/// Row counts of the latest full comparison, and counters kept since the process started.
+fn since_start(o: &mut Out, e: &Exposition) {
     o.family(
         "ceramic_audit_index_rows",
         "gauge",
@@ -196,7 +206,10 @@ pub fn render(e: &Exposition) -> String {
             e.totals.repairs.get(result).copied().unwrap_or(0) as f64,
         );
     }
+}
 
+/// When the latest cycle ran and how long it took.
+fn timing(o: &mut Out, e: &Exposition) {
     o.family(
         "ceramic_audit_last_run_timestamp_seconds",
         "gauge",
@@ -227,5 +240,4 @@ pub fn render(e: &Exposition) -> String {
         &[],
         e.duration_seconds,
     );
-    o.0
 }

@@ -403,7 +403,24 @@ impl Watcher {
         crate::atomic::write(&self.options.dir.join("state.json"), &state_bytes)
             .map_err(|e| format!("cannot write the watch state: {e}"))?;
 
-        // Metrics.
+        self.publish_metrics(kind, &report, &info, options.scope.as_ref(), started);
+        let health = self.health().await;
+        let snapshot = gate::Snapshot::from_report(&report, &health, now_ms());
+        if let Ok(mut g) = self.gate.write() {
+            *g = Some(snapshot);
+        }
+        Ok(CycleOutcome { report, info, dir })
+    }
+
+    /// Counters, the exposition served at `/metrics`, and the textfile, after a cycle.
+    fn publish_metrics(
+        &mut self,
+        kind: CycleKind,
+        report: &Report,
+        info: &CycleInfo,
+        scope: Option<&Scope>,
+        started: std::time::Instant,
+    ) {
         *self.totals.cycles.entry(kind.as_str().into()).or_default() += 1;
         if !report.complete {
             self.totals.incomplete_cycles += 1;
@@ -417,10 +434,7 @@ impl Watcher {
         }
         self.totals.healed += info.healed.len() as u64;
         for m in &report.models {
-            let whole = options
-                .scope
-                .as_ref()
-                .is_none_or(|s| !s.contains_key(&m.model));
+            let whole = scope.is_none_or(|s| !s.contains_key(&m.model));
             if let (true, Some(cost)) = (whole, &m.cost) {
                 for (node, rows) in m.nodes_compared.iter().zip(&cost.rows_per_store) {
                     self.totals
@@ -437,7 +451,7 @@ impl Watcher {
                 .or_default() += 1;
         }
         let text = metrics::render(&Exposition {
-            report: &report,
+            report,
             alert_after: self.options.alert_after,
             last_run_unix: now_ms() as f64 / 1000.0,
             last_success_unix: self.state.last_success_unix_ms.map(|t| t as f64 / 1000.0),
@@ -452,12 +466,6 @@ impl Watcher {
         if let Ok(mut m) = self.metrics.write() {
             *m = text;
         }
-        let health = self.health().await;
-        let snapshot = gate::Snapshot::from_report(&report, &health, now_ms());
-        if let Ok(mut g) = self.gate.write() {
-            *g = Some(snapshot);
-        }
-        Ok(CycleOutcome { report, info, dir })
     }
 
     /// Repairs divergences that persisted `after` cycles, at most `max` this cycle.
@@ -482,9 +490,11 @@ impl Watcher {
             observed_at: Some(report.started_at.clone()),
             ..auto.options.clone()
         };
-        let (actions, fetched) = repair::prepare(&self.config, &chosen, &options).await;
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        repair::apply(&self.config, &actions, &fetched, &journal, &options, &stop).await
+        // Never cancelled: on shutdown the whole cycle, this included, is dropped.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (_, outcomes) =
+            repair::plan_and_apply(&self.config, &chosen, &options, Some(&journal), &stop).await;
+        outcomes
     }
 
     /// Writes `report.json`, `divergences.csv` and `cycle.json` into a fresh directory, whole
@@ -634,28 +644,5 @@ where
             _ = tokio::time::sleep(next.wait) => {}
             _ = &mut shutdown => return summary,
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

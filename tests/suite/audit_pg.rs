@@ -226,8 +226,7 @@ async fn wide_rounds_use_filtered_scans_and_find_everything() {
     for &i in &stale {
         expected.push((stream_id(&i.to_string()), "c".into(), Kind::TipMismatch));
     }
-    expected.push((odd.clone(), "a".into(), Kind::MissingStream));
-    expected.push((odd.clone(), "c".into(), Kind::MissingStream));
+    // The malformed id is a bad row on b, and nothing on a and c (no "missing" stream).
     expected.push((odd.clone(), "b".into(), Kind::InvalidRow));
     expected.sort();
     for mode in [Mode::Pushdown, Mode::Download] {
@@ -349,14 +348,16 @@ async fn malformed_rows_are_reported_and_the_audit_goes_on() {
         "{}",
         bad_tip.detail
     );
-    // Both rows exist on a only: b and c miss them; the stale tip is found too.
+    // Both rows exist on a only: b and c miss the one with a valid stream id (bad tip), not
+    // the one whose id is malformed (it is `invalid_row` on a and nothing else); the stale tip
+    // is found too.
     assert_eq!(find(&report, &stream_id("7"), "b").kind, Kind::TipMismatch);
     let missing = report
         .divergences
         .iter()
         .filter(|d| d.kind == Kind::MissingStream)
         .count();
-    assert_eq!(missing, 4);
+    assert_eq!(missing, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,5 +810,46 @@ async fn tip_differences_are_classified_from_the_nodes_logs() {
             .filter(|d| d.kind == Kind::TipMismatch)
             .count(),
         3
+    );
+}
+
+/// A malformed stream id on one node is `invalid_row` there and nothing else: the other nodes
+/// are not reported missing a stream that cannot exist (the README example used to show two
+/// such `missing_stream` rows with a "create from genesis" hint).
+#[tokio::test]
+async fn a_malformed_stream_id_is_only_an_invalid_row_on_its_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = model_id("malformed");
+    let rows: Vec<Row> = (0..30).map(|i| Row::new(i, 1)).collect();
+    let mut with_bad = rows.clone();
+    let mut bad = Row::new(99, 1);
+    bad.stream_id = "kjzl6kcym7w8yNOT-A-STREAM-ID".into();
+    with_bad.push(bad);
+    let (a, b, c) = (
+        dir.path().join("a.sqlite"),
+        dir.path().join("b.sqlite"),
+        dir.path().join("c.sqlite"),
+    );
+    sqlite_model(&a, &model, &[], &with_bad);
+    sqlite_model(&b, &model, &[], &rows);
+    sqlite_model(&c, &model, &[], &rows);
+    let cfg = config(
+        dir.path(),
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+            ("c", format!("sqlite://{}", c.display())),
+        ],
+    );
+    let report = audit_with(&cfg, Mode::Download).await;
+    assert_eq!(
+        triples(&report),
+        vec![(
+            "kjzl6kcym7w8yNOT-A-STREAM-ID".to_string(),
+            "a".to_string(),
+            Kind::InvalidRow
+        )],
+        "{:#?}",
+        report.divergences
     );
 }

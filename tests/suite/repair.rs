@@ -4,7 +4,6 @@
 //! and the journal making a second run a no-op. Real nodes: `interop/repair-test.sh`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -336,7 +335,7 @@ async fn repairs_each_kind_keeps_rejections_and_a_second_run_is_a_no_op() {
 
     let journal_path = dir.path().join("journal.jsonl");
     let journal = Mutex::new(Journal::open(&journal_path).expect("journal"));
-    let stop = AtomicBool::new(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let mut outcomes = repair::apply(&config, &actions, &fetched, &journal, &options, &stop).await;
     outcomes.sort_by_key(|o| seed_of(&o.stream_id));
     let got: Vec<(usize, Status)> = outcomes
@@ -452,7 +451,7 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
         &fetched,
         &journal,
         &options,
-        &AtomicBool::new(false),
+        &tokio_util::sync::CancellationToken::new(),
     )
     .await;
     // The first two actions fail (503 after a retry); the breaker skips the other four.
@@ -557,7 +556,7 @@ async fn a_fork_is_resolved_by_the_node_and_judged_against_the_prediction() {
         &fetched,
         &journal,
         &options,
-        &AtomicBool::new(false),
+        &tokio_util::sync::CancellationToken::new(),
     )
     .await;
     outcomes.sort_by_key(|o| seed_of(&o.stream_id));
@@ -655,7 +654,7 @@ async fn an_edited_index_row_is_reindexed_and_its_content_verified() {
         &fetched,
         &journal,
         &options,
-        &AtomicBool::new(false),
+        &tokio_util::sync::CancellationToken::new(),
     )
     .await;
     outcomes.sort_by_key(|o| seed_of(&o.stream_id));

@@ -554,3 +554,63 @@ fn the_watch_command_runs_cycles_serves_metrics_and_stops_cleanly_on_sigterm() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert!(out.join("latest/report.json").exists() && out.join("latest/cycle.json").exists());
 }
+
+/// The metrics endpoint answers a scrape even when idle clients hold every connection slot:
+/// they are dropped after the header timeout instead of blocking the scraper forever; other
+/// paths are 404 with a hint.
+#[tokio::test]
+async fn metrics_endpoint_survives_idle_clients_holding_every_slot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let text = std::sync::Arc::new(std::sync::RwLock::new("ceramic_audit_up 1\n".to_string()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(watch::http::serve(
+        listener,
+        watch::http::router(watch::http::Endpoints {
+            metrics: text,
+            gate: Default::default(),
+            gate_rules: watch::gate::Rules::default(),
+        }),
+        stop.clone(),
+    ));
+    // Every slot taken by a client that connects and never sends a request.
+    let mut idle = Vec::new();
+    for _ in 0..watch::http::MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let started = std::time::Instant::now();
+    let body = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("the scrape is answered once idle clients time out")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "ceramic_audit_up 1\n");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the scrape should have waited for a slot: {:?}",
+        started.elapsed()
+    );
+    let missing = client
+        .get(format!("http://{addr}/nothing"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    assert!(missing.text().await.expect("body").contains("/metrics"));
+    // Cancelling the token ends the server.
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the server stops when cancelled")
+        .expect("server task");
+    drop(idle);
+}

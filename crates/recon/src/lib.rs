@@ -1,8 +1,9 @@
 //! The reconciliation core: range fingerprints, a store trait, and the N-way descent.
 //!
-//! Pure by design — it imports no async runtime, HTTP client, database driver or CSV writer
-//! (`tests/recon_purity.rs` checks the source), so it is tested exhaustively in memory and every
-//! source (Postgres push-down, SQLite, HTTP, snapshot files) plugs into the same descent.
+//! Pure by construction — its Cargo.toml lists no async runtime, HTTP client, database driver
+//! or CSV writer (ceramic-audit's `tests/suite/purity.rs` checks the list), so it is tested
+//! exhaustively in memory and every source (Postgres push-down, SQLite, HTTP, snapshot files)
+//! plugs into the same descent.
 
 mod descent;
 mod hash;
@@ -16,7 +17,7 @@ pub use descent::{
 };
 pub use hash::{pg_hash_bytes_extended, AssociativeHash, HashCount, Md5Lanes, PgHash64, Sha256a};
 pub use key::{Entry, Key, Range, Value};
-pub use split::{interpolate, split_between, Alphabet};
+pub use split::{base36_text, base36_value, interpolate, split_between, Alphabet};
 pub use store::{
     answers_wire_len, entries_wire_len, queries_wire_len, Answer, Bounds, MemoryStore, Query,
     RangeStore, Summary,

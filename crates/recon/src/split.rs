@@ -28,6 +28,35 @@ pub enum Alphabet {
 
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
+/// `s` padded with `0` to `len` characters, read exactly as a base36 number (`len` ≤ 24, the
+/// most that fit in a u128); `None` when a character is not base36 or `s` is longer than `len`.
+/// Unlike the interpolation below, which maps any byte to a nearby digit, this is exact: SQL
+/// prefix filters enumerate the prefixes between two such values.
+pub fn base36_value(s: &[u8], len: usize) -> Option<u128> {
+    if s.len() > len || len > Alphabet::Base36.window() {
+        return None;
+    }
+    s.iter()
+        .copied()
+        .chain(std::iter::repeat(b'0'))
+        .take(len)
+        .try_fold(0u128, |v, c| {
+            let d = BASE36.iter().position(|&x| x == c)? as u128;
+            Some(v * 36 + d)
+        })
+}
+
+/// The `len`-character base36 text of `v` (the inverse of [`base36_value`]; higher digits of a
+/// `v` ≥ 36^len are dropped).
+pub fn base36_text(mut v: u128, len: usize) -> String {
+    let mut out = vec![b'0'; len];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE36[(v % 36) as usize];
+        v /= 36;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Alphabet {
     fn radix(self) -> u128 {
         match self {
