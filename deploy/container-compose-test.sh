@@ -12,6 +12,7 @@ cat >"$W/compose/.env" <<EOF
 CERAMIC_AUDIT_IMAGE=$IMAGE
 CERAMIC_AUDIT_EVERY=20s
 CERAMIC_AUDIT_LOG_FORMAT=json
+CERAMIC_AUDIT_GATE_AFTER=0s
 EOF
 cat >"$W/compose/host.yml" <<EOF
 services:
@@ -96,6 +97,12 @@ done
 [ "$(metric ceramic_audit_divergences kind=index_missing node=a model="$NOTE_MODEL")" = 0 ] || fail "a reported index_missing"
 echo "ok: /metrics from the host: nodes a, b, c up, b's index_missing counted"
 curl -s "$METRICS" | grep -E '^ceramic_audit_(node_up|divergences|cycles_total)' | grep -v ' 0$' | sed 's/^/    /'
+
+# The load-balancer gate, as HAProxy asks it: a in, b (its index lost a row) out.
+ready() { curl -s -m 5 -o "$W/ready-$1" -w '%{http_code}' "http://127.0.0.1:$MPORT/ready/$1"; }
+[ "$(ready a)" = 200 ] || fail "/ready/a: $(cat "$W/ready-a")"
+[ "$(ready b)" = 503 ] && grep -q '^not ready: index_missing=1' "$W/ready-b" || fail "/ready/b: $(cat "$W/ready-b")"
+echo "ok: readiness from the host: /ready/a 200 ($(cat "$W/ready-a")), /ready/b 503 ($(cat "$W/ready-b"))"
 
 podman healthcheck run "$CTR" >/dev/null 2>&1 || fail "podman healthcheck run $CTR: $(podman healthcheck run "$CTR" 2>&1)"
 pid=$(podman inspect --format '{{.State.Pid}}' "$CTR")

@@ -17,7 +17,8 @@ export CONTAINERS_CONF="$DEPLOY/containers.conf"
 COMPOSE="$CCACHE/venv/bin/podman-compose"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-say() { echo "container-test: $*" >&2; }
+T_START=$(date +%s)
+say() { echo "container-test [+$(($(date +%s) - T_START)) s]: $*" >&2; }
 
 # apt-get install PACKAGES when any of COMMANDS is missing. A tool that cannot be had fails the
 # run, CI or not: this script is the test of the image, there is nothing to skip to.
@@ -90,15 +91,40 @@ build_image() {
   local base ctx version source
   (cd "$ROOT" && cargo build --release --locked --quiet) || fail "cargo build --release failed"
   base=$(base_image)
+  say "building $IMAGE on $base"
   ctx=$(mktemp -d)
   install -D "$ROOT/target/release/ceramic-audit" "$ctx/out/ceramic-audit"
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)
   source=$(git -C "$ROOT" remote get-url origin 2>/dev/null || echo "file://$ROOT")
   # --network none: the runtime stage needs no network with this base; --format docker: OCI
   # image configs have no HEALTHCHECK.
+  # The previous build of this tag is removed afterwards, so reruns do not pile up images.
+  local old; old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   podman build --quiet --format docker --network none -f "$DEPLOY/Dockerfile" --target runtime \
     --build-context "build=$ctx" --build-arg "BASE=$base" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD)" --build-arg "SOURCE=$source" \
     -t "$IMAGE" "$ROOT" >/dev/null || { rm -rf "$ctx"; fail "podman build failed"; }
   rm -rf "$ctx"
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true   # still used by a container: kept
+  fi
+}
+
+# What the Dockerfile's `build` stage receives with `COPY . .` (the root .dockerignore applied):
+# the sources, not target/ (gigabytes) nor reports, fixtures or secrets; and cargo resolves that
+# tree (manifest, lock file, every declared target present) without the network.
+check_build_context() {
+  local tag=localhost/ceramic-audit-context:test dir listing
+  printf 'FROM %s\nCOPY . /ctx\n' "$(base_image)" \
+    | podman build --quiet --network none -f - -t "$tag" "$ROOT" >/dev/null || fail "building the context image failed"
+  dir=$(mktemp -d)
+  podman run --rm --no-healthcheck --network none -v "$dir:/out" --entrypoint cp "$tag" -a /ctx/. /out/ \
+    || fail "copying the build context out failed"
+  podman rmi "$tag" >/dev/null 2>&1 || true
+  listing=$(cd "$dir" && ls -A | tr '\n' ' ')
+  [ "$listing" = "Cargo.lock Cargo.toml benches crates deploy src " ] || fail "the build context holds: $listing"
+  cargo metadata --locked --offline --no-deps --format-version 1 --manifest-path "$dir/Cargo.toml" >/dev/null \
+    || fail "cargo cannot resolve the build context"
+  echo "ok: build context $(du -sh "$dir" | cut -f1) ($listing), resolved by cargo"
+  rm -rf "$dir"
 }

@@ -663,5 +663,6 @@ async fn backup_of_100k_streams_finishes_in_minutes() {
     );
     assert_eq!(code, 0, "{text}");
     assert_eq!(m.blocks.as_ref().unwrap().blocks, 400_004);
-    assert!(took < Duration::from_secs(600), "backup took {took:?}");
+    // Measured: 588 s in a debug build on a shared 2-core machine (README "Backups").
+    assert!(took < Duration::from_secs(900), "backup took {took:?}");
 }
