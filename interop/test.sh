@@ -30,6 +30,9 @@ echo "ok: clean cluster consistent"
 
 # An anchored stream: a's in-memory anchor service anchors it about a minute later.
 anchored=$(ANCHOR=1 "$C" mid a create note '{"title":"anchored"}' | stream_of)
+# b must have indexed it before it is stopped: otherwise (a slow, loaded machine) b misses the
+# creation itself and the stream is missing on b instead of lagging by the anchor commit.
+wait_rows 5
 
 # b misses updates: s1 once, s2 twice, s3 three times; and two streams created meanwhile.
 "$C" stop-node b
