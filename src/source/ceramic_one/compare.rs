@@ -169,6 +169,19 @@ pub fn compare(nodes: &[StoreNode], params: &DescentParams) -> Result<Findings, 
     Ok(findings)
 }
 
+/// What the per-kind row builders of one model share.
+struct ModelCtx<'a> {
+    nodes: &'a [StoreNode],
+    names: &'a [String],
+    label: &'a str,
+    /// Per node: does one of its interests cover this model's range?
+    interested: &'a [bool],
+    /// The nodes that are interested (the ones Recon syncs this model between).
+    syncing: &'a [String],
+    stream_type: StreamType,
+    is_meta: bool,
+}
+
 fn compare_model(
     nodes: &[StoreNode],
     interests: &[Vec<Interest>],
@@ -184,9 +197,63 @@ fn compare_model(
         .map(|list| list.iter().any(|i| i.covers(&start, &end)))
         .collect();
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let outcome = descend(nodes, &names, &label, &start, &end, params)?;
+    let syncing: Vec<String> = names
+        .iter()
+        .zip(&interested)
+        .filter(|(_, i)| **i)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let is_meta = prefix == meta_prefix;
+    let ctx = ModelCtx {
+        nodes,
+        names: &names,
+        label: &label,
+        interested: &interested,
+        syncing: &syncing,
+        stream_type: if is_meta {
+            StreamType::Model
+        } else {
+            StreamType::ModelInstanceDocument
+        },
+        is_meta,
+    };
+    let mut rows = not_interested_rows(&ctx, &outcome);
+    rows.extend(missing_event_rows(&ctx, &outcome));
+    // The model's definition (its init event), for state_missing: none for the meta-model.
+    let definition = model_id.as_ref().filter(|_| !is_meta).map(|m| m.genesis);
+    rows.extend(own_event_rows(&ctx, definition, &start, &end)?);
+
+    let mut counts = BTreeMap::new();
+    for r in &rows {
+        *counts.entry(r.kind).or_insert(0u64) += 1;
+    }
+    findings.models.push(ModelReport {
+        model: label.clone(),
+        nodes_compared: names,
+        differing_streams: outcome.differences.len() as u64,
+        counts,
+        cost: Some(outcome.cost),
+        bytes_over_bound: None,
+        stopped: None,
+        switched_to_download: None,
+    });
+    findings.divergences.extend(rows);
+    Ok(())
+}
+
+/// The range descent over one model's key space on every node.
+fn descend(
+    nodes: &[StoreNode],
+    names: &[String],
+    label: &str,
+    start: &[u8],
+    end: &[u8],
+    params: &DescentParams,
+) -> Result<Outcome, CompareError> {
     let mut views: Vec<_> = nodes
         .iter()
-        .map(|n| n.store.view(start.clone(), end.clone()))
+        .map(|n| n.store.view(start.to_vec(), end.to_vec()))
         .collect();
     let outcome: Outcome = run_descent(&mut views, params.clone()).map_err(|e| match e {
         RunError::Store { store, source } => CompareError::Store {
@@ -194,25 +261,17 @@ fn compare_model(
             source: Box::new(source),
         },
         RunError::Descent(d) => CompareError::Descent {
-            model: label.clone(),
+            model: label.to_string(),
             message: d.to_string(),
         },
     })?;
-    drop(views);
-    let stream_type = if prefix == meta_prefix {
-        StreamType::Model
-    } else {
-        StreamType::ModelInstanceDocument
-    };
-    let mut rows = Vec::new();
+    Ok(outcome)
+}
 
-    // not_interested: one row per node lacking an interest that another node holds.
-    let syncing: Vec<String> = names
-        .iter()
-        .zip(&interested)
-        .filter(|(_, i)| **i)
-        .map(|(n, _)| n.clone())
-        .collect();
+/// not_interested: one row per node lacking an interest that another node holds.
+fn not_interested_rows(ctx: &ModelCtx, outcome: &Outcome) -> Vec<Divergence> {
+    let (nodes, interested, syncing) = (ctx.nodes, ctx.interested, ctx.syncing);
+    let mut rows = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         if interested[i] || syncing.is_empty() {
             continue;
@@ -247,16 +306,22 @@ fn compare_model(
                 "; holds {only_here} event(s) no other node has, which never leave it"
             ));
         }
-        if prefix == meta_prefix {
+        if ctx.is_meta {
             detail.push_str("; this is the meta-model: model definitions created here stay here");
         }
         rows.push(
-            Divergence::node_level(&label, &node.name, Kind::NotInterested, detail)
-                .with_majority(None, syncing.clone()),
+            Divergence::node_level(ctx.label, &node.name, Kind::NotInterested, detail)
+                .with_majority(None, syncing.to_vec()),
         );
     }
 
-    // missing_event, grouped per (node, stream).
+    rows
+}
+
+/// missing_event, grouped per (node, stream).
+fn missing_event_rows(ctx: &ModelCtx, outcome: &Outcome) -> Vec<Divergence> {
+    let (nodes, names, interested, syncing) = (ctx.nodes, ctx.names, ctx.interested, ctx.syncing);
+    let mut rows = Vec::new();
     let mut missing: BTreeMap<(usize, Cid), (u64, bool, BTreeSet<usize>)> = BTreeMap::new();
     for d in &outcome.differences {
         let holders: Vec<usize> = (0..nodes.len())
@@ -272,7 +337,7 @@ fn compare_model(
         let Some(init) = init else {
             continue;
         };
-        for (i, (value, wants)) in d.values.iter().zip(&interested).enumerate() {
+        for (i, (value, wants)) in d.values.iter().zip(interested).enumerate() {
             if value.is_some() || !wants {
                 continue;
             }
@@ -285,7 +350,7 @@ fn compare_model(
         }
     }
     for ((i, init), (count, has_init, holders)) in missing {
-        let stream = StreamId::new(stream_type, init).to_string();
+        let stream = StreamId::new(ctx.stream_type, init).to_string();
         let holders: Vec<String> = holders.iter().map(|&j| names[j].clone()).collect();
         let holders_syncing = holders.iter().any(|h| syncing.contains(h));
         let detail = format!(
@@ -303,9 +368,15 @@ fn compare_model(
                  (see not_interested)"
             }
         );
-        let mut row =
-            Divergence::stream(&label, &stream, &names[i], Kind::MissingEvent, None, detail)
-                .with_majority(None, holders.clone());
+        let mut row = Divergence::stream(
+            ctx.label,
+            &stream,
+            &names[i],
+            Kind::MissingEvent,
+            None,
+            detail,
+        )
+        .with_majority(None, holders.clone());
         row.log.missing_commits = Some(count);
         row.log.ahead_node = holders.first().cloned();
         row.log.repair_hint = Some(format!(
@@ -316,11 +387,18 @@ fn compare_model(
         rows.push(row);
     }
 
-    // undelivered_event and state_missing: each node against its own events.
-    let definition = model_id
-        .as_ref()
-        .filter(|_| prefix != meta_prefix)
-        .map(|m| m.genesis);
+    rows
+}
+
+/// undelivered_event and state_missing: each node against its own events.
+fn own_event_rows(
+    ctx: &ModelCtx,
+    definition: Option<Cid>,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Vec<Divergence>, CompareError> {
+    let (nodes, names, label) = (ctx.nodes, ctx.names, ctx.label);
+    let mut rows = Vec::new();
     let definition_holders: Vec<String> = match &definition {
         Some(def) => nodes
             .iter()
@@ -330,10 +408,10 @@ fn compare_model(
         None => Vec::new(),
     };
     for (i, node) in nodes.iter().enumerate() {
-        let events = node.store.events(&start, &end).map_err(at(node))?;
+        let events = node.store.events(start, end).map_err(at(node))?;
         for (_, cid, _) in events.iter().filter(|e| !e.2) {
             let info = node.store.event(cid).map_err(at(node))?;
-            let stream = StreamId::new(stream_type, info.init).to_string();
+            let stream = StreamId::new(ctx.stream_type, info.init).to_string();
             let detail = match info.prev {
                 Some(prev) => {
                     let here = node.store.has_event(&prev).map_err(at(node))?;
@@ -346,7 +424,7 @@ fn compare_model(
                 None => "stored but never delivered (delivered is NULL): invisible to the feed and to js-ceramic".to_string(),
             };
             rows.push(Divergence::stream(
-                &label,
+                label,
                 &stream,
                 &names[i],
                 Kind::UndeliveredEvent,
@@ -366,7 +444,7 @@ fn compare_model(
             *streams.entry(init).or_default() += 1;
         }
         for (init, count) in streams {
-            let stream = StreamId::new(stream_type, init).to_string();
+            let stream = StreamId::new(ctx.stream_type, init).to_string();
             let detail = format!(
                 "holds {count} event(s) of this stream but not the definition of model {label} \
                  ({}): ceramic-one cannot build its state (pending; GET /ceramic/streams answers \
@@ -378,28 +456,13 @@ fn compare_model(
                 }
             );
             rows.push(
-                Divergence::stream(&label, &stream, &names[i], Kind::StateMissing, None, detail)
+                Divergence::stream(label, &stream, &names[i], Kind::StateMissing, None, detail)
                     .with_majority(None, definition_holders.clone()),
             );
         }
     }
 
-    let mut counts = BTreeMap::new();
-    for r in &rows {
-        *counts.entry(r.kind).or_insert(0u64) += 1;
-    }
-    findings.models.push(ModelReport {
-        model: label,
-        nodes_compared: names,
-        differing_streams: outcome.differences.len() as u64,
-        counts,
-        cost: Some(outcome.cost),
-        bytes_over_bound: None,
-        stopped: None,
-        switched_to_download: None,
-    });
-    findings.divergences.extend(rows);
-    Ok(())
+    Ok(rows)
 }
 
 /// Rebuilds the EventId of the event `cid` from the blocks a store holds (its own and its init
