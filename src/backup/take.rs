@@ -4,7 +4,7 @@
 //! load through the Ceramic API (a load can sync or re-index what is being copied), one
 //! connection per layer.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,11 +71,53 @@ pub async fn backup(
 
     // 2. State store.
     progress.say("state store: copying");
+    let (state_store, streams) = backup_state_store(name, state_root, opts)?;
+
+    // 3. Blocks of every copied stream's log.
+    let blocks_layer = backup_blocks(name, ipfs_api, opts, &streams, &progress).await?;
+
+    // 4. ceramic-one store, if this node has one.
+    let ceramic_one = match &node.ceramic_one_store {
+        Some(store) => {
+            progress.say("ceramic-one: copying pipeline/ then db.sqlite3");
+            Some(super::ceramic_one::backup(store, &opts.out).map_err(err("ceramic-one"))?)
+        }
+        None => None,
+    };
+
+    let m = Manifest {
+        format: manifest::FORMAT.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        cluster: cluster.cluster.clone(),
+        node: name.clone(),
+        mode: if opts.stopped { "stopped" } else { "live" }.into(),
+        started_at,
+        finished_at: manifest::now(),
+        index: Some(index),
+        state_store: Some(state_store),
+        blocks: Some(blocks_layer),
+        ceramic_one,
+    };
+    write_manifest(&opts.out, &m)?;
+    progress.say("done");
+    Ok(m)
+}
+
+/// The state store, copied so that the copy is usable while the node runs, then read back: the
+/// layer's manifest entry and every stream it holds (their logs are what the blocks must cover).
+fn backup_state_store(
+    name: &str,
+    state_root: &Path,
+    opts: &BackupOptions,
+) -> Result<(StateStoreLayer, BTreeMap<String, statestore::StoredStream>), BackupError> {
+    let err = |layer: &'static str| {
+        move |e: String| BackupError::new(format!("node {name}: {layer}: {e}"))
+    };
     let s_started = manifest::now();
     let dst = opts.out.join(STATE_DIR);
     let copied = statestore::copy_store(state_root, &dst, opts.stopped, opts.max_passes)
         .map_err(err("state store"))?;
-    let mut streams = std::collections::BTreeMap::new();
+    let mut streams = BTreeMap::new();
     for d in copied
         .dirs
         .iter()
@@ -92,8 +134,21 @@ pub async fn backup(
         streams: streams.len() as u64,
         files: manifest::entries(&opts.out, STATE_DIR).map_err(err("state store"))?,
     };
+    Ok((state_store, streams))
+}
 
-    // 3. Blocks of every copied stream's log.
+/// Every block each stream's log needs, exported as one CAR from what the node's IPFS holds
+/// locally: a block it lacks is a finding, never a network fetch.
+async fn backup_blocks(
+    name: &str,
+    ipfs_api: &str,
+    opts: &BackupOptions,
+    streams: &BTreeMap<String, statestore::StoredStream>,
+    progress: &Progress,
+) -> Result<BlocksLayer, BackupError> {
+    let err = |layer: &'static str| {
+        move |e: String| BackupError::new(format!("node {name}: {layer}: {e}"))
+    };
     let b_started = manifest::now();
     let ipfs = Ipfs::new(name, ipfs_api, opts.timeout).map_err(BackupError::new)?;
     let ipfs_version = ipfs.version().await.map_err(BackupError::new)?;
@@ -171,7 +226,7 @@ pub async fn backup(
     let (blocks, bytes) = car
         .finish()
         .map_err(|e| BackupError::new(format!("cannot write {}: {e}", car_path.display())))?;
-    let blocks_layer = BlocksLayer {
+    Ok(BlocksLayer {
         started_at: b_started,
         finished_at: manifest::now(),
         ipfs_version,
@@ -179,33 +234,7 @@ pub async fn backup(
         bytes,
         missing,
         files: manifest::entries(&opts.out, CAR).map_err(err("blocks"))?,
-    };
-
-    // 4. ceramic-one store, if this node has one.
-    let ceramic_one = match &node.ceramic_one_store {
-        Some(store) => {
-            progress.say("ceramic-one: copying pipeline/ then db.sqlite3");
-            Some(super::ceramic_one::backup(store, &opts.out).map_err(err("ceramic-one"))?)
-        }
-        None => None,
-    };
-
-    let m = Manifest {
-        format: manifest::FORMAT.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        cluster: cluster.cluster.clone(),
-        node: name.clone(),
-        mode: if opts.stopped { "stopped" } else { "live" }.into(),
-        started_at,
-        finished_at: manifest::now(),
-        index: Some(index),
-        state_store: Some(state_store),
-        blocks: Some(blocks_layer),
-        ceramic_one,
-    };
-    write_manifest(&opts.out, &m)?;
-    progress.say("done");
-    Ok(m)
+    })
 }
 
 pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), BackupError> {
