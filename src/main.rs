@@ -43,7 +43,10 @@ fn main() {
             std::process::exit(if e.use_stderr() { EXIT_INCOMPLETE } else { 0 });
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    // Not `stdout().lock()`: a lock held for the whole run would block every log line written
+    // from a worker thread with CERAMIC_AUDIT_LOG_FORMAT=json (stdout), the signal task's among
+    // them, so SIGTERM would never stop `watch` (seen in the container test: killed, exit 137).
+    let mut stdout = std::io::stdout();
     let code = match cli::run(cli, &mut stdout) {
         Ok(code) => code,
         Err(failure) => {

@@ -614,3 +614,60 @@ async fn metrics_endpoint_survives_idle_clients_holding_every_slot() {
         .expect("server task");
     drop(idle);
 }
+
+/// With JSON logs (stdout, as in the container image) SIGTERM still stops `watch`: a stdout lock
+/// held for the whole run once blocked the signal task's log line on a worker thread, so the
+/// token was never cancelled and the container was killed after its grace period (exit 137).
+#[test]
+fn the_watch_command_stops_on_sigterm_with_json_logs_on_stdout() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("watch");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/cluster.toml");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
+        .args(["watch", "--config"])
+        .arg(&config)
+        .arg("--dir")
+        .arg(&out)
+        .args(["--every", "1h", "--jitter", "0"])
+        .env("CERAMIC_AUDIT_LOG_FORMAT", "json")
+        .env("CERAMIC_AUDIT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("watch starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !out.join("latest/report.json").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        out.join("latest/report.json").exists(),
+        "a first cycle within a minute"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // Bounded: the bug this guards against is a process that never exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = child.try_wait().expect("wait") {
+            break code;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watch did not stop within 20 s of SIGTERM with JSON logs on stdout");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code.code(), Some(0), "a clean shutdown exits 0");
+    let mut said = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut said).expect("stdout");
+    }
+    assert!(said.contains("stopping at the next safe point"), "{said}");
+    assert!(said.trim_end().ends_with("cycle(s)"), "{said}");
+}
