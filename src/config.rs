@@ -179,28 +179,7 @@ impl ClusterConfig {
     /// Parses config text; relative file paths resolve against `path`'s directory.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            // `file:line: message`, as every other config error, with toml's caret diagram
-            // kept below it (its first line, "TOML parse error at line L, column C", dropped).
-            let full = e.to_string();
-            let diagram: Vec<&str> = full.lines().skip(1).collect();
-            let first = e.message().lines().next().unwrap_or("").to_string();
-            ConfigError::Parse {
-                // The line toml's diagram shows (its span may start at the next line's break).
-                path: match full
-                    .lines()
-                    .next()
-                    .and_then(|h| h.split("at line ").nth(1))
-                    .and_then(|rest| rest.split(',').next())
-                    .and_then(|n| n.trim().parse::<usize>().ok())
-                    .or_else(|| e.span().map(|span| line_of(text, span.start)))
-                {
-                    Some(line) => format!("{shown}:{line}"),
-                    None => shown.clone(),
-                },
-                message: format!("{first}\n{}", diagram.join("\n").trim_end()),
-            }
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text, &shown))?;
         let invalid =
             |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
                 path: shown.clone(),
@@ -226,35 +205,7 @@ impl ClusterConfig {
         }
         let models = match raw.models {
             None => None,
-            Some(models) => {
-                let mut canonical: Vec<String> = Vec::with_capacity(models.len());
-                for m in &models {
-                    let text = m.get_ref().trim();
-                    let bad = |message: String| invalid(m.span(), "models", message);
-                    // Only the bare id: a URL form is a sign of a copy from somewhere else and
-                    // its meaning (a commit?) is not what a model list means.
-                    if text.contains("://") || text.contains('/') || text.contains('?') {
-                        return Err(bad(format!(
-                            "{text:?}: give the bare model StreamID (`kjzl6hvfrbw6c…`), not a URL"
-                        )));
-                    }
-                    let id = crate::ids::StreamId::parse(text)
-                        .map_err(|e| bad(format!("{text:?} is not a model StreamID: {e}")))?;
-                    if id.stream_type != crate::ids::StreamType::Model {
-                        return Err(bad(format!(
-                            "{text:?} is the StreamID of a {} (type {}), not of a model",
-                            id.stream_type.name(),
-                            id.stream_type.code()
-                        )));
-                    }
-                    let id = id.to_string();
-                    if canonical.contains(&id) {
-                        return Err(bad(format!("{id} is listed twice")));
-                    }
-                    canonical.push(id);
-                }
-                Some(canonical)
-            }
+            Some(models) => Some(canonical_models(&models, &invalid)?),
         };
         let nodes_span = raw.nodes.span();
         let raw_nodes = raw.nodes.into_inner();
@@ -277,112 +228,8 @@ impl ClusterConfig {
         }
         let mut nodes: Vec<NodeConfig> = Vec::with_capacity(raw_nodes.len());
         for node in raw_nodes {
-            let name = node.name.get_ref().trim().to_string();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(invalid(
-                    node.name.span(),
-                    "nodes.name",
-                    format!("{name:?}: use letters, digits, '-', '_' or '.'"),
-                ));
-            }
-            if nodes.iter().any(|n| n.name == name) {
-                return Err(invalid(
-                    node.name.span(),
-                    "nodes.name",
-                    format!("{name:?} appears twice"),
-                ));
-            }
-            let index = match node.index.as_ref() {
-                Some(i) => index_location(&name, i.get_ref().trim(), &resolve)
-                    .map_err(|message| invalid(i.span(), "nodes.index", message))?,
-                // A ceramic-one node alone has no ComposeDB index.
-                None if node.ceramic_one_store.is_some() => IndexLocation::None,
-                None => {
-                    return Err(invalid(
-                        node.name.span(),
-                        "nodes.index",
-                        format!(
-                            "node {name}: needs `index` (a ComposeDB index), `ceramic_one_store`, or both"
-                        ),
-                    ))
-                }
-            };
-            // Checked now: an unset variable is a mistake in the setup, not a node that is down.
-            if let Some(env) = &node.password_env {
-                if std::env::var_os(env.get_ref()).is_none() {
-                    return Err(invalid(
-                        env.span(),
-                        "nodes.password_env",
-                        format!("node {name}: the variable {} is not set", env.get_ref()),
-                    ));
-                }
-            }
-            let password = secret_source(node.password_env, node.password_file, &resolve)
-                .map_err(|span| {
-                    invalid(
-                        span,
-                        "nodes.password_env",
-                        format!("node {name}: give password_env or password_file, not both"),
-                    )
-                })?
-                .unwrap_or(PasswordSource::Standard);
-            let admin_key = secret_source(node.admin_key_env, node.admin_key_file, &resolve)
-                .map_err(|span| {
-                    invalid(
-                        span,
-                        "nodes.admin_key_env",
-                        format!("node {name}: give admin_key_env or admin_key_file, not both"),
-                    )
-                })?;
-            for (key, url) in [
-                ("nodes.api_url", &node.api_url),
-                ("nodes.ipfs_api", &node.ipfs_api),
-            ] {
-                if let Some(url) = url {
-                    let u = url.get_ref();
-                    if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        return Err(invalid(
-                            url.span(),
-                            key,
-                            format!(
-                                "node {name}: expected http://host:port or https://…, got {:?}",
-                                redact_dsn(u)
-                            ),
-                        ));
-                    }
-                }
-            }
-            let api_ca_file = match node.api_ca_file {
-                None => None,
-                Some(f) => {
-                    let path = resolve(f.get_ref());
-                    if let Err(e) = crate::tls::root_store(Some(&path)) {
-                        return Err(invalid(
-                            f.span(),
-                            "nodes.api_ca_file",
-                            format!("node {name}: {e}"),
-                        ));
-                    }
-                    Some(path)
-                }
-            };
-            nodes.push(NodeConfig {
-                name,
-                api_url: node.api_url.map(Spanned::into_inner),
-                api_ca_file,
-                index,
-                password,
-                admin_key,
-                state_store: node.state_store.map(|p| resolve(p.get_ref())),
-                ipfs_api: node
-                    .ipfs_api
-                    .map(|u| u.into_inner().trim_end_matches('/').to_string()),
-                ceramic_one_store: node.ceramic_one_store.map(|p| resolve(p.get_ref())),
-            });
+            let parsed = node_config(node, &nodes, &invalid, &resolve)?;
+            nodes.push(parsed);
         }
         Ok(Self {
             cluster: raw.cluster.into_inner(),
@@ -391,6 +238,181 @@ impl ClusterConfig {
             path: path.to_path_buf(),
         })
     }
+}
+
+/// The span of a config error, its key and its message, as `ConfigError::Invalid`.
+type Invalid<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError + 'a;
+
+/// A TOML syntax error as `file:line: message`, as every other config error, with toml's caret
+/// diagram kept below it (its first line, "TOML parse error at line L, column C", dropped).
+fn toml_error(e: &toml::de::Error, text: &str, shown: &str) -> ConfigError {
+    let full = e.to_string();
+    let diagram: Vec<&str> = full.lines().skip(1).collect();
+    let first = e.message().lines().next().unwrap_or("").to_string();
+    ConfigError::Parse {
+        // The line toml's diagram shows (its span may start at the next line's break).
+        path: match full
+            .lines()
+            .next()
+            .and_then(|h| h.split("at line ").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .or_else(|| e.span().map(|span| line_of(text, span.start)))
+        {
+            Some(line) => format!("{shown}:{line}"),
+            None => shown.to_string(),
+        },
+        message: format!("{first}\n{}", diagram.join("\n").trim_end()),
+    }
+}
+
+/// `models = [...]`: each entry a bare model StreamID, canonicalised, listed once.
+fn canonical_models(
+    models: &[Spanned<String>],
+    invalid: &Invalid,
+) -> Result<Vec<String>, ConfigError> {
+    let mut canonical: Vec<String> = Vec::with_capacity(models.len());
+    for m in models {
+        let text = m.get_ref().trim();
+        let bad = |message: String| invalid(m.span(), "models", message);
+        // Only the bare id: a URL form is a sign of a copy from somewhere else and
+        // its meaning (a commit?) is not what a model list means.
+        if text.contains("://") || text.contains('/') || text.contains('?') {
+            return Err(bad(format!(
+                "{text:?}: give the bare model StreamID (`kjzl6hvfrbw6c…`), not a URL"
+            )));
+        }
+        let id = crate::ids::StreamId::parse(text)
+            .map_err(|e| bad(format!("{text:?} is not a model StreamID: {e}")))?;
+        if id.stream_type != crate::ids::StreamType::Model {
+            return Err(bad(format!(
+                "{text:?} is the StreamID of a {} (type {}), not of a model",
+                id.stream_type.name(),
+                id.stream_type.code()
+            )));
+        }
+        let id = id.to_string();
+        if canonical.contains(&id) {
+            return Err(bad(format!("{id} is listed twice")));
+        }
+        canonical.push(id);
+    }
+    Ok(canonical)
+}
+
+/// One `[[nodes]]` table, checked against the nodes already read (`taken`).
+fn node_config(
+    node: RawNode,
+    taken: &[NodeConfig],
+    invalid: &Invalid,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<NodeConfig, ConfigError> {
+    let name = node.name.get_ref().trim().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid(
+            node.name.span(),
+            "nodes.name",
+            format!("{name:?}: use letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    if taken.iter().any(|n| n.name == name) {
+        return Err(invalid(
+            node.name.span(),
+            "nodes.name",
+            format!("{name:?} appears twice"),
+        ));
+    }
+    let index = match node.index.as_ref() {
+        Some(i) => index_location(&name, i.get_ref().trim(), &resolve)
+            .map_err(|message| invalid(i.span(), "nodes.index", message))?,
+        // A ceramic-one node alone has no ComposeDB index.
+        None if node.ceramic_one_store.is_some() => IndexLocation::None,
+        None => {
+            return Err(invalid(
+                node.name.span(),
+                "nodes.index",
+                format!(
+                    "node {name}: needs `index` (a ComposeDB index), `ceramic_one_store`, or both"
+                ),
+            ))
+        }
+    };
+    // Checked now: an unset variable is a mistake in the setup, not a node that is down.
+    if let Some(env) = &node.password_env {
+        if std::env::var_os(env.get_ref()).is_none() {
+            return Err(invalid(
+                env.span(),
+                "nodes.password_env",
+                format!("node {name}: the variable {} is not set", env.get_ref()),
+            ));
+        }
+    }
+    let password = secret_source(node.password_env, node.password_file, &resolve)
+        .map_err(|span| {
+            invalid(
+                span,
+                "nodes.password_env",
+                format!("node {name}: give password_env or password_file, not both"),
+            )
+        })?
+        .unwrap_or(PasswordSource::Standard);
+    let admin_key =
+        secret_source(node.admin_key_env, node.admin_key_file, &resolve).map_err(|span| {
+            invalid(
+                span,
+                "nodes.admin_key_env",
+                format!("node {name}: give admin_key_env or admin_key_file, not both"),
+            )
+        })?;
+    for (key, url) in [
+        ("nodes.api_url", &node.api_url),
+        ("nodes.ipfs_api", &node.ipfs_api),
+    ] {
+        if let Some(url) = url {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(
+                    url.span(),
+                    key,
+                    format!(
+                        "node {name}: expected http://host:port or https://…, got {:?}",
+                        redact_dsn(u)
+                    ),
+                ));
+            }
+        }
+    }
+    let api_ca_file = match node.api_ca_file {
+        None => None,
+        Some(f) => {
+            let path = resolve(f.get_ref());
+            if let Err(e) = crate::tls::root_store(Some(&path)) {
+                return Err(invalid(
+                    f.span(),
+                    "nodes.api_ca_file",
+                    format!("node {name}: {e}"),
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(NodeConfig {
+        name,
+        api_url: node.api_url.map(Spanned::into_inner),
+        api_ca_file,
+        index,
+        password,
+        admin_key,
+        state_store: node.state_store.map(|p| resolve(p.get_ref())),
+        ipfs_api: node
+            .ipfs_api
+            .map(|u| u.into_inner().trim_end_matches('/').to_string()),
+        ceramic_one_store: node.ceramic_one_store.map(|p| resolve(p.get_ref())),
+    })
 }
 
 /// A secret named by an environment variable or a file, not both (`Err`: the variable's span).
