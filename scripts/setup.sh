@@ -36,6 +36,19 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     exit 1
   fi
 fi
+# pg_dump and pg_restore for `backup`/`restore` and their tests (issue 14): a machine can have the
+# server binaries (initdb) without the client tools.
+if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing postgresql-client (pg_dump or pg_restore not found)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client >/dev/null
+  else
+    echo "setup: pg_dump/pg_restore not found and apt-get is not available; install the PostgreSQL client tools" >&2
+    exit 1
+  fi
+fi
 # Running as root, the tests start Postgres as the `postgres` user (it refuses root), via runuser.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   echo "setup: creating the postgres system user for the test servers" >&2
