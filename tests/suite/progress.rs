@@ -39,9 +39,15 @@ fn the_audit_draws_its_progress_on_a_terminal_only_and_not_with_quiet() {
 
     // On a terminal: the stages are drawn, the model count with them, and cleared (\r + erase).
     let shown = under_a_terminal(&["audit", "--config", config, "--out", dir]);
-    assert!(shown.contains("audit: models"), "no progress drawn: {shown:?}");
+    assert!(
+        shown.contains("audit: models"),
+        "no progress drawn: {shown:?}"
+    );
     assert!(shown.contains("/2 ETA"), "no model count: {shown:?}");
-    assert!(shown.contains("\r\u{1b}[2K"), "the bar is not cleared: {shown:?}");
+    assert!(
+        shown.contains("\r\u{1b}[2K"),
+        "the bar is not cleared: {shown:?}"
+    );
     assert!(shown.contains("cluster example: DIVERGENT"), "{shown:?}");
 
     // -q on the same terminal: nothing of it (and no summary).
@@ -58,7 +64,10 @@ fn the_audit_draws_its_progress_on_a_terminal_only_and_not_with_quiet() {
     assert_eq!(piped.status.code(), Some(1), "the fixture diverges");
     let stderr = String::from_utf8_lossy(&piped.stderr);
     assert!(!stderr.contains('\r'), "\\r in piped stderr: {stderr:?}");
-    assert!(!stderr.contains('\u{1b}'), "escape in piped stderr: {stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape in piped stderr: {stderr:?}"
+    );
     assert!(!stderr.contains("audit: models"), "{stderr:?}");
     // The logs themselves still arrive (the display's writer passes them through).
     assert!(stderr.contains("INFO"), "{stderr:?}");
