@@ -57,6 +57,8 @@ pub struct RepairOptions {
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
+    /// Where the plan and the actions show how far they are (hidden unless asked for).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RepairOptions {
@@ -72,6 +74,7 @@ impl Default for RepairOptions {
             rate: 10.0,
             add_interest: false,
             observed_at: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -313,6 +316,7 @@ pub async fn apply(
             let mut index = IndexReader::open(config, target, options.timeout).await;
             let mut failures = 0u32;
             for a in queue {
+                options.progress.inc(1);
                 if stop.is_cancelled() {
                     out.push(skipped(a, "interrupted before this action".into()));
                     continue;
