@@ -56,6 +56,10 @@ mod ceramic_one;
 mod cli;
 #[path = "suite/deploy.rs"]
 mod deploy;
+#[path = "suite/good_citizen.rs"]
+mod good_citizen;
+#[path = "suite/honest.rs"]
+mod honest;
 #[path = "suite/ids.rs"]
 mod ids;
 #[path = "suite/log_format.rs"]

@@ -71,6 +71,10 @@ pub struct Action {
     pub commits: Vec<String>,
     /// Why this row is not acted on (then `strategy` is empty).
     pub skip: Option<String>,
+    /// Skipped because a node could not be read while planning (not a policy): the repair
+    /// did not do what it would have, so its exit code is 2.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_error: bool,
 }
 
 /// Chooses a strategy for each stream-level divergence on an allowed target; everything else
@@ -88,6 +92,7 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
             winning_tip: None,
             commits: Vec::new(),
             skip: None,
+            read_error: false,
         };
         let chosen: Result<(Strategy, Option<String>), String> = match d.kind {
             Kind::Lagging => d
