@@ -171,12 +171,14 @@ impl Watcher {
             },
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
+        let starting =
+            metrics::render_starting(state.last_success_unix_ms.map(|t| t as f64 / 1000.0));
         Ok(Self {
             config,
             options,
             state,
             totals: Totals::default(),
-            metrics: Arc::new(RwLock::new(String::new())),
+            metrics: Arc::new(RwLock::new(starting)),
             gate: Arc::new(RwLock::new(None)),
         })
     }

@@ -182,6 +182,33 @@ fn watch_repair_with_a_journal_it_cannot_open_is_incomplete_and_exits_2() {
     )
     .expect("json");
     assert_eq!(report["complete"], false);
+    // The cycle directory is named as README, reports/README.md and `watch --help` say.
+    let name = std::fs::read_link(dir.join("latest")).expect("latest is a symlink");
+    let name = name.to_string_lossy();
+    let shape = name
+        .bytes()
+        .map(|b| if b.is_ascii_digit() { b'9' } else { b })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        String::from_utf8_lossy(&shape),
+        "cycle-9999-99-99T99-99-99.999Z-999999",
+        "{name}"
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ceramic-audit"))
+        .args(["watch", "--help"])
+        .output()
+        .expect("help");
+    let named = "cycle-<UTC time>-<n>/";
+    assert!(String::from_utf8_lossy(&help.stdout).contains(named));
+    for doc in ["README.md", "reports/README.md"] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).expect("doc");
+        assert!(text.contains(named), "{doc}");
+        assert!(
+            text.contains("cycle-2026-11-29T21-40-33.607Z-000001"),
+            "{doc}"
+        );
+    }
 }
 
 /// `watch --cycles 2` in which every cycle fails (its report cannot be put in place): exit 2
