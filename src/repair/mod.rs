@@ -13,6 +13,7 @@
 //! After `max_failures` consecutive failures on a node its remaining actions are skipped
 //! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
 
+pub mod events;
 pub mod fork;
 mod index;
 pub mod journal;
@@ -51,6 +52,8 @@ pub struct RepairOptions {
     pub max_failures: u32,
     /// Requests per second to one node at most.
     pub rate: f64,
+    /// `--add-interest`: register the interests `not_interested` rows name (ceramic-one).
+    pub add_interest: bool,
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
@@ -69,6 +72,7 @@ impl Default for RepairOptions {
             verify_timeout: Duration::from_secs(20),
             max_failures: 5,
             rate: 10.0,
+            add_interest: false,
             observed_at: None,
             progress: crate::progress::Progress::hidden(),
         }
@@ -77,7 +81,7 @@ impl Default for RepairOptions {
 
 /// How often verification re-reads the target. Too short loads the node for nothing; too long
 /// adds latency to every action (the index usually follows the state within milliseconds).
-const VERIFY_POLL: Duration = Duration::from_millis(250);
+pub(crate) const VERIFY_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -164,10 +168,20 @@ pub async fn prepare(
     options: &RepairOptions,
 ) -> (Vec<Action>, Fetched) {
     let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
+    actions.extend(events::interest_actions(
+        divergences,
+        &options.targets,
+        options.add_interest,
+    ));
     let apis = apis(config, options);
     let mut fetched: Fetched = HashMap::new();
+    // ceramic-one actions are planned from the nodes' /ceramic API.
+    events::prepare(&apis, &mut actions, &mut fetched).await;
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
+        if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
+            continue;
+        }
         // Neither reads commits: a reindex loads the target's own state, a fork resolution
         // has the target fetch the winner's tip itself (its `winning_tip` is the audit's).
         if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
@@ -517,6 +531,9 @@ async fn execute(
     }
     if strategy == Strategy::ResolveFork {
         return fork::resolve(api, a, step, index, options).await;
+    }
+    if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
+        return events::execute(api, a, fetched, step, options).await;
     }
     let Some(source) = a.source.as_ref() else {
         return fail(Status::Failed, "no source node".into());
