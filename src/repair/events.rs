@@ -22,9 +22,17 @@ use std::time::Instant;
 use cid::Cid;
 use serde_json::Value as Json;
 
+use std::sync::Mutex;
+
+use tokio_util::sync::CancellationToken;
+
+use super::journal::Journal;
 use super::plan::{Action, Strategy, Targets};
-use super::{skip, Done, Fetched, RepairOptions, Status, Stepper, VERIFY_POLL};
-use crate::api::{ApiError, CommitRecord, NodeApi};
+use super::{
+    after, skip, skipped, Done, Fetched, Outcome, RepairOptions, Status, Stepper, VERIFY_POLL,
+};
+use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi};
+use crate::config::ClusterConfig;
 use crate::ids::{EventId, StreamId};
 use crate::report::{Divergence, Kind};
 use crate::source::ceramic_one::http::{decode_car, encode_car, walk_model, Walked, PAGE_LIMIT};
@@ -87,22 +95,58 @@ async fn walk(
         return done.clone();
     }
     let result = match apis.get(node) {
-        None => Err(format!("the node {node} has no api_url")),
+        None => Err(format!("the node {node} has no ceramic_one_api")),
         Some(api) => walk_model(api, model, PAGE_LIMIT)
             .await
-            .map(Arc::new)
+            .map(|w| Arc::new(w.events))
             .map_err(|e| format!("cannot list the model's events: {e}")),
     };
     walks.insert(key, result.clone());
     result
 }
 
-/// Fills the `copy_events` and `add_interest` actions from the nodes' HTTP APIs (reads only).
+/// Clients for the nodes' ceramic-one APIs (`ceramic_one_api`), paced to `--rate`, one retry
+/// (posting an event twice is harmless, but a timed-out post is better re-planned).
+fn c1_apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
+    let api_options = ApiOptions {
+        timeout: options.timeout,
+        retries: 1,
+        concurrency: 2,
+        max_rate: Some(options.rate),
+    };
+    config
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let url = n.ceramic_one_api.as_ref()?;
+            match NodeApi::with_ca(&n.name, url, n.api_ca_file.as_deref(), api_options.clone()) {
+                Ok(api) => Some((n.name.clone(), api)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Whether [`apply`] (not the js-ceramic loop) carries out this action.
+pub(super) fn handles(a: &Action) -> bool {
+    matches!(
+        a.strategy,
+        Some(Strategy::CopyEvents | Strategy::AddInterest)
+    )
+}
+
+/// Fills the `copy_events` and `add_interest` actions from the nodes' ceramic-one APIs (reads
+/// only).
 pub(super) async fn prepare(
-    apis: &BTreeMap<String, NodeApi>,
+    config: &ClusterConfig,
+    options: &RepairOptions,
     actions: &mut [Action],
     fetched: &mut Fetched,
 ) {
+    let apis = &c1_apis(config, options);
     let mut walks = Walks::new();
     for a in actions.iter_mut() {
         let planned = match a.strategy {
@@ -133,7 +177,7 @@ async fn plan_copy(
     model_of(&a.model)?;
     let source = a.source.clone().ok_or("no source node")?;
     if !apis.contains_key(&a.target) {
-        return Err("the node has no api_url".into());
+        return Err("the node has no ceramic_one_api".into());
     }
     let held = walk(apis, walks, &source, &a.model).await?;
     let have = walk(apis, walks, &a.target, &a.model).await?;
@@ -199,7 +243,7 @@ async fn plan_interest(
 ) -> Result<(), String> {
     model_of(&a.model)?;
     if !apis.contains_key(&a.target) {
-        return Err("the node has no api_url".into());
+        return Err("the node has no ceramic_one_api".into());
     }
     let peers: Vec<String> = a
         .source
@@ -261,8 +305,126 @@ fn status_of(e: &ApiError) -> (Status, String) {
     }
 }
 
+/// Applies the ceramic-one actions: per target node one after another, nodes concurrently,
+/// with the journal, time box and circuit breaker of [`super::apply`].
+pub(super) async fn apply(
+    config: &ClusterConfig,
+    actions: &[Action],
+    fetched: &Fetched,
+    journal: &Mutex<Journal>,
+    options: &RepairOptions,
+    stop: &CancellationToken,
+) -> Vec<Outcome> {
+    let apis = &c1_apis(config, options);
+    let run = &crate::audit::now_rfc3339();
+    let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
+    for a in actions.iter().filter(|a| handles(a)) {
+        by_target.entry(a.target.as_str()).or_default().push(a);
+    }
+    let per_node = by_target.into_iter().map(|(target, queue)| async move {
+        let mut out = Vec::new();
+        let mut failures = 0u32;
+        for a in queue {
+            let why = if stop.is_cancelled() {
+                Some("interrupted before this action".to_string())
+            } else if failures >= options.max_failures {
+                Some(format!(
+                    "circuit open: {failures} consecutive failures on {target}"
+                ))
+            } else if apis.get(target).is_none() {
+                Some("the node has no ceramic_one_api".to_string())
+            } else {
+                done_before(journal, a, options)
+            };
+            if let Some(why) = why {
+                out.push(skipped(a, why));
+                continue;
+            }
+            let Some(api) = apis.get(target) else {
+                continue;
+            };
+            let outcome = run_one(api, a, fetched, journal, run, options).await;
+            failures = if outcome.status == Status::Failed {
+                failures + 1
+            } else {
+                0
+            };
+            out.push(outcome);
+        }
+        out
+    });
+    futures::future::join_all(per_node)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Why the journal says this action needs no doing, if it does.
+fn done_before(journal: &Mutex<Journal>, a: &Action, options: &RepairOptions) -> Option<String> {
+    let tip = a.winning_tip.clone().unwrap_or_default();
+    let done = journal.lock().ok().and_then(|j| {
+        j.outcome(&a.model, &a.stream_id, &a.target, &tip)
+            .map(|(r, at)| (r.to_string(), at.to_string()))
+    })?;
+    let counts = done.0 == "unrepairable"
+        || (done.0 == "repaired" && after(&done.1, options.observed_at.as_deref()));
+    counts.then(|| format!("done by an earlier run: {} (journal)", done.0))
+}
+
+/// One action, time-boxed, its outcome journalled.
+async fn run_one(
+    api: &NodeApi,
+    a: &Action,
+    fetched: &Fetched,
+    journal: &Mutex<Journal>,
+    run: &str,
+    options: &RepairOptions,
+) -> Outcome {
+    let started = Instant::now();
+    let mut step = Stepper {
+        journal,
+        run,
+        action: a,
+        sent: 0,
+    };
+    let mut done = match tokio::time::timeout(
+        options.action_timeout,
+        execute(api, a, fetched, &mut step, options),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(_) => failed(
+            a,
+            Status::Failed,
+            format!(
+                "time box of {} s exceeded",
+                options.action_timeout.as_secs()
+            ),
+        ),
+    };
+    if let Err(e) = step.record("outcome", None, done.status.as_str(), &done.detail, None) {
+        done.detail.push_str(&format!("; {e}"));
+    }
+    Outcome {
+        model: a.model.clone(),
+        stream_id: a.stream_id.clone(),
+        target: a.target.clone(),
+        kind: a.kind,
+        strategy: a.strategy,
+        status: done.status,
+        winning_tip: done.winning_tip,
+        state_tip: done.state_tip,
+        index_tip: done.index_tip,
+        commits_sent: step.sent,
+        millis: started.elapsed().as_millis() as u64,
+        detail: done.detail,
+    }
+}
+
 /// Applies one `copy_events` or `add_interest` action on `api` (the target).
-pub(super) async fn execute(
+async fn execute(
     api: &NodeApi,
     a: &Action,
     fetched: &Fetched,

@@ -176,7 +176,7 @@ pub async fn prepare(
     let apis = apis(config, options);
     let mut fetched: Fetched = HashMap::new();
     // ceramic-one actions are planned from the nodes' /ceramic API.
-    events::prepare(&apis, &mut actions, &mut fetched).await;
+    events::prepare(config, options, &mut actions, &mut fetched).await;
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
         if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
@@ -302,7 +302,8 @@ pub async fn apply(
     let run = crate::audit::now_rfc3339();
     let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
     let mut outcomes = Vec::new();
-    for a in actions {
+    // ceramic-one actions run in their own loop (another API per node).
+    for a in actions.iter().filter(|a| !events::handles(a)) {
         match a.strategy {
             Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
             None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
@@ -408,6 +409,7 @@ pub async fn apply(
         }))
         .await;
     outcomes.extend(per_node.into_iter().flatten());
+    outcomes.extend(events::apply(config, actions, fetched, journal, options, stop).await);
     outcomes.sort_by(|x, y| {
         (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
     });
@@ -531,9 +533,6 @@ async fn execute(
     }
     if strategy == Strategy::ResolveFork {
         return fork::resolve(api, a, step, index, options).await;
-    }
-    if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
-        return events::execute(api, a, fetched, step, options).await;
     }
     let Some(source) = a.source.as_ref() else {
         return fail(Status::Failed, "no source node".into());

@@ -19,6 +19,10 @@
 //!   /ceramic/interests {"sep":"model","sepValue"}` (the whole model range, the node's own peer
 //!   id, never expiring: §3.5).
 //!
+//! - `GET /ceramic/config/network` → `{"name":"local-<id>"|…}`; `GET /ceramic/feed/events?
+//!   resumeAt&limit` → delivered events only, in `delivered` order, `resumeToken` = the page's
+//!   highest `delivered` + 1, or the input when the page is empty (§2).
+//!
 //! Recon itself does not run: nothing spreads between scripted nodes on its own.
 
 use std::net::SocketAddr;
@@ -109,6 +113,8 @@ impl ScriptedNode {
             .route("/ceramic/streams/{id}", get(stream_state))
             .route("/ceramic/experimental/interests", get(interests))
             .route("/ceramic/interests", post(add_interest))
+            .route("/ceramic/config/network", get(network_name))
+            .route("/ceramic/feed/events", get(feed))
             .with_state(node.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -456,6 +462,42 @@ async fn model_events(
         return (StatusCode::OK, text[..text.len() / 2].to_string()).into_response();
     }
     json_reply(StatusCode::OK, body)
+}
+
+async fn network_name(State(node): State<Arc<Node>>) -> Response {
+    json_reply(StatusCode::OK, json!({ "name": node.network.name() }))
+}
+
+async fn feed(State(node): State<Arc<Node>>, RawQuery(query): RawQuery) -> Response {
+    let (mut resume_at, mut limit) = (0i64, 100i64);
+    for pair in query.as_deref().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("resumeAt", v)) => resume_at = v.parse().unwrap_or(0),
+            Some(("limit", v)) => limit = v.parse().unwrap_or(100),
+            _ => {}
+        }
+    }
+    let conn = node.conn.lock().unwrap();
+    let rows: Vec<(Vec<u8>, i64)> = conn
+        .prepare(
+            "SELECT cid, delivered FROM ceramic_one_event WHERE delivered >= ?1 \
+             ORDER BY delivered LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![resume_at, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+        })
+        .unwrap_or_default();
+    let token = rows.last().map_or(resume_at, |(_, d)| d + 1);
+    let events: Vec<Value> = rows
+        .iter()
+        .filter_map(|(c, _)| cid_of(c))
+        .map(|c| json!({ "id": c.to_string() }))
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        json!({ "events": events, "resumeToken": token.to_string() }),
+    )
 }
 
 async fn stream_state(State(node): State<Arc<Node>>, UrlPath(id): UrlPath<String>) -> Response {

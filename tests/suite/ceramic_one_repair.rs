@@ -53,6 +53,7 @@ fn names() -> (BTreeMap<String, (String, String)>, BTreeMap<String, String>) {
 /// Three scripted nodes over copies of the fixture stores, and the cluster file naming them
 /// (each node with its store and its api_url).
 struct Bed {
+    root: PathBuf,
     _dir: tempfile::TempDir,
     nodes: BTreeMap<String, ScriptedNode>,
     config: ClusterConfig,
@@ -69,7 +70,7 @@ async fn bed() -> Bed {
         std::fs::copy(fixture().join(n).join("db.sqlite3"), &db).unwrap();
         let node = ScriptedNode::start(&db, network_of(&db)).await;
         toml.push_str(&format!(
-            "[[nodes]]\nname = \"{n}\"\nceramic_one_store = \"{n}\"\napi_url = \"{}\"\n",
+            "[[nodes]]\nname = \"{n}\"\nceramic_one_store = \"{n}\"\nceramic_one_api = \"{}\"\n",
             node.url
         ));
         nodes.insert(n.to_string(), node);
@@ -79,6 +80,7 @@ async fn bed() -> Bed {
     let config = ClusterConfig::load(&path).unwrap();
     let journal = dir.path().join("journal.jsonl");
     Bed {
+        root: dir.path().to_path_buf(),
         _dir: dir,
         nodes,
         config,
@@ -113,7 +115,7 @@ async fn the_scripted_node_serves_the_store_as_documented() {
     let a = api(&bed.nodes["a"], "a");
     // The model walk, paged by 3, returns the store's events of the model in EventId order,
     // each CAR rebuilding the stored EventId.
-    let walked = walk_model(&a, &models["Note"], 3).await.unwrap();
+    let walked = walk_model(&a, &models["Note"], 3).await.unwrap().events;
     let store = EventStore::open(
         &bed.config.nodes[0]
             .ceramic_one_store
@@ -337,4 +339,102 @@ async fn add_interest_registers_both_sides_and_says_what_will_be_downloaded() {
         "{outcomes:#?}"
     );
     assert!(audit(&bed.config).is_empty(), "converged");
+}
+
+/// The same cluster with the named nodes reached only over HTTP (`ceramic_one_api`, no store).
+fn over_http(bed: &Bed, http: &[&str]) -> ClusterConfig {
+    let mut toml = String::from("cluster = \"ceramic-one-3\"\n");
+    for (n, node) in &bed.nodes {
+        toml.push_str(&format!("[[nodes]]\nname = \"{n}\"\n"));
+        if http.contains(&n.as_str()) {
+            toml.push_str(&format!("ceramic_one_api = \"{}\"\n", node.url));
+        } else {
+            toml.push_str(&format!("ceramic_one_store = \"{n}\"\n"));
+        }
+    }
+    let path = bed.root.join(format!("http-{}.toml", http.join("")));
+    std::fs::write(&path, toml).unwrap();
+    ClusterConfig::load(&path).unwrap()
+}
+
+type RowKey = (Kind, String, String, String, Option<String>, String);
+
+fn rows(divergences: &[Divergence]) -> BTreeSet<RowKey> {
+    divergences
+        .iter()
+        .map(|d| {
+            (
+                d.kind,
+                d.node.clone(),
+                d.model.clone(),
+                d.stream_id.clone(),
+                d.tip.clone(),
+                d.detail.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_source_gives_the_same_rows_as_the_stores() {
+    let bed = bed().await;
+    let by_store = rows(&audit(&bed.config));
+    assert_eq!(by_store.len(), 21, "the fixture's rows");
+    for http in [&["b", "c"][..], &["a", "b", "c"][..]] {
+        let config = over_http(&bed, http);
+        let got = event_store::run_all(&config, &DescentParams::default()).await;
+        assert!(got.complete, "{http:?}: {:#?}", got.findings.divergences);
+        assert_eq!(rows(&got.findings.divergences), by_store, "{http:?}");
+        for n in got.nodes.iter().filter(|n| http.contains(&n.name.as_str())) {
+            assert_eq!(n.source, "ceramic-one-http");
+            assert!(
+                n.reachable && n.bytes_received > 0 && n.statements > 0,
+                "{n:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_cannot_be_read_makes_the_audit_incomplete_and_says_where() {
+    let bed = bed().await;
+    let (_, models) = names();
+    let config = over_http(&bed, &["b", "c"]);
+    for fault in [Fault::PageStatus500(0), Fault::PageTruncated(0)] {
+        bed.nodes["c"].inject(fault.clone());
+        let got = event_store::run_all(&config, &DescentParams::default()).await;
+        assert!(!got.complete, "{fault:?}");
+        let c = got.nodes.iter().find(|n| n.name == "c").unwrap();
+        assert!(!c.reachable);
+        let row = got
+            .findings
+            .divergences
+            .iter()
+            .find(|d| d.kind == Kind::Unreachable && d.node == "c")
+            .unwrap_or_else(|| panic!("{fault:?}: {:#?}", got.findings.divergences));
+        // The first model walked is the meta-model; the row names node, model, offset, cause.
+        assert!(
+            row.detail.contains("node c")
+                && row.detail.contains(META_MODEL)
+                && row.detail.contains("offset 0"),
+            "{}",
+            row.detail
+        );
+        let cause = match fault {
+            Fault::PageStatus500(_) => "HTTP 500",
+            Fault::PageTruncated(_) => "unexpected response",
+        };
+        assert!(row.detail.contains(cause), "{}", row.detail);
+        // a and b are still compared with each other.
+        assert!(got
+            .findings
+            .divergences
+            .iter()
+            .any(|d| d.kind == Kind::MissingEvent && d.node == "b" && d.model == models["Note"]));
+        assert!(got
+            .findings
+            .divergences
+            .iter()
+            .all(|d| d.node != "c" || d.kind == Kind::Unreachable));
+    }
 }

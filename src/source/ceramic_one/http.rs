@@ -7,6 +7,8 @@
 //! The same client as js-ceramic's ([`NodeApi`]: timeouts, retries of transient failures,
 //! pacing to a rate): `api_url` is the node's root (`http://127.0.0.1:5101`), `/ceramic` is added.
 
+use std::collections::BTreeSet;
+
 use cid::Cid;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,6 +16,7 @@ use serde_json::json;
 use super::event::{parse_event, Car, EventInfo};
 use super::interest::Interest;
 use crate::api::{ApiError, NodeApi};
+use crate::ids::Network;
 
 /// Events asked for per page of `experimental/events`. The node's default is 10000 (§2); a
 /// smaller page keeps one answer (full CARs, base64) to a few MB and a failed page cheap to
@@ -48,6 +51,16 @@ pub struct Walked {
     pub cid: Cid,
     pub car: Vec<u8>,
     pub info: EventInfo,
+}
+
+/// A model's events as one node listed them, and what the listing cost.
+#[derive(Clone, Debug, Default)]
+pub struct Walk {
+    pub events: Vec<Walked>,
+    /// Response bytes received.
+    pub bytes: u64,
+    /// Requests made.
+    pub pages: u64,
 }
 
 /// Why a model could not be walked: which node, model and page, and what went wrong.
@@ -122,18 +135,98 @@ impl NodeApi {
         model: &str,
         offset: u64,
         limit: u64,
-    ) -> Result<Page, ApiError> {
+    ) -> Result<(Page, u64), ApiError> {
         let endpoint = "GET /ceramic/experimental/events/model";
         let path =
             format!("ceramic/experimental/events/model/{model}?offset={offset}&limit={limit}");
         let raw = self
             .send(endpoint, None, |c, url| c.get(url.join(&path)))
             .await?;
-        self.parse(endpoint, None, &raw)
+        Ok((self.parse(endpoint, None, &raw)?, raw.len() as u64))
+    }
+
+    /// `GET /ceramic/config/network`: the network the node runs on (its EventIds carry it).
+    pub async fn c1_network(&self) -> Result<Network, ApiError> {
+        #[derive(Deserialize)]
+        struct Body {
+            name: String,
+        }
+        let endpoint = "GET /ceramic/config/network";
+        let raw = self
+            .send(endpoint, None, |c, url| {
+                c.get(url.join("ceramic/config/network"))
+            })
+            .await?;
+        let body: Body = self.parse(endpoint, None, &raw)?;
+        super::mirror::network_named(&body.name).ok_or_else(|| {
+            self.malformed(endpoint, None, format!("unknown network {:?}", body.name))
+        })
+    }
+
+    /// The CIDs of every event the node has delivered, from its feed (`GET
+    /// /ceramic/feed/events?resumeAt=&limit=`, delivered events only, §2), and the requests
+    /// made. Bounded by `max_pages`; the resume token is node-local and used only here.
+    pub async fn c1_delivered(
+        &self,
+        limit: u64,
+        max_pages: u64,
+    ) -> Result<(BTreeSet<Cid>, u64), ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Feed {
+            events: Vec<PageEvent>,
+            resume_token: String,
+        }
+        let endpoint = "GET /ceramic/feed/events";
+        let mut out = BTreeSet::new();
+        let mut token = "0".to_string();
+        for page in 1..=max_pages {
+            let path = format!("ceramic/feed/events?resumeAt={token}&limit={limit}");
+            let raw = self
+                .send(endpoint, None, |c, url| c.get(url.join(&path)))
+                .await?;
+            let feed: Feed = self.parse(endpoint, None, &raw)?;
+            if feed.events.is_empty() {
+                return Ok((out, page));
+            }
+            for e in &feed.events {
+                let cid = e.id.parse().map_err(|err| {
+                    self.malformed(endpoint, None, format!("event id {:?}: {err}", e.id))
+                })?;
+                out.insert(cid);
+            }
+            if feed.resume_token == token {
+                return Err(self.malformed(
+                    endpoint,
+                    None,
+                    format!("resumeToken {token} does not advance"),
+                ));
+            }
+            token = feed.resume_token;
+        }
+        Err(self.malformed(
+            endpoint,
+            None,
+            format!("stopped after {max_pages} pages (MAX_PAGES)"),
+        ))
     }
 
     /// `GET /ceramic/experimental/interests`: the node's interests, decoded (§3.5).
     pub async fn c1_interests(&self) -> Result<Vec<Interest>, ApiError> {
+        let endpoint = "GET /ceramic/experimental/interests";
+        self.c1_interest_bytes()
+            .await?
+            .iter()
+            .map(|b| {
+                Interest::decode(b).map_err(|e| {
+                    self.malformed(endpoint, None, format!("interest {}: {e}", hex::encode(b)))
+                })
+            })
+            .collect()
+    }
+
+    /// The node's interests as bytes (`z` base58btc in the answer).
+    pub async fn c1_interest_bytes(&self) -> Result<Vec<Vec<u8>>, ApiError> {
         #[derive(Deserialize)]
         struct Body {
             interests: Vec<Item>,
@@ -152,12 +245,11 @@ impl NodeApi {
         body.interests
             .iter()
             .map(|i| {
-                let (_, bytes) = multibase::decode(&i.data).map_err(|e| {
-                    self.malformed(endpoint, None, format!("interest {:?}: {e}", i.data))
-                })?;
-                Interest::decode(&bytes).map_err(|e| {
-                    self.malformed(endpoint, None, format!("interest {:?}: {e}", i.data))
-                })
+                multibase::decode(&i.data)
+                    .map(|(_, bytes)| bytes)
+                    .map_err(|e| {
+                        self.malformed(endpoint, None, format!("interest {:?}: {e}", i.data))
+                    })
             })
             .collect()
     }
@@ -191,9 +283,9 @@ impl NodeApi {
 /// Every event of `model` the node holds, in EventId order, page by page (bounded by
 /// [`MAX_PAGES`]). Each event's CAR is checked: its root is the listed id and the event parses.
 /// Any page that cannot be read or checked ends the walk with a [`WalkError`] saying why.
-pub async fn walk_model(api: &NodeApi, model: &str, limit: u64) -> Result<Vec<Walked>, WalkError> {
+pub async fn walk_model(api: &NodeApi, model: &str, limit: u64) -> Result<Walk, WalkError> {
     let limit = limit.max(1);
-    let mut out = Vec::new();
+    let mut out = Walk::default();
     let mut offset = 0u64;
     for _ in 0..MAX_PAGES {
         let fail = |why: String| WalkError {
@@ -202,10 +294,12 @@ pub async fn walk_model(api: &NodeApi, model: &str, limit: u64) -> Result<Vec<Wa
             offset,
             why,
         };
-        let page = api
+        let (page, bytes) = api
             .c1_model_page(model, offset, limit)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        out.pages += 1;
+        out.bytes += bytes;
         for e in &page.events {
             let cid: Cid =
                 e.id.parse()
@@ -217,7 +311,7 @@ pub async fn walk_model(api: &NodeApi, model: &str, limit: u64) -> Result<Vec<Wa
             let car = decode_car(data).map_err(|why| fail(format!("event {cid}: {why}")))?;
             let (_, info) = event_of_car(&car, Some(&cid))
                 .map_err(|why| fail(format!("event {cid}: {why}")))?;
-            out.push(Walked { cid, car, info });
+            out.events.push(Walked { cid, car, info });
         }
         // isComplete is `count < limit` (§2): a full last page needs one more, empty request.
         if page.is_complete || page.events.is_empty() {
