@@ -68,6 +68,8 @@ mod good_citizen;
 mod honest;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/jsonb_text.rs"]
+mod jsonb_text;
 #[path = "suite/log_format.rs"]
 mod log_format;
 #[path = "suite/logs.rs"]

@@ -284,6 +284,9 @@ fn a_repair_whose_audit_was_incomplete_exits_2() {
     );
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("note: the audit was incomplete"), "{text}");
+    // No api_url in the fixture: everything is left alone, and said so plainly.
+    assert!(text.contains("no action planned, "), "{text}");
+    assert!(!text.contains("0 action(s) planned"), "{text}");
     let plan: serde_json::Value = serde_json::from_slice(
         &std::fs::read(tmp.path().join("out/plan.json")).expect("plan.json written"),
     )
