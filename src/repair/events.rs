@@ -38,6 +38,9 @@ use crate::report::{Divergence, Kind};
 use crate::source::ceramic_one::http::{decode_car, encode_car, walk_model, Walked, PAGE_LIMIT};
 use crate::source::ceramic_one::interest::{model_prefix, model_range};
 
+/// How a skip caused by a node that could not be read starts (see `Action::read_error`).
+const READ_ERROR: &str = "cannot list the model's events";
+
 /// Model walks already read in this plan, per (node, model).
 type Walks = HashMap<(String, String), Result<Arc<Vec<Walked>>, String>>;
 
@@ -99,7 +102,7 @@ async fn walk(
         Some(api) => walk_model(api, model, PAGE_LIMIT)
             .await
             .map(|w| Arc::new(w.events))
-            .map_err(|e| format!("cannot list the model's events: {e}")),
+            .map_err(|e| format!("{READ_ERROR}: {e}")),
     };
     walks.insert(key, result.clone());
     result
@@ -155,6 +158,8 @@ pub(super) async fn prepare(
             _ => continue,
         };
         if let Err(why) = planned {
+            // A node that could not be read is not a policy: the repair's verdict says so.
+            a.read_error = why.starts_with(READ_ERROR);
             skip(a, why);
         }
     }

@@ -478,3 +478,30 @@ async fn a_state_the_node_lost_is_state_missing_from_its_own_answer() {
     );
     assert!(new[0].detail.contains("404"), "{}", new[0].detail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_be_read_skips_its_copies_as_read_errors() {
+    let bed = bed().await;
+    let before = audit(&bed.config);
+    // a holds every event the others lack; its model listing now fails.
+    bed.nodes["a"].inject(Fault::PageStatus500(0));
+    let stop = CancellationToken::new();
+    let (plan, _) =
+        repair::plan_and_apply(&bed.config, &before, &options(false), None, &stop).await;
+    let copies: Vec<_> = plan
+        .iter()
+        .filter(|a| a.kind == Kind::MissingEvent)
+        .collect();
+    assert_eq!(copies.len(), 7);
+    assert!(
+        copies.iter().all(|a| a.strategy.is_none()
+            && a.read_error
+            && a.skip.as_deref().unwrap_or_default().contains("HTTP 500")),
+        "{copies:#?}"
+    );
+    // Left alone by policy, not for want of a reading: not read errors.
+    assert!(plan
+        .iter()
+        .filter(|a| a.kind == Kind::NotInterested)
+        .all(|a| !a.read_error));
+}
