@@ -17,11 +17,17 @@ pub struct Ipfs {
 }
 
 impl Ipfs {
-    /// One client, at most one idle connection: a backup takes one connection per layer.
-    pub fn new(node: &str, base: &str, timeout: Duration) -> Result<Self, String> {
+    /// One client keeping at most `connections` idle connections: as many as requests in
+    /// flight (`--block-requests` for a backup, 1 for a restore), so none is reopened.
+    pub fn new(
+        node: &str,
+        base: &str,
+        timeout: Duration,
+        connections: usize,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(connections.max(1))
             .build()
             .map_err(|e| format!("node {node}: cannot build the IPFS client: {e}"))?;
         Ok(Self {

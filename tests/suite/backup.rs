@@ -299,6 +299,7 @@ fn opts(out: &Path) -> BackupOptions {
         stopped: false,
         max_passes: 5,
         timeout: Duration::from_secs(5),
+        block_requests: take::DEFAULT_BLOCK_REQUESTS,
     }
 }
 
