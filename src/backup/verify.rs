@@ -113,7 +113,12 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, BackupError> {
 
 fn check_files(dir: &Path, m: &Manifest, out: &mut Vec<Finding>) {
     for f in m.files() {
-        let layer = f.path.split('/').next().unwrap_or("");
+        // The layer's name as findings spell it, from the directory the file is in.
+        let layer = match f.path.split('/').next().unwrap_or("") {
+            STATE_DIR => "state_store",
+            super::ceramic_one::DIR => "ceramic_one",
+            dir => dir,
+        };
         match manifest::hash_file(&dir.join(&f.path)) {
             Err(e) => out.push(finding(
                 "file_missing",

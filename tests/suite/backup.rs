@@ -463,7 +463,7 @@ async fn damaged_backups_are_each_a_clear_finding() {
     let (code, text) = verify(&bad);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("checksum_mismatch [statestore]") && text.contains("the manifest says"),
+        text.contains("checksum_mismatch [state_store]") && text.contains("the manifest says"),
         "{text}"
     );
 
