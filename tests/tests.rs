@@ -66,6 +66,8 @@ mod log_format;
 mod logs;
 #[path = "suite/pg_hash.rs"]
 mod pg_hash;
+#[path = "suite/progress.rs"]
+mod progress;
 #[path = "suite/purity.rs"]
 mod purity;
 #[path = "suite/recon_errors.rs"]

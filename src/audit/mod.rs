@@ -59,6 +59,8 @@ pub struct AuditOptions {
     /// Compare only these streams of the models named (an incremental cycle of `watch`); models
     /// not named, or `None`, are compared whole.
     pub scope: Option<Scope>,
+    /// Where the phases show how far they are (hidden unless a command asked for it).
+    pub progress: crate::progress::Progress,
 }
 
 /// Streams to compare, per model.
@@ -87,6 +89,7 @@ impl Default for AuditOptions {
             read_logs: true,
             verify_state: verify::VerifyState::Off,
             scope: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -191,18 +194,27 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
 async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
     let started_at = now_rfc3339();
     let started = Instant::now();
+    let progress = &options.progress;
+    progress.stage("opening nodes", None);
     let mut nodes = open(config, options).await;
     let models = choose_models(config, &nodes);
     let mut model_reports = Vec::with_capacity(models.len());
     let mut found = Vec::new();
+    progress.stage("models", Some(models.len() as u64));
     for model in &models {
         let (report, differing) = compare::compare_model(&mut nodes, model, options, started).await;
         model_reports.push(report);
         found.extend(differing);
+        progress.inc(1);
     }
+    progress.stage("settle, re-reading differing rows", None);
     settle::settle_and_classify(&mut nodes, found, options.settle).await;
     if options.read_logs {
+        progress.stage("refine (node APIs)", None);
         refine(config, options, &mut nodes).await;
+    }
+    if options.verify_state != verify::VerifyState::Off {
+        progress.stage("verify-state", None);
     }
     verify::verify(
         config,
@@ -214,7 +226,9 @@ async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
         &mut nodes.divergences,
     )
     .await;
-    assemble(config, options, nodes, model_reports, started_at, started).await
+    let report = assemble(config, options, nodes, model_reports, started_at, started).await;
+    progress.stage("done", None);
+    report
 }
 
 /// Phase 1: every node's index opened at once; a node that cannot be opened is reported

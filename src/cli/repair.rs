@@ -87,7 +87,7 @@ pub struct RepairArgs {
     /// Requests per second to one node at most (0.001 to 100000).
     #[arg(long, default_value_t = 10.0, value_parser = rate, env = "CERAMIC_AUDIT_RATE")]
     pub rate: f64,
-    /// Print no summary.
+    /// Print no summary and no progress display.
     #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
     /// The audit run first (unless --from-report); --timeout-seconds also bounds each request
@@ -158,8 +158,10 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         max_failures: args.max_failures,
         rate: args.rate,
         observed_at,
+        progress: crate::progress::Progress::new("repair", args.quiet),
     };
-    let audit_options = args.flags.options().map_err(incomplete)?;
+    let mut audit_options = args.flags.options().map_err(incomplete)?;
+    audit_options.progress = options.progress.clone();
     let journal = if args.apply {
         Some(Mutex::new(
             Journal::open(&args.journal).map_err(|e| incomplete(e.to_string()))?,
@@ -203,7 +205,9 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             plan: actions,
             outcomes,
         })
-    })?;
+    });
+    options.progress.finish();
+    let report = report?;
     let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
         let path = dir.join(name);
         bytes

@@ -54,6 +54,8 @@ pub struct RepairOptions {
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
+    /// Where the plan and the actions show how far they are (hidden unless asked for).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RepairOptions {
@@ -68,6 +70,7 @@ impl Default for RepairOptions {
             max_failures: 5,
             rate: 10.0,
             observed_at: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -299,6 +302,7 @@ pub async fn apply(
             let mut index = IndexReader::open(config, target, options.timeout).await;
             let mut failures = 0u32;
             for a in queue {
+                options.progress.inc(1);
                 if stop.is_cancelled() {
                     out.push(skipped(a, "interrupted before this action".into()));
                     continue;
