@@ -206,13 +206,16 @@ async fn restore_js(
     ipfs.version().await.map_err(BackupError::new)?;
     let mut steps = Vec::new();
     let blocks = m.blocks.as_ref().map(|b| b.blocks).unwrap_or(0);
-    if blocks > 0 {
+    let pieces = if blocks > 0 {
         ipfs.dag_import(&dir.join(CAR))
             .await
-            .map_err(BackupError::new)?;
-    }
+            .map_err(BackupError::new)?
+    } else {
+        0
+    };
     steps.push(format!(
-        "blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import"
+        "blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import ({pieces} request{})",
+        if pieces == 1 { "" } else { "s" }
     ));
     std::fs::create_dir_all(&state_root)
         .map_err(|e| fail(format!("cannot create {}: {e}", state_root.display())))?;

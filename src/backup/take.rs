@@ -5,7 +5,6 @@
 //! connection per layer.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +32,8 @@ pub struct BackupOptions {
     /// IPFS `block/get` requests in flight at once (and connections kept), see
     /// [`DEFAULT_BLOCK_REQUESTS`].
     pub block_requests: usize,
+    /// The display on stderr (hidden in libraries and tests, and with `-q`).
+    pub progress: crate::progress::Progress,
 }
 
 /// Block requests in flight by default. One request at a time spends its time waiting on the
@@ -70,19 +71,19 @@ pub async fn backup(
     if opts.stopped {
         ensure_stopped(node).await?;
     }
-    let progress = Progress::new();
+    let progress = &opts.progress;
     let started_at = manifest::now();
     let (mut index, mut state_store, mut blocks) = (None, None, None);
     if let Some((state_root, ipfs_api)) = js_parts {
         // 1. Index.
-        progress.say("index: copying");
+        progress.stage("index", None);
         index = Some(
             blocking(node, opts, |n, o| backup_index(n, &o.out))
                 .await
                 .map_err(err("index"))?,
         );
         // 2. State store.
-        progress.say("state store: copying");
+        progress.stage("state store", None);
         let root = state_root.to_path_buf();
         let (layer, streams) = blocking(node, opts, move |n, o| {
             backup_state_store(&n.name, &root, o)
@@ -91,12 +92,12 @@ pub async fn backup(
         .map_err(BackupError::new)?;
         state_store = Some(layer);
         // 3. Blocks of every copied stream's log.
-        blocks = Some(backup_blocks(name, ipfs_api, opts, &streams, &progress).await?);
+        blocks = Some(backup_blocks(name, ipfs_api, opts, &streams).await?);
     }
     // 4. ceramic-one store, if this node has one.
     let ceramic_one = match &node.ceramic_one_store {
         Some(store) => {
-            progress.say("ceramic-one: copying pipeline/ then db.sqlite3");
+            progress.stage("ceramic-one: pipeline/ then db.sqlite3", None);
             let store = store.clone();
             Some(
                 blocking(node, opts, move |_, o| {
@@ -122,7 +123,7 @@ pub async fn backup(
         ceramic_one,
     };
     write_manifest(&opts.out, &m)?;
-    progress.say("done");
+    progress.finish();
     Ok(m)
 }
 
@@ -193,8 +194,9 @@ async fn backup_blocks(
     ipfs_api: &str,
     opts: &BackupOptions,
     streams: &BTreeMap<String, statestore::StoredStream>,
-    progress: &Progress,
 ) -> Result<BlocksLayer, BackupError> {
+    let progress = &opts.progress;
+    progress.stage("blocks", None);
     let b_started = manifest::now();
     let ipfs =
         Ipfs::new(name, ipfs_api, opts.timeout, opts.block_requests).map_err(BackupError::new)?;
@@ -209,7 +211,7 @@ async fn backup_blocks(
         streams,
         &car_path,
         opts.block_requests,
-        &|done, queued| progress.every(done, queued, "blocks"),
+        &|done, queued| progress.detail(format!("{done} fetched of {queued} known so far")),
     )
     .await
     .map_err(|e| BackupError::new(format!("node {name}: blocks: {e}")))?;
@@ -316,27 +318,4 @@ pub(crate) async fn ensure_stopped(node: &NodeConfig) -> Result<(), BackupError>
         )));
     }
     Ok(())
-}
-
-/// Progress lines on stderr when it is a terminal.
-struct Progress(bool);
-
-impl Progress {
-    fn new() -> Self {
-        Self(std::io::stderr().is_terminal())
-    }
-    fn say(&self, text: &str) {
-        if self.0 {
-            let _ = writeln!(std::io::stderr(), "backup: {text}");
-        }
-    }
-    fn every(&self, done: u64, queued: u64, what: &str) {
-        // Often enough to see movement, rarely enough not to slow 10^5 streams.
-        if self.0 && (done % 1000 == 0 || done == queued) {
-            let _ = write!(std::io::stderr(), "\rbackup: {what} {done}/{queued}");
-            if done == queued {
-                let _ = writeln!(std::io::stderr());
-            }
-        }
-    }
 }

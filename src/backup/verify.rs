@@ -296,10 +296,7 @@ fn check_blocks(
         return;
     };
     let path = dir.join(CAR);
-    let car = match std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| super::car::read_car(&b))
-    {
+    let car = match super::car::CarIndex::open(&path) {
         Ok(c) => c,
         Err(e) => {
             report.findings.push(finding(
@@ -309,7 +306,7 @@ fn check_blocks(
                 None,
                 format!("{CAR}: {e}"),
             ));
-            super::car::CarContents::default()
+            super::car::CarIndex::default()
         }
     };
     if let Some(d) = &car.damage {
@@ -373,7 +370,7 @@ fn check_blocks(
                 ));
                 continue;
             };
-            match expand(&need, data) {
+            match expand(&need, &data) {
                 Ok(more) => queue.extend(more),
                 Err(e) => report.findings.push(finding(
                     "block_corrupt",

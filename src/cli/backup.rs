@@ -49,6 +49,9 @@ pub struct BackupArgs {
         value_parser = clap::value_parser!(u64).range(1..=64)
     )]
     pub block_requests: u64,
+    /// No progress display on stderr (the summary is still printed).
+    #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +125,7 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         max_passes: args.max_passes,
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
         block_requests: args.block_requests as usize,
+        progress: crate::progress::Progress::new("backup", args.quiet),
     };
     let rt = runtime()?;
     let taken = rt.block_on(async {

@@ -306,6 +306,7 @@ fn opts(out: &Path) -> BackupOptions {
         max_passes: 5,
         timeout: Duration::from_secs(5),
         block_requests: take::DEFAULT_BLOCK_REQUESTS,
+        progress: ceramic_audit::progress::Progress::hidden(),
     }
 }
 
