@@ -24,7 +24,7 @@ async fn maintenance(
         config.password(p);
     }
     if config.get_user().is_none() {
-        config.user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
+        config.user(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()));
     }
     // libpq's default database name is the user name.
     let name = match config.get_dbname() {

@@ -660,7 +660,7 @@ async fn an_interrupted_backup_exits_130_and_is_never_taken_for_complete() {
         &node.state_store(),
     );
     let out = node.root.path().join("bk");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
         .args(["backup", "--config"])
         .arg(&cfg.path)
         .args(["--node", "b", "--out"])
