@@ -151,7 +151,10 @@ impl Nodes {
 /// both takes part in both. The index audit's phases, in order:
 /// open → compare (per model) → settle → refine → verify → assemble.
 pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
-    let with_store = config.nodes.iter().any(|n| n.ceramic_one_store.is_some());
+    let with_store = config
+        .nodes
+        .iter()
+        .any(|n| n.ceramic_one_store.is_some() || n.ceramic_one_api.is_some());
     if !with_store {
         return run_index(config, options).await;
     }
@@ -171,21 +174,8 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         // Event stores are fingerprinted with Recon's own hash, not the index hash.
         report.hash = crate::recon::Sha256a::NAME.into();
     }
-    let stores = config.clone();
-    let params = options.params.clone();
-    let audit = tokio::task::spawn_blocking(move || event_store::run(&stores, &params)).await;
-    match audit {
-        Ok(audit) => event_store::merge(&mut report, audit),
-        Err(e) => {
-            report.complete = false;
-            report.divergences.push(Divergence::node_level(
-                "",
-                "",
-                Kind::Unreachable,
-                format!("the ceramic-one comparison failed: {e}"),
-            ));
-        }
-    }
+    let audit = event_store::run_all(config, &options.params).await;
+    event_store::merge(&mut report, audit);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.finished_at = now_rfc3339();
     report

@@ -49,6 +49,11 @@ pub struct RepairArgs {
     /// Publish re-applied commits over pubsub (off: only the target is written to).
     #[arg(long, env = "CERAMIC_AUDIT_PUBLISH")]
     pub publish: bool,
+    /// ceramic-one: register the interests `not_interested` rows name, on the nodes that lack
+    /// them (the plan says what each node will then download). Deliberately not read from the
+    /// environment: an interest changes what a node stores from then on.
+    #[arg(long)]
+    pub add_interest: bool,
     /// Where plan.csv/json and repair.csv/json go (default reports/repair-<UTC time>/).
     #[arg(long, env = "CERAMIC_AUDIT_REPAIR_OUT")]
     pub out: Option<PathBuf>,
@@ -157,6 +162,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         verify_timeout: Duration::from_secs(args.verify_seconds),
         max_failures: args.max_failures,
         rate: args.rate,
+        add_interest: args.add_interest,
         observed_at,
         progress: crate::progress::Progress::new("repair", args.quiet),
     };
@@ -268,6 +274,14 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
             report.plan.len() - planned
         )
     };
+    for a in report.plan.iter().filter(|a| a.effect.is_some()) {
+        text.push_str(&format!(
+            "  {} on {}: {}\n",
+            a.strategy.map(|s| s.as_str()).unwrap_or("left alone"),
+            a.target,
+            a.effect.as_deref().unwrap_or_default()
+        ));
+    }
     for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
         text.push_str(&format!(
             "  left alone: {} on {} ({}): {}\n",
