@@ -11,10 +11,12 @@ pub mod classify;
 mod compare;
 pub mod content;
 pub mod event_store;
+pub mod index_behind;
 pub mod logs;
 pub mod presence;
 pub mod refine;
 mod settle;
+pub mod state_sample;
 pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,7 +176,9 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         // Event stores are fingerprinted with Recon's own hash, not the index hash.
         report.hash = crate::recon::Sha256a::NAME.into();
     }
-    let audit = event_store::run_all(config, &options.params).await;
+    let mut audit = event_store::run_all(config, &options.params).await;
+    let behind = index_behind::index_behind(config, options).await;
+    audit.findings.divergences.extend(behind);
     event_store::merge(&mut report, audit);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.finished_at = now_rfc3339();

@@ -68,10 +68,13 @@ pub enum Kind {
     NotInterested,
     /// ceramic-one: the node holds a stream's events but can serve no state for it.
     StateMissing,
+    /// js-ceramic on ceramic-one: the node's index row is older than the newest event its own
+    /// event store holds for the stream (`missing_commits` = how many events newer).
+    IndexBehindEvents,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::MissingStream,
         Kind::TipMismatch,
         Kind::Lagging,
@@ -87,6 +90,7 @@ impl Kind {
         Kind::UndeliveredEvent,
         Kind::NotInterested,
         Kind::StateMissing,
+        Kind::IndexBehindEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl Kind {
             Kind::UndeliveredEvent => "undelivered_event",
             Kind::NotInterested => "not_interested",
             Kind::StateMissing => "state_missing",
+            Kind::IndexBehindEvents => "index_behind_events",
         }
     }
 }
