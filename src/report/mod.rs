@@ -288,6 +288,10 @@ pub struct ModelReport {
     /// because most of its first-level ranges differed (see README): the measured share.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switched_to_download: Option<f64>,
+    /// Per node: rows that failed the invalid-row check beyond those listed as `invalid_row`
+    /// (a Postgres node lists at most 1,000 per model). Any makes the report incomplete.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub invalid_rows_not_listed: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
