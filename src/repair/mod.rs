@@ -11,20 +11,22 @@
 //! A commit refused as "building on stale state" was offered the wrong way (the node forked):
 //! the node is made to resolve the fork itself ([`fork`]), never marked `unrepairable`.
 //! After `max_failures` consecutive failures on a node its remaining actions are skipped
-//! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
+//! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the actions in
+//! flight. Up to `concurrency` actions run at once on one node, never two on one stream
+//! ([`run`]).
 
 pub mod fork;
 mod index;
 pub mod journal;
 mod pipeline;
 pub mod plan;
+mod run;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
 use crate::config::ClusterConfig;
@@ -34,6 +36,7 @@ use index::IndexReader;
 use journal::{Journal, Record};
 pub use pipeline::{plan_and_apply, Verdict};
 use plan::{Action, Strategy, Targets};
+pub use run::apply;
 
 #[derive(Clone, Debug)]
 pub struct RepairOptions {
@@ -51,6 +54,9 @@ pub struct RepairOptions {
     pub max_failures: u32,
     /// Requests per second to one node at most.
     pub rate: f64,
+    /// Actions running at once on one node (`--concurrency`), each on another stream; all of
+    /// them together stay within `rate`.
+    pub concurrency: usize,
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
@@ -67,10 +73,18 @@ impl Default for RepairOptions {
             verify_timeout: Duration::from_secs(20),
             max_failures: 5,
             rate: 10.0,
+            concurrency: DEFAULT_CONCURRENCY,
             observed_at: None,
         }
     }
 }
+
+/// Actions at once on one node by default. A js-ceramic node applies commits to different
+/// streams independently, and 4 writers keep a node that answers in 100–400 ms per stream busy
+/// without queueing behind one slow stream; higher loads the node's IPFS and index writes
+/// harder (a production node serves its users meanwhile), lower leaves the repair bound by
+/// the round trips of one stream at a time. `--rate` caps the requests either way.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// How often verification re-reads the target. Too short loads the node for nothing; too long
 /// adds latency to every action (the index usually follows the state within milliseconds).
@@ -136,14 +150,15 @@ pub struct RepairReport {
 pub type Fetched = HashMap<(String, String), Vec<CommitRecord>>;
 
 /// Clients for writes: one retry only (a commit post that timed out is better re-planned than
-/// replayed at once), two requests in flight per node, paced to `--rate`.
+/// replayed at once), one request in flight per concurrent action (at least two), paced to
+/// `--rate`.
 fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
     crate::api::clients(
         config,
         &ApiOptions {
             timeout: options.timeout,
             retries: 1,
-            concurrency: 2,
+            concurrency: options.concurrency.max(2),
             max_rate: Some(options.rate),
         },
     )
@@ -265,161 +280,6 @@ fn classify(e: ApiError) -> StepError {
 fn looks_transient(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     t.contains("timeout") || t.contains("timed out")
-}
-
-/// Applies the plan. Actions on one node run one after another; nodes run concurrently.
-pub async fn apply(
-    config: &ClusterConfig,
-    actions: &[Action],
-    fetched: &Fetched,
-    journal: &Mutex<Journal>,
-    options: &RepairOptions,
-    stop: &CancellationToken,
-) -> Vec<Outcome> {
-    let apis = apis(config, options);
-    let run = crate::audit::now_rfc3339();
-    let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
-    let mut outcomes = Vec::new();
-    for a in actions {
-        match a.strategy {
-            Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
-            None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
-        }
-    }
-    let (apis, run) = (&apis, &run);
-    let per_node =
-        futures::future::join_all(by_target.into_iter().map(|(target, queue)| async move {
-            let mut out = Vec::new();
-            let Some(api) = apis.get(target) else {
-                for a in queue {
-                    out.push(skipped(a, "the node has no api_url".into()));
-                }
-                return out;
-            };
-            let mut index = IndexReader::open(config, target, options.timeout).await;
-            let mut failures = 0u32;
-            for a in queue {
-                if stop.is_cancelled() {
-                    out.push(skipped(a, "interrupted before this action".into()));
-                    continue;
-                }
-                if failures >= options.max_failures {
-                    out.push(skipped(
-                        a,
-                        format!("circuit open: {failures} consecutive failures on {target}"),
-                    ));
-                    continue;
-                }
-                let tip = a.winning_tip.clone().unwrap_or_default();
-                let done = journal.lock().ok().and_then(|j| {
-                    j.outcome(&a.model, &a.stream_id, target, &tip)
-                        .map(|(r, at)| (r.to_string(), at.to_string()))
-                });
-                if let Some((done, _)) = done.filter(|(result, at)| {
-                    result == "unrepairable"
-                        || (result == "repaired" && after(at, options.observed_at.as_deref()))
-                }) {
-                    out.push(skipped(
-                        a,
-                        format!("done by an earlier run: {done} (journal)"),
-                    ));
-                    continue;
-                }
-                let started = Instant::now();
-                let mut step = Stepper {
-                    journal,
-                    run,
-                    action: a,
-                    sent: 0,
-                };
-                let result = tokio::time::timeout(
-                    options.action_timeout,
-                    execute(api, a, fetched, &mut step, &mut index, options),
-                )
-                .await;
-                let sent = step.sent;
-                let mut outcome = match result {
-                    Ok(o) => o,
-                    Err(_) => Done {
-                        status: Status::Failed,
-                        winning_tip: a.winning_tip.clone(),
-                        state_tip: None,
-                        index_tip: None,
-                        detail: format!(
-                            "time box of {} s exceeded",
-                            options.action_timeout.as_secs()
-                        ),
-                    },
-                };
-                if outcome.status == Status::Failed {
-                    failures += 1;
-                } else {
-                    failures = 0;
-                }
-                // Keyed by the planned winning tip, as the next run will look it up.
-                if let Err(e) = step.record(
-                    "outcome",
-                    None,
-                    outcome.status.as_str(),
-                    &outcome.detail,
-                    None,
-                ) {
-                    outcome.detail.push_str(&format!("; {e}"));
-                }
-                out.push(Outcome {
-                    model: a.model.clone(),
-                    stream_id: a.stream_id.clone(),
-                    target: a.target.clone(),
-                    kind: a.kind,
-                    strategy: a.strategy,
-                    status: outcome.status,
-                    winning_tip: outcome.winning_tip,
-                    state_tip: outcome.state_tip,
-                    index_tip: outcome.index_tip,
-                    commits_sent: sent,
-                    millis: started.elapsed().as_millis() as u64,
-                    detail: outcome.detail,
-                });
-            }
-            out
-        }))
-        .await;
-    outcomes.extend(per_node.into_iter().flatten());
-    outcomes.sort_by(|x, y| {
-        (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
-    });
-    outcomes
-}
-
-/// Whether `at` is not earlier than `observed` (both RFC 3339); an unreadable time is not.
-fn after(at: &str, observed: Option<&str>) -> bool {
-    let Some(observed) = observed else {
-        return true;
-    };
-    let parse = |t: &str| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    };
-    match (parse(at), parse(observed)) {
-        (Some(a), Some(o)) => a >= o,
-        _ => false,
-    }
-}
-
-fn skipped(a: &Action, why: String) -> Outcome {
-    Outcome {
-        model: a.model.clone(),
-        stream_id: a.stream_id.clone(),
-        target: a.target.clone(),
-        kind: a.kind,
-        strategy: a.strategy,
-        status: Status::Skipped,
-        winning_tip: a.winning_tip.clone(),
-        state_tip: None,
-        index_tip: None,
-        commits_sent: 0,
-        millis: 0,
-        detail: why,
-    }
 }
 
 /// Journals the steps of one action.
