@@ -167,14 +167,18 @@ fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, Nod
 /// The plan: [`plan::select`], then the commits each action sends, read from the source (which
 /// holds the stream) and the target's own log (only when it holds the stream: `republish` and
 /// `resolve_fork`). Reads only; a `reindex` target is not read at all (a load can re-index).
+/// Up to `concurrency` reads at once per node, each paced to `rate` by its node's client.
 pub async fn prepare(
     config: &ClusterConfig,
     divergences: &[Divergence],
     options: &RepairOptions,
 ) -> (Vec<Action>, Fetched) {
+    use futures::stream::{self, StreamExt};
     let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
     let apis = apis(config, options);
-    let mut fetched: Fetched = HashMap::new();
+    // Every node's reads share its client's bound; this bounds the futures waiting on them.
+    let width = options.concurrency.max(1) * apis.len().max(1);
+    let mut wanted: Vec<(String, String)> = Vec::new();
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
         // Neither reads commits: a reindex loads the target's own state, a fork resolution
@@ -185,65 +189,107 @@ pub async fn prepare(
             }
             continue;
         }
-        let (Some(source), Some(target_api)) = (a.source.clone(), apis.get(&a.target)) else {
-            skip(a, "the node has no api_url".into());
-            continue;
+        let source = match (&a.source, apis.contains_key(&a.target)) {
+            (Some(source), true) => source.clone(),
+            _ => {
+                skip(a, "the node has no api_url".into());
+                continue;
+            }
         };
-        let Some(source_api) = apis.get(&source) else {
+        if !apis.contains_key(&source) {
             skip(a, format!("the source node {source} has no api_url"));
             continue;
-        };
-        let key = (a.stream_id.clone(), source.clone());
-        if !fetched.contains_key(&key) {
-            match source_api.commits(&a.stream_id).await {
-                Ok(c) if !c.is_empty() => {
-                    fetched.insert(key.clone(), c);
-                }
-                Ok(_) => {
-                    skip(a, format!("{source} returned no commits"));
-                    continue;
-                }
-                Err(e) => {
-                    skip(a, format!("cannot read the commits from {source}: {e}"));
-                    continue;
-                }
-            }
         }
-        let commits = &fetched[&key];
-        a.winning_tip = commits.last().map(|c| c.cid.clone());
-        let from = match strategy {
-            Strategy::Create => 0,
-            _ => match target_api.stream(&a.stream_id).await {
-                Err(e) => {
-                    skip(a, format!("cannot read the target's log: {e}"));
-                    continue;
-                }
-                Ok(state) => {
-                    let common = state
-                        .log
-                        .iter()
-                        .zip(commits.iter())
-                        .take_while(|(x, y)| x.cid == y.cid)
-                        .count();
-                    // A target that already has the whole log (an earlier run got this far)
-                    // sends nothing but is still verified: its index may not show it yet.
-                    if strategy == Strategy::Republish && common < state.log.len() {
-                        skip(
-                            a,
-                            format!(
-                                "the target's log is no longer a prefix of {source}'s (it forked \
-                                 or moved since the audit: audit again)"
-                            ),
-                        );
-                        continue;
-                    }
-                    common
-                }
-            },
-        };
-        a.commits = commits[from..].iter().map(|c| c.cid.clone()).collect();
+        let key = (a.stream_id.clone(), source);
+        if !wanted.contains(&key) {
+            wanted.push(key);
+        }
     }
+    let read: HashMap<(String, String), Result<Vec<CommitRecord>, String>> = stream::iter(wanted)
+        .map(|key| {
+            let api = &apis[&key.1];
+            async move {
+                let got = api.commits(&key.0).await.map_err(|e| e.to_string());
+                (key, got)
+            }
+        })
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    let logs: Vec<Option<Result<Vec<String>, String>>> = stream::iter(actions.iter())
+        .map(|a| {
+            let api = apis.get(&a.target);
+            async move {
+                let (Some(api), Some(Strategy::Republish)) = (api, a.strategy) else {
+                    return None;
+                };
+                Some(
+                    api.stream(&a.stream_id)
+                        .await
+                        .map(|s| s.log.into_iter().map(|c| c.cid).collect())
+                        .map_err(|e| e.to_string()),
+                )
+            }
+        })
+        .buffered(width)
+        .collect()
+        .await;
+    for (a, log) in actions.iter_mut().zip(logs) {
+        plan_commits(a, &read, log);
+    }
+    // Every log read, also for actions left out here (a caller may revise the plan).
+    let fetched: Fetched = read
+        .into_iter()
+        .filter_map(|(key, got)| got.ok().filter(|c| !c.is_empty()).map(|c| (key, c)))
+        .collect();
     (actions, fetched)
+}
+
+/// Fills in the winning tip and the commits `a` sends from what was read.
+fn plan_commits(
+    a: &mut Action,
+    read: &HashMap<(String, String), Result<Vec<CommitRecord>, String>>,
+    target_log: Option<Result<Vec<String>, String>>,
+) {
+    let (Some(strategy), Some(source)) = (a.strategy, a.source.clone()) else {
+        return;
+    };
+    if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
+        return;
+    }
+    let key = (a.stream_id.clone(), source.clone());
+    let commits = match read.get(&key) {
+        Some(Ok(c)) if !c.is_empty() => c,
+        Some(Ok(_)) => return skip(a, format!("{source} returned no commits")),
+        Some(Err(e)) => return skip(a, format!("cannot read the commits from {source}: {e}")),
+        None => return skip(a, format!("the commits of {source} were not read")),
+    };
+    a.winning_tip = commits.last().map(|c| c.cid.clone());
+    let from = match (strategy, target_log) {
+        (Strategy::Create, _) => 0,
+        (_, None) => return skip(a, "the target's log was not read".into()),
+        (_, Some(Err(e))) => return skip(a, format!("cannot read the target's log: {e}")),
+        (_, Some(Ok(log))) => {
+            let common = log
+                .iter()
+                .zip(commits.iter())
+                .take_while(|(x, y)| **x == y.cid)
+                .count();
+            // A target that already has the whole log (an earlier run got this far) sends
+            // nothing but is still verified: its index may not show it yet.
+            if strategy == Strategy::Republish && common < log.len() {
+                return skip(
+                    a,
+                    format!(
+                        "the target's log is no longer a prefix of {source}'s (it forked or \
+                         moved since the audit: audit again)"
+                    ),
+                );
+            }
+            common
+        }
+    };
+    a.commits = commits[from..].iter().map(|c| c.cid.clone()).collect();
 }
 
 fn skip(a: &mut Action, why: String) {
