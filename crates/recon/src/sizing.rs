@@ -139,3 +139,40 @@ pub fn plan(rows: u64, d: u64, stores: usize, fingerprint_bytes: usize) -> Optio
     }
     best.map(|(_, p)| p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_plan_without_expected_differences_or_keys() {
+        assert_eq!(plan(1_000_000, 0, 3, 8), None);
+        assert_eq!(plan(32, 5, 2, 8), None);
+    }
+
+    #[test]
+    fn plans_stay_within_their_bounds_and_widen_with_differences() {
+        let mut last_first = 0;
+        // Up to 1 % of the keys; beyond that, leaves of a few keys under a narrower first
+        // level beat a very wide one.
+        for d in [1u64, 10, 100, 1_000, 10_000] {
+            let p = plan(1_000_000, d, 2, 8).expect("a plan");
+            assert!((16..=65_536).contains(&p.first), "{p:?}");
+            assert!(FANOUTS.contains(&p.fanout) && p.leaf_threshold >= 2, "{p:?}");
+            assert!((1..=MAX_LEVELS).contains(&p.levels), "{p:?}");
+            // More differences: more of every level differs, so a wider first level pays.
+            assert!(p.first >= last_first, "d={d}: {p:?} narrower than {last_first}");
+            last_first = p.first;
+        }
+    }
+
+    #[test]
+    fn the_count_spread_is_a_floor_for_the_estimate() {
+        let hint = SizeHint {
+            rows_per_store: vec![1_000, 1_040, 990],
+            hull: None,
+            expected_diffs: 10,
+        };
+        assert_eq!(hint.diffs(), 50);
+    }
+}
