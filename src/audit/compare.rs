@@ -56,7 +56,7 @@ pub(super) async fn compare_model(
     if let Some(in_scope) = options.scope.as_ref().and_then(|s| s.get(model)) {
         restrict(nodes, &mut participants, model, in_scope).await;
     }
-    check_rows(nodes, &participants, model, options).await;
+    let invalid_rows_not_listed = check_rows(nodes, &participants, model, options).await;
     let mut cost = None;
     let mut differing = 0u64;
     let mut stopped: Option<String> = None;
@@ -85,7 +85,7 @@ pub(super) async fn compare_model(
             deadline: options.max_duration.map(|d| started + d),
             may_switch: pushing_down && switched.is_none(),
         };
-        match descend(nodes, &participants, model, &params, &limits).await {
+        match descend(nodes, &participants, model, &params, &limits, options).await {
             ModelRun::SwitchToDownload(share) => {
                 info!(
                     model = %model,
@@ -160,6 +160,7 @@ pub(super) async fn compare_model(
         bytes_over_bound,
         stopped,
         switched_to_download: switched,
+        invalid_rows_not_listed,
     };
     (report, found)
 }
@@ -221,20 +222,35 @@ async fn restrict(
     }
 }
 
-/// Invalid rows, every participant at once (a full scan on each Postgres node).
+/// Invalid rows, every participant at once (a full scan on each Postgres node). Returns, per
+/// node, how many more rows failed the check than it listed: the report is then incomplete.
 async fn check_rows(
     nodes: &mut Nodes,
     participants: &[usize],
     model: &str,
     options: &AuditOptions,
-) {
+) -> BTreeMap<String, u64> {
     let checks = join_all(
         nodes
             .participating(participants)
-            .map(|(i, node)| async move { (i, node.invalid_rows(model, options.row_check).await) }),
+            .map(|(i, node)| async move {
+                let rows = node.invalid_rows(model, options.row_check).await;
+                (i, rows, node.invalid_rows_not_listed(model))
+            }),
     )
     .await;
-    for (i, result) in checks {
+    let mut not_listed = BTreeMap::new();
+    for (i, result, more) in checks {
+        if more > 0 && result.is_ok() {
+            let name = nodes.names[i].clone();
+            tracing::warn!(
+                node = %name,
+                model = %model,
+                "{more} more rows fail the invalid-row check than are listed in the report"
+            );
+            nodes.complete = false;
+            not_listed.insert(name, more);
+        }
         match result {
             Ok(rows) => {
                 for r in rows {
@@ -251,6 +267,7 @@ async fn check_rows(
             Err(SourceError::Node { message, .. }) => nodes.fail(i, message),
         }
     }
+    not_listed
 }
 
 async fn descend(
@@ -259,6 +276,7 @@ async fn descend(
     model: &str,
     params: &DescentParams,
     limits: &Limits,
+    options: &AuditOptions,
 ) -> ModelRun {
     let mut descent = match Descent::<IndexHash>::new(participants.len(), params.clone()) {
         Ok(d) => d,
@@ -294,6 +312,7 @@ async fn descend(
                 message: format!("inconsistent answers for model {model}: {e}"),
             };
         }
+        show_round(nodes, participants, model, &descent, options);
         // The first round that compared several ranges is the first level of the split.
         let compared = descent.cost().ranges_compared - compared_before;
         let differing = descent.cost().ranges_differing - differing_before;
@@ -321,6 +340,30 @@ async fn descend(
         cost: outcome.cost,
         stopped: None,
     }
+}
+
+/// The progress display's detail: the model, its round, rows the participants read so far.
+fn show_round(
+    nodes: &mut Nodes,
+    participants: &[usize],
+    model: &str,
+    descent: &Descent<IndexHash>,
+    options: &AuditOptions,
+) {
+    if !options.progress.is_drawn() {
+        return;
+    }
+    let rows: u64 = nodes
+        .participating(participants)
+        .map(|(_, n)| n.stats().rows)
+        .sum();
+    // The tail of a model id tells models apart; the whole id would push the bar off the line.
+    let short = model.get(model.len().saturating_sub(10)..).unwrap_or(model);
+    options.progress.detail(format!(
+        "…{short}: round {}, {rows} rows read, {} differing",
+        descent.rounds(),
+        descent.differences_found()
+    ));
 }
 
 /// The store a descent error names (its index in the answers), if it names one.

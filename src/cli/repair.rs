@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
 use super::flags::{count, rate, AuditFlags, MAX_TIMEOUT_SECONDS};
-use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
+use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK};
 use crate::atomic::write as write_atomic;
 use crate::audit;
 use crate::config::ClusterConfig;
@@ -49,6 +49,11 @@ pub struct RepairArgs {
     /// Publish re-applied commits over pubsub (off: only the target is written to).
     #[arg(long, env = "CERAMIC_AUDIT_PUBLISH")]
     pub publish: bool,
+    /// ceramic-one: register the interests `not_interested` rows name, on the nodes that lack
+    /// them (the plan says what each node will then download). Deliberately not read from the
+    /// environment: an interest changes what a node stores from then on.
+    #[arg(long)]
+    pub add_interest: bool,
     /// Where plan.csv/json and repair.csv/json go (default reports/repair-<UTC time>/).
     #[arg(long, env = "CERAMIC_AUDIT_REPAIR_OUT")]
     pub out: Option<PathBuf>,
@@ -96,7 +101,7 @@ pub struct RepairArgs {
         env = "CERAMIC_AUDIT_CONCURRENCY"
     )]
     pub concurrency: usize,
-    /// Print no summary.
+    /// Print no summary and no progress display.
     #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
     /// The audit run first (unless --from-report); --timeout-seconds also bounds each request
@@ -133,6 +138,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         ))
     })?;
     let mut observed_at: Option<String> = None;
+    let mut audit_complete = true;
     let divergences: Vec<Divergence> = match &args.from_report {
         Some(path) => {
             let text = std::fs::read(path)
@@ -152,6 +158,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 )));
             }
             observed_at = Some(report.started_at);
+            audit_complete = report.complete;
             report.divergences
         }
         None => Vec::new(),
@@ -170,9 +177,12 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         max_failures: args.max_failures,
         rate: args.rate,
         concurrency: args.concurrency,
+        add_interest: args.add_interest,
         observed_at,
+        progress: crate::progress::Progress::new("repair", args.quiet),
     };
-    let audit_options = args.flags.options().map_err(incomplete)?;
+    let mut audit_options = args.flags.options().map_err(incomplete)?;
+    audit_options.progress = options.progress.clone();
     let journal = if args.apply {
         Some(Mutex::new(
             Journal::open(&args.journal).map_err(|e| incomplete(e.to_string()))?,
@@ -198,6 +208,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             };
             if !audited.complete {
                 tracing::warn!("the audit was incomplete; repairing what it found");
+                audit_complete = false;
             }
             options.observed_at = Some(audited.started_at.clone());
             audited.divergences
@@ -212,11 +223,14 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             applied: args.apply,
             journal: args.apply.then(|| args.journal.display().to_string()),
             interrupted: stop.is_cancelled(),
+            audit_complete,
             counts: r::counts(&outcomes),
             plan: actions,
             outcomes,
         })
-    })?;
+    });
+    options.progress.finish();
+    let report = report?;
     let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
         let path = dir.join(name);
         bytes
@@ -240,6 +254,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     }
     Ok(match report.verdict() {
         Verdict::Interrupted => EXIT_INTERRUPTED,
+        Verdict::Incomplete => EXIT_INCOMPLETE,
         Verdict::Unresolved => EXIT_DIVERGENCE,
         Verdict::Done => EXIT_OK,
     })
@@ -269,6 +284,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
     };
     let mut text = if report.plan.is_empty() {
         format!("repair {}: nothing to repair\n", report.cluster)
+    } else if planned == 0 {
+        format!(
+            "repair {}: no action planned, {} left alone\n",
+            report.cluster,
+            report.plan.len()
+        )
     } else {
         format!(
             "repair {}: {planned} action(s) planned{strategies}, {commits} commit(s) to send, {} \
@@ -277,6 +298,26 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
             report.plan.len() - planned
         )
     };
+    if !report.audit_complete {
+        text.push_str(
+            "note: the audit was incomplete: what it could not see is not in this plan (exit \
+             code 2)\n",
+        );
+    }
+    let unread = report.plan.iter().filter(|a| a.read_error).count();
+    if unread > 0 {
+        text.push_str(&format!(
+            "note: {unread} action(s) skipped because a node could not be read (exit code 2)\n"
+        ));
+    }
+    for a in report.plan.iter().filter(|a| a.effect.is_some()) {
+        text.push_str(&format!(
+            "  {} on {}: {}\n",
+            a.strategy.map(|s| s.as_str()).unwrap_or("left alone"),
+            a.target,
+            a.effect.as_deref().unwrap_or_default()
+        ));
+    }
     for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
         text.push_str(&format!(
             "  left alone: {} on {} ({}): {}\n",
@@ -344,5 +385,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
 struct ReportIn {
     cluster: String,
     started_at: String,
+    /// Every audit report has it; absent (a hand-made file), nothing says it was incomplete.
+    #[serde(default = "yes")]
+    complete: bool,
     divergences: Vec<Divergence>,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -15,6 +15,7 @@
 //! flight. Up to `concurrency` actions run at once on one node, never two on one stream
 //! ([`run`]).
 
+pub mod events;
 pub mod fork;
 mod index;
 pub mod journal;
@@ -37,6 +38,7 @@ use journal::{Journal, Record};
 pub use pipeline::{plan_and_apply, Verdict};
 use plan::{Action, Strategy, Targets};
 pub use run::apply;
+use run::{after, skipped};
 
 #[derive(Clone, Debug)]
 pub struct RepairOptions {
@@ -57,9 +59,13 @@ pub struct RepairOptions {
     /// Actions running at once on one node (`--concurrency`), each on another stream; all of
     /// them together stay within `rate`.
     pub concurrency: usize,
+    /// `--add-interest`: register the interests `not_interested` rows name (ceramic-one).
+    pub add_interest: bool,
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
+    /// Where the plan and the actions show how far they are (hidden unless asked for).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RepairOptions {
@@ -74,7 +80,9 @@ impl Default for RepairOptions {
             max_failures: 5,
             rate: 10.0,
             concurrency: DEFAULT_CONCURRENCY,
+            add_interest: false,
             observed_at: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -88,7 +96,7 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// How often verification re-reads the target. Too short loads the node for nothing; too long
 /// adds latency to every action (the index usually follows the state within milliseconds).
-const VERIFY_POLL: Duration = Duration::from_millis(250);
+pub(crate) const VERIFY_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,6 +149,9 @@ pub struct RepairReport {
     pub applied: bool,
     pub journal: Option<String>,
     pub interrupted: bool,
+    /// False when the audit the plan was made from (its own, or `--from-report`'s) was
+    /// incomplete: what it could not see is not in the plan (exit code 2).
+    pub audit_complete: bool,
     pub counts: BTreeMap<Status, u64>,
     pub plan: Vec<Action>,
     pub outcomes: Vec<Outcome>,
@@ -175,12 +186,23 @@ pub async fn prepare(
 ) -> (Vec<Action>, Fetched) {
     use futures::stream::{self, StreamExt};
     let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
+    actions.extend(events::interest_actions(
+        divergences,
+        &options.targets,
+        options.add_interest,
+    ));
     let apis = apis(config, options);
+    let mut fetched: Fetched = HashMap::new();
+    // ceramic-one actions are planned from the nodes' /ceramic API.
+    events::prepare(config, options, &mut actions, &mut fetched).await;
     // Every node's reads share its client's bound; this bounds the futures waiting on them.
     let width = options.concurrency.max(1) * apis.len().max(1);
     let mut wanted: Vec<(String, String)> = Vec::new();
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
+        if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
+            continue;
+        }
         // Neither reads commits: a reindex loads the target's own state, a fork resolution
         // has the target fetch the winner's tip itself (its `winning_tip` is the audit's).
         if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
@@ -238,10 +260,10 @@ pub async fn prepare(
         plan_commits(a, &read, log);
     }
     // Every log read, also for actions left out here (a caller may revise the plan).
-    let fetched: Fetched = read
-        .into_iter()
-        .filter_map(|(key, got)| got.ok().filter(|c| !c.is_empty()).map(|c| (key, c)))
-        .collect();
+    fetched.extend(
+        read.into_iter()
+            .filter_map(|(key, got)| got.ok().filter(|c| !c.is_empty()).map(|c| (key, c))),
+    );
     (actions, fetched)
 }
 
@@ -254,21 +276,29 @@ fn plan_commits(
     let (Some(strategy), Some(source)) = (a.strategy, a.source.clone()) else {
         return;
     };
-    if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
+    if !matches!(strategy, Strategy::Create | Strategy::Republish) {
         return;
     }
     let key = (a.stream_id.clone(), source.clone());
     let commits = match read.get(&key) {
         Some(Ok(c)) if !c.is_empty() => c,
         Some(Ok(_)) => return skip(a, format!("{source} returned no commits")),
-        Some(Err(e)) => return skip(a, format!("cannot read the commits from {source}: {e}")),
+        Some(Err(e)) => {
+            skip(a, format!("cannot read the commits from {source}: {e}"));
+            a.read_error = true;
+            return;
+        }
         None => return skip(a, format!("the commits of {source} were not read")),
     };
     a.winning_tip = commits.last().map(|c| c.cid.clone());
     let from = match (strategy, target_log) {
         (Strategy::Create, _) => 0,
         (_, None) => return skip(a, "the target's log was not read".into()),
-        (_, Some(Err(e))) => return skip(a, format!("cannot read the target's log: {e}")),
+        (_, Some(Err(e))) => {
+            skip(a, format!("cannot read the target's log: {e}"));
+            a.read_error = true;
+            return;
+        }
         (_, Some(Ok(log))) => {
             let common = log
                 .iter()

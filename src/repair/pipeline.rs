@@ -22,9 +22,14 @@ pub async fn plan_and_apply(
     journal: Option<&Mutex<Journal>>,
     stop: &CancellationToken,
 ) -> (Vec<Action>, Vec<Outcome>) {
+    options.progress.stage("planning (reading logs)", None);
     let (actions, fetched) = prepare(config, divergences, options).await;
     let outcomes = match journal {
-        Some(j) => apply(config, &actions, &fetched, j, options, stop).await,
+        Some(j) => {
+            let planned = actions.iter().filter(|a| a.strategy.is_some()).count();
+            options.progress.stage("actions", Some(planned as u64));
+            apply(config, &actions, &fetched, j, options, stop).await
+        }
         None => Vec::new(),
     };
     (actions, outcomes)
@@ -39,6 +44,9 @@ pub enum Verdict {
     Unresolved,
     /// Stopped before the end (re-run to resume).
     Interrupted,
+    /// The audit behind the plan was incomplete, or actions were skipped because a node could
+    /// not be read: the repair may have left divergences it never saw.
+    Incomplete,
 }
 
 impl RepairReport {
@@ -51,6 +59,8 @@ impl RepairReport {
         });
         if self.interrupted {
             Verdict::Interrupted
+        } else if !self.audit_complete || self.plan.iter().any(|a| a.read_error) {
+            Verdict::Incomplete
         } else if unresolved {
             Verdict::Unresolved
         } else {

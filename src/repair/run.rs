@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::index::IndexReader;
 use super::journal::Journal;
 use super::plan::Action;
-use super::{apis, execute, Done, Fetched, Outcome, RepairOptions, Status, Stepper};
+use super::{apis, events, execute, Done, Fetched, Outcome, RepairOptions, Status, Stepper};
 use crate::api::NodeApi;
 use crate::config::ClusterConfig;
 
@@ -34,7 +34,8 @@ pub async fn apply(
     let run = crate::audit::now_rfc3339();
     let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
     let mut outcomes = Vec::new();
-    for a in actions {
+    // ceramic-one actions run in their own loop (another API per node).
+    for a in actions.iter().filter(|a| !events::handles(a)) {
         match a.strategy {
             Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
             None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
@@ -64,6 +65,7 @@ pub async fn apply(
     }))
     .await;
     outcomes.extend(per_node.into_iter().flatten());
+    outcomes.extend(events::apply(config, actions, fetched, journal, options, stop).await);
     outcomes.sort_by(|x, y| {
         (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
     });
@@ -127,6 +129,7 @@ impl Shared<'_> {
 
     async fn one(&self, api: &NodeApi, a: &Action, index: &mut Option<IndexReader>) -> Outcome {
         let (target, options) = (self.target, self.options);
+        options.progress.inc(1);
         if self.stop.is_cancelled() {
             return skipped(a, "interrupted before this action".into());
         }
@@ -210,7 +213,7 @@ impl Shared<'_> {
 }
 
 /// Whether `at` is not earlier than `observed` (both RFC 3339); an unreadable time is not.
-fn after(at: &str, observed: Option<&str>) -> bool {
+pub(super) fn after(at: &str, observed: Option<&str>) -> bool {
     let Some(observed) = observed else {
         return true;
     };
@@ -223,7 +226,7 @@ fn after(at: &str, observed: Option<&str>) -> bool {
     }
 }
 
-fn skipped(a: &Action, why: String) -> Outcome {
+pub(super) fn skipped(a: &Action, why: String) -> Outcome {
     Outcome {
         model: a.model.clone(),
         stream_id: a.stream_id.clone(),

@@ -158,10 +158,16 @@ mod tests {
         for d in [1u64, 10, 100, 1_000, 10_000] {
             let p = plan(1_000_000, d, 2, 8).expect("a plan");
             assert!((16..=65_536).contains(&p.first), "{p:?}");
-            assert!(FANOUTS.contains(&p.fanout) && p.leaf_threshold >= 2, "{p:?}");
+            assert!(
+                FANOUTS.contains(&p.fanout) && p.leaf_threshold >= 2,
+                "{p:?}"
+            );
             assert!((1..=MAX_LEVELS).contains(&p.levels), "{p:?}");
             // More differences: more of every level differs, so a wider first level pays.
-            assert!(p.first >= last_first, "d={d}: {p:?} narrower than {last_first}");
+            assert!(
+                p.first >= last_first,
+                "d={d}: {p:?} narrower than {last_first}"
+            );
             last_first = p.first;
         }
     }
