@@ -7,9 +7,9 @@
 //! Cost therefore grows with the number of differences × log n, and the bytes per store do not
 //! grow with N, because all stores answer the same ranges.
 //!
-//! The state machine never blocks and never does I/O: [`run_descent`] drives it over synchronous
-//! stores; async drivers (Postgres, HTTP) call [`Descent::queries`] / [`Descent::feed`] themselves
-//! and may ask all nodes concurrently.
+//! The state machine never blocks and never does I/O: [`super::run_descent`] drives it over
+//! synchronous stores; async drivers (Postgres, HTTP) call [`Descent::queries`] /
+//! [`Descent::feed`] themselves and may ask all nodes concurrently.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,10 +18,9 @@ use thiserror::Error;
 
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
-use super::split::{interpolate, split_between, Alphabet};
-use super::store::{
-    answers_wire_len, entries_wire_len, queries_wire_len, Answer, Query, RangeStore, Summary,
-};
+use super::sizing::{self, SizeHint};
+use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
+use super::store::{answers_wire_len, entries_wire_len, queries_wire_len, Answer, Query, Summary};
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -57,6 +56,16 @@ pub struct DescentParams {
     /// scan and the first split hashes every row again; a bounds-only root is a cheap scan, so
     /// equal sets cost 2 rounds but only one hashing scan. Memory stores answer either for free.
     pub root_bounds_only: bool,
+    /// Where the driver can tell the stores' sizes up front ([`RangeStore::size`]: stores held
+    /// in memory), start with a first level sized for them ([`super::sizing`]) instead of the
+    /// root fingerprint and the fixed fanouts above (default false: a SQL store's first level
+    /// is a full scan whatever its width, and its driver does not know the sizes). Equal sets
+    /// then cost the first level's fingerprints instead of one; expected differences of 0
+    /// keep the root fingerprint.
+    pub sized_first_level: bool,
+    /// Differences the sized first level is planned for (default 0; the previous audit's count
+    /// is a good estimate). Off by 10× costs bytes or a round, never a difference.
+    pub expected_diffs: u64,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -71,6 +80,8 @@ impl Default for DescentParams {
             max_rounds: 64,
             alphabet: Alphabet::Base36,
             root_bounds_only: false,
+            sized_first_level: false,
+            expected_diffs: 0,
             trace: false,
         }
     }
@@ -244,6 +255,36 @@ impl<H: AssociativeHash> Descent<H> {
             trace: Vec::new(),
             _hash: std::marker::PhantomData,
         })
+    }
+
+    /// Like [`Descent::new`], with the first level, fanout and leaf size planned from `hint`
+    /// ([`sizing::plan`]); the plain descent when no split is worth it (no expected difference,
+    /// a tiny or empty key space).
+    pub fn sized(
+        stores: usize,
+        params: DescentParams,
+        hint: &SizeHint,
+    ) -> Result<Self, DescentError> {
+        let rows = hint.rows_per_store.iter().copied().max().unwrap_or(0);
+        let plan = sizing::plan(rows, hint.diffs(), stores, H::WIRE_BYTES);
+        let (Some(plan), Some((first, last))) = (plan, &hint.hull) else {
+            return Self::new(stores, params);
+        };
+        let params = DescentParams {
+            root_fanout: plan.first,
+            fanout: plan.fanout,
+            leaf_threshold: plan.leaf_threshold,
+            root_bounds_only: false,
+            ..params
+        };
+        let mut descent = Self::new(stores, params)?;
+        let points = split_between(first, last, plan.first, descent.params.alphabet);
+        let total = hint.rows_per_store.iter().sum();
+        descent.current.clear();
+        let hull = Some((first.clone(), last.clone()));
+        push_children(&Range::full(), points, 1, total, hull, &mut descent.current);
+        descent.cost.rows_per_store = hint.rows_per_store.clone();
+        Ok(descent)
     }
 
     /// The batch to send to every store this round; `None` once the descent has finished.
@@ -708,14 +749,6 @@ fn push_children(
     }
 }
 
-/// The smallest first key and the largest last key among stores that reported bounds.
-fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
-    bounds.fold(None, |acc, (f, l)| match acc {
-        None => Some((f.clone(), l.clone())),
-        Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
-    })
-}
-
 /// Entries answered for `range` must lie in it, each key at most once.
 fn check_entries(store: usize, range: &Range, entries: &[Entry]) -> Result<(), DescentError> {
     let mut seen = BTreeSet::new();
@@ -735,54 +768,4 @@ fn check_entries(store: usize, range: &Range, entries: &[Entry]) -> Result<(), D
         }
     }
     Ok(())
-}
-
-/// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
-/// the part of the range inside the hull, so no sub-range is spent on empty key space.
-fn split_within(range: &Range, hull: &(Key, Key), fanout: usize, alphabet: Alphabet) -> Vec<Key> {
-    let (first, last) = hull;
-    let lo = if range.start > *first {
-        &range.start
-    } else {
-        first
-    };
-    match &range.end {
-        // The range ends beyond the last key: boundaries in (lo, last] keep `last` in range.
-        Some(end) if last < end => split_between(lo, last, fanout, alphabet),
-        None => split_between(lo, last, fanout, alphabet),
-        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout, alphabet),
-    }
-}
-
-/// A store failed, or the descent rejected what it answered.
-#[derive(Debug, Error)]
-pub enum RunError<E: std::error::Error + 'static> {
-    #[error(transparent)]
-    Descent(#[from] DescentError),
-    #[error("store {store}: {source}")]
-    Store {
-        store: usize,
-        #[source]
-        source: E,
-    },
-}
-
-/// Runs a whole descent over synchronous stores (all of the same kind).
-pub fn run_descent<S: RangeStore>(
-    stores: &mut [S],
-    params: DescentParams,
-) -> Result<Outcome, RunError<S::Error>> {
-    let mut descent = Descent::<S::Hash>::new(stores.len(), params)?;
-    while let Some(batch) = descent.queries() {
-        let mut answers = Vec::with_capacity(stores.len());
-        for (i, store) in stores.iter_mut().enumerate() {
-            answers.push(
-                store
-                    .answer(&batch)
-                    .map_err(|source| RunError::Store { store: i, source })?,
-            );
-        }
-        descent.feed(answers)?;
-    }
-    Ok(descent.finish())
 }
