@@ -115,41 +115,55 @@ fn ceramic_one_store_backed_up_while_written_verifies_restores_and_audits() {
     )
     .unwrap();
 
-    // The writer: events 0..2 before the backup, 2..4 and a steady churn of other writes while
-    // it runs, the rest once it is done.
+    // The writer: events 0..2 before the backup; then a steady churn of other writes that runs
+    // until the backup is done, with events 2..4 committed in it once the backup has been
+    // started; the rest once it is done. The backup starts only when the churn runs, so the
+    // writer is writing while the backup copies, however the threads are scheduled (a fixed
+    // sleep made the backup finish first on a loaded machine).
     let committed = Arc::new(AtomicUsize::new(0));
+    let churned = Arc::new(AtomicUsize::new(0));
+    let backup_started = Arc::new(AtomicBool::new(false));
     let backup_done = Arc::new(AtomicBool::new(false));
     let writer = {
         let (db, late) = (orig.join("db.sqlite3"), late.clone());
-        let (committed, backup_done) = (committed.clone(), backup_done.clone());
+        let (committed, churned) = (committed.clone(), churned.clone());
+        let (backup_started, backup_done) = (backup_started.clone(), backup_done.clone());
         std::thread::spawn(move || {
             let c = Connection::open(&db).unwrap();
             c.busy_timeout(Duration::from_secs(10)).unwrap();
             c.execute("ATTACH ?1 AS src", [fixture_store().to_str().unwrap()])
                 .unwrap();
-            let mut churn = 0u64;
-            for (i, cid) in late.iter().enumerate() {
-                while i >= 4 && !backup_done.load(Ordering::SeqCst) {
-                    churn += 1;
-                    c.execute(
-                        "INSERT OR REPLACE INTO ceramic_one_version (id, version) VALUES (1000, ?1)",
-                        [format!("churn {churn}")],
-                    )
-                    .unwrap();
-                }
-                commit_event(&c, cid);
+            let commit = |i: usize| {
+                commit_event(&c, &late[i]);
                 committed.store(i + 1, Ordering::SeqCst);
-                if i >= 1 {
-                    std::thread::sleep(Duration::from_millis(2));
+            };
+            commit(0);
+            commit(1);
+            // Bounded: the main thread sets `backup_done` once the backup command returns.
+            while !backup_done.load(Ordering::SeqCst) {
+                let n = churned.fetch_add(1, Ordering::SeqCst) + 1;
+                c.execute(
+                    "INSERT OR REPLACE INTO ceramic_one_version (id, version) VALUES (1000, ?1)",
+                    [format!("churn {n}")],
+                )
+                .unwrap();
+                let next = committed.load(Ordering::SeqCst);
+                if next < 4 && backup_started.load(Ordering::SeqCst) {
+                    commit(next);
                 }
             }
-            churn
+            for i in committed.load(Ordering::SeqCst)..late.len() {
+                commit(i);
+                std::thread::sleep(Duration::from_millis(2));
+            }
         })
     };
-    while committed.load(Ordering::SeqCst) < 2 {
+    while churned.load(Ordering::SeqCst) == 0 {
         assert!(!writer.is_finished(), "the writer stopped early");
         std::thread::sleep(Duration::from_millis(1));
     }
+    backup_started.store(true, Ordering::SeqCst);
+    let churn_at_start = churned.load(Ordering::SeqCst);
     let (code, text) = run(
         &[
             "backup",
@@ -162,10 +176,14 @@ fn ceramic_one_store_backed_up_while_written_verifies_restores_and_audits() {
         &[&bk],
     );
     let at_backup_end = committed.load(Ordering::SeqCst);
+    let churn_at_end = churned.load(Ordering::SeqCst);
     backup_done.store(true, Ordering::SeqCst);
-    let churn = writer.join().unwrap();
+    writer.join().unwrap();
     assert_eq!(code, 0, "{text}");
-    assert!(churn > 0, "the writer was not writing during the backup");
+    assert!(
+        churn_at_end > churn_at_start,
+        "the writer was not writing during the backup"
+    );
     assert!(text.contains("ceramic-one: "), "{text}");
 
     // The copy is sound, and holds the pipeline copied first and a consistent database.
