@@ -64,6 +64,8 @@ mod log_format;
 mod logs;
 #[path = "suite/pg_hash.rs"]
 mod pg_hash;
+#[path = "suite/pg_rounds.rs"]
+mod pg_rounds;
 #[path = "suite/purity.rs"]
 mod purity;
 #[path = "suite/recon_errors.rs"]

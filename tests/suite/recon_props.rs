@@ -76,6 +76,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
         (
             prop_oneof![Just(Alphabet::Base36), Just(Alphabet::Bytes)],
             any::<bool>(),
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -85,7 +86,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                 leaf_threshold,
                 leaf_digests,
                 max_rounds,
-                (alphabet, root_bounds_only),
+                (alphabet, root_bounds_only, grid),
             )| {
                 // Small max_rounds exercise the safety net (fetch every open range whole).
                 DescentParams {
@@ -96,6 +97,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                     max_rounds,
                     alphabet,
                     root_bounds_only,
+                    grid,
                     ..DescentParams::default()
                 }
             },

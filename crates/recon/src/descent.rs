@@ -16,12 +16,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::cost::Cost;
+use super::grid::{grid_len, grid_points};
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
-use super::split::{interpolate, split_between, Alphabet};
+use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
 use super::store::{
-    answers_wire_len, entries_wire_len, queries_wire_len, Answer, Query, RangeStore, Summary,
+    answers_wire_len, check_entries, entries_wire_len, queries_wire_len, Answer, Query, Summary,
 };
+
+/// A differing grid cell is fetched whole when no store holds more than this many times
+/// `leaf_threshold` keys in it (a cell holds `leaf_threshold` on average). Higher fetches
+/// thousands of rows for a skewed cell; lower descends ordinary cells a round further.
+const CELL_FETCH_FACTOR: u64 = 4;
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -57,6 +64,12 @@ pub struct DescentParams {
     /// scan and the first split hashes every row again; a bounds-only root is a cheap scan, so
     /// equal sets cost 2 rounds but only one hashing scan. Memory stores answer either for free.
     pub root_bounds_only: bool,
+    /// SQL stores (default false): below the first split, cut a differing range at every key
+    /// prefix of one length (the grid, see `grid.rs`: ~`leaf_threshold` keys a cell) and fetch
+    /// a differing cell whole, so a descent takes 3 rounds and the store answers the cells from
+    /// one grouped pass. Off for memory stores: a cell costs a fingerprint even where no key
+    /// differs, and whole cells send ~`leaf_threshold` entries per difference.
+    pub grid: bool,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -71,6 +84,7 @@ impl Default for DescentParams {
             max_rounds: 64,
             alphabet: Alphabet::Base36,
             root_bounds_only: false,
+            grid: false,
             trace: false,
         }
     }
@@ -109,39 +123,6 @@ pub enum DescentError {
     Finished,
 }
 
-/// What the descent cost, as every audit report shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Cost {
-    /// Round trips: batches sent (each store gets each batch once, all stores concurrently).
-    pub rounds: u64,
-    /// Ranges whose fingerprints were compared across the stores.
-    pub ranges_compared: u64,
-    /// Of those, ranges whose fingerprints differed.
-    pub ranges_differing: u64,
-    /// Fingerprints received, all stores together.
-    pub fingerprints: u64,
-    /// Ranges asked again for their first/last key after a split that separated nothing.
-    pub bounds_probes: u64,
-    /// Ranges compared row by row.
-    pub leaf_ranges: u64,
-    /// Row digests received, all stores together.
-    pub digests: u64,
-    /// Full entries received, all stores together.
-    pub entries: u64,
-    /// Bytes of queries, all stores together (per store: this ÷ number of stores).
-    pub bytes_sent: u64,
-    /// Bytes of answers, all stores together.
-    pub bytes_received: u64,
-    /// Bytes of answers per store, in store order.
-    pub bytes_received_per_store: Vec<u64>,
-    /// Of `bytes_received`, the full entries (key, tip, column digest) of the differing rows:
-    /// the payload a report needs, beyond what identifying the differences cost.
-    pub entry_bytes_received: u64,
-    /// Rows each store holds in the whole key space (from the first round's answers), in store
-    /// order; empty until the first round is fed.
-    pub rows_per_store: Vec<u64>,
-}
-
 /// A key that is not the same on every store, with each store's value (`None`: absent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Difference {
@@ -178,6 +159,8 @@ enum Work {
     Leaf,
     /// Entries of a leaf range (all, or those with the listed digests).
     Fetch,
+    /// A grid cell (`DescentParams::grid`): fetched whole when it differs.
+    Cell { hull: Option<(Key, Key)> },
 }
 
 /// The descent's state between rounds.
@@ -190,6 +173,8 @@ pub struct Descent<H> {
     differences: Vec<Difference>,
     cost: Cost,
     trace: Vec<String>,
+    /// Key length of the grid cells, once the first split has set it (`DescentParams::grid`).
+    grid_len: Option<usize>,
     _hash: std::marker::PhantomData<H>,
 }
 
@@ -242,6 +227,7 @@ impl<H: AssociativeHash> Descent<H> {
                 ..Cost::default()
             },
             trace: Vec::new(),
+            grid_len: None,
             _hash: std::marker::PhantomData,
         })
     }
@@ -273,12 +259,23 @@ impl<H: AssociativeHash> Descent<H> {
     /// Takes every store's answers to this round's batch (`answers[store][query]`) and prepares
     /// the next round. Answers are checked against the questions before anything is used.
     pub fn feed(&mut self, answers: Vec<Vec<Answer<H>>>) -> Result<(), DescentError> {
+        self.feed_round(answers, true)
+    }
+
+    /// As [`Descent::feed`], for a round every store answered from what it had already read
+    /// (no round trip: e.g. the bounds-only root from a SQL store's row check). It is not
+    /// counted in `rounds`; its bytes are.
+    pub fn feed_local(&mut self, answers: Vec<Vec<Answer<H>>>) -> Result<(), DescentError> {
+        self.feed_round(answers, false)
+    }
+
+    fn feed_round(&mut self, answers: Vec<Vec<Answer<H>>>, trip: bool) -> Result<(), DescentError> {
         if self.current.is_empty() {
             return Err(DescentError::Finished);
         }
         self.check(&answers)?;
         let round = std::mem::take(&mut self.current);
-        self.cost.rounds += 1;
+        self.cost.rounds += u64::from(trip);
         if self.params.trace {
             self.trace.push(format!("round {}", self.cost.rounds));
         }
@@ -334,6 +331,19 @@ impl<H: AssociativeHash> Descent<H> {
                             summaries.iter().map(|s| s.fingerprint.count).collect();
                     }
                     self.probe(range, depth, parent_total, hull, &summaries, &mut next);
+                }
+                Work::Cell { hull } => {
+                    let summaries = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Summary(s) => s,
+                            _ => Summary {
+                                fingerprint: HashCount::zero(),
+                                bounds: None,
+                            },
+                        })
+                        .collect::<Vec<_>>();
+                    self.cell(range, hull, &summaries, &mut next);
                 }
                 Work::Leaf => {
                     let lists = column
@@ -466,9 +476,22 @@ impl<H: AssociativeHash> Descent<H> {
         } else {
             self.params.fanout
         };
-        let fanout = self.fanout(widest, max);
         // The union of the stores' first and last keys, where the stores reported them.
         let bounds = union_bounds(summaries.iter().filter_map(|s| s.bounds.as_ref()));
+        if depth == 0 {
+            self.set_grid(bounds.as_ref(), max);
+        } else if let Some(cells) = self.grid_cells(&range, depth, hull.as_ref()) {
+            self.note(|| {
+                format!(
+                    "  summary {range} {} -> {} grid cells",
+                    shown(),
+                    cells.len()
+                )
+            });
+            next.extend(cells);
+            return;
+        }
+        let fanout = self.fanout(widest, max);
         let points = match (&bounds, &hull) {
             (Some((first, last)), _) => split_between(first, last, fanout, self.params.alphabet),
             // A split that left all of the parent's entries here separated nothing: learn the
@@ -551,6 +574,7 @@ impl<H: AssociativeHash> Descent<H> {
             next.push(self.leaf_work(range));
             return;
         }
+        self.set_grid(Some(&(first.clone(), last.clone())), max);
         let fanout = self.fanout(self.params.root_fanout, max);
         let points = split_between(&first, &last, fanout, self.params.alphabet);
         self.note(|| {
@@ -561,6 +585,69 @@ impl<H: AssociativeHash> Descent<H> {
             )
         });
         push_children(&range, points, 1, total, Some((first, last)), next);
+    }
+
+    /// Fixes the grid's key length from the key space's bounds and its largest store.
+    fn set_grid(&mut self, hull: Option<&(Key, Key)>, max: u64) {
+        if let (true, Some((first, last))) = (self.params.grid, hull) {
+            self.grid_len = grid_len(first, last, max, self.params.leaf_threshold);
+        }
+    }
+
+    /// The grid cells of a differing first-level range, when the grid applies to it.
+    fn grid_cells(
+        &self,
+        range: &Range,
+        depth: usize,
+        hull: Option<&(Key, Key)>,
+    ) -> Option<Vec<(Work, Query)>> {
+        let ((first, last), len) = hull.zip(self.grid_len).filter(|_| depth == 1)?;
+        // At least one digit past the range's own bounds, or a range one cell wide (bounds
+        // already on the grid) would not be cut at all.
+        let bound_len = range
+            .end
+            .as_ref()
+            .map_or(0, Key::len)
+            .max(range.start.len());
+        let len = len.max(bound_len + 1);
+        let points = grid_points(range, first, last, len).filter(|p| !p.is_empty())?;
+        let mut cells = Vec::new();
+        push_children(range, points, 2, 0, None, &mut cells);
+        let hull = Some((first.clone(), last.clone()));
+        Some(
+            cells
+                .into_iter()
+                .map(|(_, q)| (Work::Cell { hull: hull.clone() }, q))
+                .collect(),
+        )
+    }
+
+    /// A grid cell: settled when equal; fetched whole when it differs, unless a store holds
+    /// many more keys than a cell should (skewed keys), which is descended the ordinary way.
+    fn cell(
+        &mut self,
+        range: Range,
+        hull: Option<(Key, Key)>,
+        summaries: &[Summary<H>],
+        next: &mut Vec<(Work, Query)>,
+    ) {
+        let max = summaries
+            .iter()
+            .map(|s| s.fingerprint.count)
+            .max()
+            .unwrap_or(0);
+        let equal = summaries
+            .windows(2)
+            .all(|w| w[0].fingerprint == w[1].fingerprint);
+        if equal || max > CELL_FETCH_FACTOR * self.params.leaf_threshold {
+            return self.probe(range, 2, None, hull, summaries, next);
+        }
+        self.cost.ranges_compared += 1;
+        self.cost.ranges_differing += 1;
+        self.cost.fingerprints += summaries.len() as u64;
+        self.cost.leaf_ranges += 1;
+        self.note(|| format!("  cell {range} max {max} -> fetch whole"));
+        next.push((Work::Fetch, Query::Entries { range, only: None }));
     }
 
     /// Sub-ranges for a split of a range whose largest store holds `max` entries: at most
@@ -706,83 +793,4 @@ fn push_children(
         ));
         start = end.unwrap_or_default();
     }
-}
-
-/// The smallest first key and the largest last key among stores that reported bounds.
-fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
-    bounds.fold(None, |acc, (f, l)| match acc {
-        None => Some((f.clone(), l.clone())),
-        Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
-    })
-}
-
-/// Entries answered for `range` must lie in it, each key at most once.
-fn check_entries(store: usize, range: &Range, entries: &[Entry]) -> Result<(), DescentError> {
-    let mut seen = BTreeSet::new();
-    for e in entries {
-        if !range.contains(&e.key) {
-            return Err(DescentError::OutOfRange {
-                store,
-                key: e.key.to_string(),
-                range: range.to_string(),
-            });
-        }
-        if !seen.insert(&e.key) {
-            return Err(DescentError::DuplicateKey {
-                store,
-                key: e.key.to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
-/// the part of the range inside the hull, so no sub-range is spent on empty key space.
-fn split_within(range: &Range, hull: &(Key, Key), fanout: usize, alphabet: Alphabet) -> Vec<Key> {
-    let (first, last) = hull;
-    let lo = if range.start > *first {
-        &range.start
-    } else {
-        first
-    };
-    match &range.end {
-        // The range ends beyond the last key: boundaries in (lo, last] keep `last` in range.
-        Some(end) if last < end => split_between(lo, last, fanout, alphabet),
-        None => split_between(lo, last, fanout, alphabet),
-        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout, alphabet),
-    }
-}
-
-/// A store failed, or the descent rejected what it answered.
-#[derive(Debug, Error)]
-pub enum RunError<E: std::error::Error + 'static> {
-    #[error(transparent)]
-    Descent(#[from] DescentError),
-    #[error("store {store}: {source}")]
-    Store {
-        store: usize,
-        #[source]
-        source: E,
-    },
-}
-
-/// Runs a whole descent over synchronous stores (all of the same kind).
-pub fn run_descent<S: RangeStore>(
-    stores: &mut [S],
-    params: DescentParams,
-) -> Result<Outcome, RunError<S::Error>> {
-    let mut descent = Descent::<S::Hash>::new(stores.len(), params)?;
-    while let Some(batch) = descent.queries() {
-        let mut answers = Vec::with_capacity(stores.len());
-        for (i, store) in stores.iter_mut().enumerate() {
-            answers.push(
-                store
-                    .answer(&batch)
-                    .map_err(|source| RunError::Store { store: i, source })?,
-            );
-        }
-        descent.feed(answers)?;
-    }
-    Ok(descent.finish())
 }

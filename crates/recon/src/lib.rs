@@ -5,18 +5,20 @@
 //! exhaustively in memory and every source (Postgres push-down, SQLite, HTTP, snapshot files)
 //! plugs into the same descent.
 
+mod cost;
 mod descent;
+mod grid;
 mod hash;
 mod key;
+mod run;
 mod split;
 mod store;
 
-pub use descent::{
-    run_descent, Cost, Descent, DescentError, DescentParams, Difference, Outcome, RunError,
-    MAX_STORES,
-};
+pub use cost::Cost;
+pub use descent::{Descent, DescentError, DescentParams, Difference, Outcome, MAX_STORES};
 pub use hash::{pg_hash_bytes_extended, AssociativeHash, HashCount, Md5Lanes, PgHash64, Sha256a};
 pub use key::{Entry, Key, Range, Value};
+pub use run::{run_descent, RunError};
 pub use split::{base36_text, base36_value, interpolate, split_between, Alphabet};
 pub use store::{
     answers_wire_len, entries_wire_len, queries_wire_len, Answer, Bounds, MemoryStore, Query,

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::key::Key;
+use super::key::{Key, Range};
 
 /// The characters keys are made of, for interpolation only: any key may contain any byte, and
 /// bytes outside the alphabet still order correctly (they map to the nearest digit, which only
@@ -181,4 +181,34 @@ pub fn split_between(first: &Key, last: &Key, k: usize, alphabet: Alphabet) -> V
         points.push(last.clone());
     }
     points
+}
+
+/// The smallest first key and the largest last key among stores that reported bounds.
+pub fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
+    bounds.fold(None, |acc, (f, l)| match acc {
+        None => Some((f.clone(), l.clone())),
+        Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
+    })
+}
+
+/// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
+/// the part of the range inside the hull, so no sub-range is spent on empty key space.
+pub fn split_within(
+    range: &Range,
+    hull: &(Key, Key),
+    fanout: usize,
+    alphabet: Alphabet,
+) -> Vec<Key> {
+    let (first, last) = hull;
+    let lo = if range.start > *first {
+        &range.start
+    } else {
+        first
+    };
+    match &range.end {
+        // The range ends beyond the last key: boundaries in (lo, last] keep `last` in range.
+        Some(end) if last < end => split_between(lo, last, fanout, alphabet),
+        None => split_between(lo, last, fanout, alphabet),
+        Some(end) => interpolate(lo.as_bytes(), Some(end.as_bytes()), fanout, alphabet),
+    }
 }
