@@ -44,12 +44,12 @@ impl PgSource {
         let (prefix_where, filtered_rows) = match filter {
             Some(f) => (
                 format!(
-                    "WHERE left(stream_id, {}) COLLATE \"C\" = ANY($1::text[])",
+                    "WHERE left(stream_id, {}) COLLATE \"C\" = ANY($2::text[])",
                     f.len
                 ),
                 "(SELECT sum(n) FROM g)::int8",
             ),
-            None => ("WHERE $1::text[] IS NOT NULL".to_string(), "NULL::int8"),
+            None => ("WHERE $2::text[] IS NOT NULL".to_string(), "NULL::int8"),
         };
         // Each group: int2 length and the prefix past the common head, int8 count, int8 sum.
         let sql = format!(
@@ -69,8 +69,10 @@ impl PgSource {
             table = quote_ident(model),
             sum = wrap_sql("s"),
         );
+        // `$1` is the model (in the row hash), `$2` the prefix filter.
+        let model_s = model.to_string();
         let prefixes: Vec<String> = filter.map(|f| f.prefixes.clone()).unwrap_or_default();
-        let params: Vec<&(dyn ToSql + Sync)> = vec![&prefixes];
+        let params: Vec<&(dyn ToSql + Sync)> = vec![&model_s, &prefixes];
         let rows = self.query("grid cell fingerprints", &sql, &params).await?;
         let get = |e: tokio_postgres::Error| self.error("reading grid cells", &sql, &e);
         let row = rows

@@ -53,6 +53,12 @@ pub(super) const SCAN_SHARE: f64 = 0.2;
 /// make the hash table outgrow `work_mem` (set at connect) and spill to disk.
 pub(super) const SCAN_GROUP_DIGITS: usize = 3;
 
+/// Or any prefix length, when the round touches at most this many rows (so at most this many
+/// groups): ~150 bytes a group stays inside `work_mem` (64 MB, set at connect). Higher spills
+/// the group table to disk; lower sends grid rounds over ids with a fixed head (real StreamIDs
+/// share ~13 characters and more digits of their CID header) to range scans of every cell.
+pub(super) const SCAN_MAX_GROUPS: u64 = 400_000;
+
 /// Every base36 string of exactly `len` characters inside the stream-id ranges `spans`
 /// (`[lo, hi)`, `None` for an open end, clipped to the table's first and last id), or `None`
 /// when they are not all base36 or there would be more than `max`. A row lies in a span exactly
@@ -303,7 +309,11 @@ impl PgSource {
                 }
             }
         }
-        (len.saturating_sub(shape.common_prefix) <= SCAN_GROUP_DIGITS).then_some(len)
+        // Few enough groups: bounded by the digits, or by the rows touched (each row is in one
+        // group; a prefix-filtered round of the grid touches a third of the table).
+        (len.saturating_sub(shape.common_prefix) <= SCAN_GROUP_DIGITS
+            || touched <= SCAN_MAX_GROUPS)
+            .then_some(len)
     }
 
     /// The filter for a scan-plan round: the base36 prefixes of the last round's ranges that
