@@ -156,8 +156,10 @@ pub fn reladiff(
     let mut pairs = Vec::new();
     for other in &dsns[1..] {
         let t = Instant::now();
+        // reladiff knows the `postgresql://` scheme only (and exits 0 on `postgres://`).
+        let url = |dsn: &str| dsn.replacen("postgres://", "postgresql://", 1);
         let mut cmd = Command::new(exe);
-        cmd.arg(&dsns[0]).arg(model).arg(other).arg(model);
+        cmd.arg(url(&dsns[0])).arg(model).arg(url(other)).arg(model);
         cmd.args(["-k", "stream_id", "--case-sensitive", "--json"]);
         // reladiff prints through rich, which wraps at the terminal width (80 without one).
         cmd.env("COLUMNS", "1000000");

@@ -100,7 +100,7 @@ pub async fn incremental_cycle(
     let full = read(&runs[0].join("report.json"));
     let inc = read(&runs[1].join("report.json"));
     let info = read(&runs[1].join("cycle.json"));
-    assert_eq!(info["kind"], "incremental", "{info}");
+    assert_eq!(info["type"], "incremental", "{info}");
     let found = inc["models"][0]["differing_streams"].as_u64().unwrap_or(0);
     assert_eq!(
         found,
