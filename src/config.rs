@@ -20,6 +20,8 @@
 //!                                        # state-store.local-directory (its `<network>*` dirs)
 //! ipfs_api = "http://127.0.0.1:5001"     # optional, for `backup`/`restore`: the node's IPFS RPC API
 //! ceramic_one_store = "/var/lib/ceramic-one"  # optional: a ceramic-one --store-dir to back up
+//! ceramic_one_api = "http://127.0.0.1:5101"   # optional: the node's ceramic-one HTTP API (audit
+//!                                        # without the store; repair by copying events)
 //!
 //! [[nodes]]
 //! name = "b"
@@ -74,6 +76,9 @@ pub struct NodeConfig {
     pub ipfs_api: Option<String>,
     /// A ceramic-one `--store-dir` (`db.sqlite3`, `pipeline/`) that `backup` copies too.
     pub ceramic_one_store: Option<PathBuf>,
+    /// The node's ceramic-one HTTP API root (`http://host:5101`, `/ceramic` is added): read
+    /// when there is no `ceramic_one_store`, written to by the event repair.
+    pub ceramic_one_api: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +143,8 @@ struct RawNode {
     ipfs_api: Option<Spanned<String>>,
     #[serde(default)]
     ceramic_one_store: Option<Spanned<String>>,
+    #[serde(default)]
+    ceramic_one_api: Option<Spanned<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -330,13 +337,16 @@ fn node_config(
         Some(i) => index_location(&name, i.get_ref().trim(), &resolve)
             .map_err(|message| invalid(i.span(), "nodes.index", message))?,
         // A ceramic-one node alone has no ComposeDB index.
-        None if node.ceramic_one_store.is_some() => IndexLocation::None,
+        None if node.ceramic_one_store.is_some() || node.ceramic_one_api.is_some() => {
+            IndexLocation::None
+        }
         None => {
             return Err(invalid(
                 node.name.span(),
                 "nodes.index",
                 format!(
-                    "node {name}: needs `index` (a ComposeDB index), `ceramic_one_store`, or both"
+                    "node {name}: needs `index` (a ComposeDB index), `ceramic_one_store` or \
+                     `ceramic_one_api` (a ceramic-one node), or both"
                 ),
             ))
         }
@@ -371,6 +381,7 @@ fn node_config(
     for (key, url) in [
         ("nodes.api_url", &node.api_url),
         ("nodes.ipfs_api", &node.ipfs_api),
+        ("nodes.ceramic_one_api", &node.ceramic_one_api),
     ] {
         if let Some(url) = url {
             let u = url.get_ref();
@@ -412,6 +423,9 @@ fn node_config(
             .ipfs_api
             .map(|u| u.into_inner().trim_end_matches('/').to_string()),
         ceramic_one_store: node.ceramic_one_store.map(|p| resolve(p.get_ref())),
+        ceramic_one_api: node
+            .ceramic_one_api
+            .map(|u| u.into_inner().trim_end_matches('/').to_string()),
     })
 }
 

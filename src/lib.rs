@@ -22,6 +22,7 @@
 //!   strategies with their fall-through, the append-only journal, verification.
 //! - [`watch`] — scheduled cycles (full and incremental), divergence ageing, Prometheus
 //!   metrics, opt-in auto-repair.
+//! - [`progress`] — the one progress display on stderr (terminal only, hidden by `-q`).
 //! - [`cli`] — argument parsing (clap), the commands, and the exit-code contract.
 //!
 //! Dependency direction: `cli → watch → repair → audit → source, api, report → recon, ids`; `recon` never imports
@@ -42,6 +43,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod ids;
+pub mod progress;
 pub use ::recon;
 pub mod repair;
 pub mod report;

@@ -23,7 +23,8 @@ fn main() {
             .init(),
         Ok("text") | Err(std::env::VarError::NotPresent) => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            // Through the progress display: a log line clears the bar and it is redrawn after.
+            .with_writer(ceramic_audit::progress::LogWriter)
             .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .init(),
         Ok(other) => {

@@ -28,6 +28,10 @@
 //! - `ceramic_one` — ceramic-one event stores: the recorded 3-node fixture gives exactly its
 //!   rows; fingerprints = SQL `SUM(ahash_i)` mod 2^32 = an independent Sha256a (proptest); EventIds
 //!   rebuilt from the SDK's CARs = the stored order_keys; a live WAL store read without writing.
+//! - `ceramic_one_repair` — a scripted ceramic-one HTTP node over copies of the fixture stores
+//!   (model walk paging, init-first refusal, 404 states, faults naming node/model/offset); the
+//!   event repair: the plan copies exactly the missing events, init first; applied, the
+//!   re-audit keeps only `not_interested`; `--add-interest` registers both sides and converges.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 //! - `log_format` — `CERAMIC_AUDIT_LOG_FORMAT=json` log lines on stdout; text logs on stderr
 //!   without colour escapes; an unknown format exits 2.
@@ -52,6 +56,8 @@ mod audit_pg;
 mod backup;
 #[path = "suite/ceramic_one.rs"]
 mod ceramic_one;
+#[path = "suite/ceramic_one_repair.rs"]
+mod ceramic_one_repair;
 #[path = "suite/cli.rs"]
 mod cli;
 #[path = "suite/deploy.rs"]
@@ -66,6 +72,8 @@ mod logs;
 mod pg_hash;
 #[path = "suite/pg_rounds.rs"]
 mod pg_rounds;
+#[path = "suite/progress.rs"]
+mod progress;
 #[path = "suite/purity.rs"]
 mod purity;
 #[path = "suite/recon_errors.rs"]

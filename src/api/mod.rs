@@ -491,7 +491,12 @@ impl NodeApi {
         Ok(pins.pinned_stream_ids.into_iter().collect())
     }
 
-    fn malformed(&self, endpoint: &str, stream: Option<&str>, message: String) -> ApiError {
+    pub(crate) fn malformed(
+        &self,
+        endpoint: &str,
+        stream: Option<&str>,
+        message: String,
+    ) -> ApiError {
         ApiError::Malformed {
             node: self.node.clone(),
             endpoint: endpoint.to_string(),
@@ -500,7 +505,7 @@ impl NodeApi {
         }
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(
         &self,
         endpoint: &str,
         stream: Option<&str>,
@@ -516,7 +521,7 @@ impl NodeApi {
     }
 
     /// [`Self::send`] without retries, for requests that must not be replayed.
-    async fn send_once(
+    pub(crate) async fn send_once(
         &self,
         endpoint: &str,
         build: impl Fn(&reqwest::Client, &UrlJoin) -> reqwest::RequestBuilder,
@@ -525,7 +530,7 @@ impl NodeApi {
     }
 
     /// Waits for a slot and for the pace, then sends, retrying transient failures.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &str,
         stream: Option<&str>,
@@ -636,10 +641,10 @@ enum Failure {
 }
 
 /// The base URL, with joins that cannot fail for the fixed relative paths used here.
-struct UrlJoin(reqwest::Url);
+pub(crate) struct UrlJoin(reqwest::Url);
 
 impl UrlJoin {
-    fn join(&self, path: &str) -> reqwest::Url {
+    pub(crate) fn join(&self, path: &str) -> reqwest::Url {
         self.0.join(path).unwrap_or_else(|_| self.0.clone())
     }
 }

@@ -88,7 +88,7 @@ pub(super) async fn compare_model(
             deadline: options.max_duration.map(|d| started + d),
             may_switch: pushing_down && switched.is_none(),
         };
-        match descend(nodes, &participants, model, &params, &limits).await {
+        match descend(nodes, &participants, model, &params, &limits, options).await {
             ModelRun::SwitchToDownload(share) => {
                 info!(
                     model = %model,
@@ -262,6 +262,7 @@ async fn descend(
     model: &str,
     params: &DescentParams,
     limits: &Limits,
+    options: &AuditOptions,
 ) -> ModelRun {
     let mut descent = match Descent::<IndexHash>::new(participants.len(), params.clone()) {
         Ok(d) => d,
@@ -311,6 +312,7 @@ async fn descend(
                 message: format!("inconsistent answers for model {model}: {e}"),
             };
         }
+        show_round(nodes, participants, model, &descent, options);
         // The first round that compared several ranges is the first level of the split.
         let compared = descent.cost().ranges_compared - compared_before;
         let differing = descent.cost().ranges_differing - differing_before;
@@ -338,6 +340,30 @@ async fn descend(
         cost: outcome.cost,
         stopped: None,
     }
+}
+
+/// The progress display's detail: the model, its round, rows the participants read so far.
+fn show_round(
+    nodes: &mut Nodes,
+    participants: &[usize],
+    model: &str,
+    descent: &Descent<IndexHash>,
+    options: &AuditOptions,
+) {
+    if !options.progress.is_drawn() {
+        return;
+    }
+    let rows: u64 = nodes
+        .participating(participants)
+        .map(|(_, n)| n.stats().rows)
+        .sum();
+    // The tail of a model id tells models apart; the whole id would push the bar off the line.
+    let short = model.get(model.len().saturating_sub(10)..).unwrap_or(model);
+    options.progress.detail(format!(
+        "…{short}: round {}, {rows} rows read, {} differing",
+        descent.rounds(),
+        descent.differences_found()
+    ));
 }
 
 /// The store a descent error names (its index in the answers), if it names one.

@@ -59,6 +59,8 @@ pub struct AuditOptions {
     /// Compare only these streams of the models named (an incremental cycle of `watch`); models
     /// not named, or `None`, are compared whole.
     pub scope: Option<Scope>,
+    /// Where the phases show how far they are (hidden unless a command asked for it).
+    pub progress: crate::progress::Progress,
 }
 
 /// Streams to compare, per model.
@@ -87,6 +89,7 @@ impl Default for AuditOptions {
             read_logs: true,
             verify_state: verify::VerifyState::Off,
             scope: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
@@ -148,7 +151,10 @@ impl Nodes {
 /// both takes part in both. The index audit's phases, in order:
 /// open → compare (per model) → settle → refine → verify → assemble.
 pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
-    let with_store = config.nodes.iter().any(|n| n.ceramic_one_store.is_some());
+    let with_store = config
+        .nodes
+        .iter()
+        .any(|n| n.ceramic_one_store.is_some() || n.ceramic_one_api.is_some());
     if !with_store {
         return run_index(config, options).await;
     }
@@ -168,21 +174,8 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         // Event stores are fingerprinted with Recon's own hash, not the index hash.
         report.hash = crate::recon::Sha256a::NAME.into();
     }
-    let stores = config.clone();
-    let params = options.params.clone();
-    let audit = tokio::task::spawn_blocking(move || event_store::run(&stores, &params)).await;
-    match audit {
-        Ok(audit) => event_store::merge(&mut report, audit),
-        Err(e) => {
-            report.complete = false;
-            report.divergences.push(Divergence::node_level(
-                "",
-                "",
-                Kind::Unreachable,
-                format!("the ceramic-one comparison failed: {e}"),
-            ));
-        }
-    }
+    let audit = event_store::run_all(config, &options.params).await;
+    event_store::merge(&mut report, audit);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.finished_at = now_rfc3339();
     report
@@ -191,18 +184,27 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
 async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
     let started_at = now_rfc3339();
     let started = Instant::now();
+    let progress = &options.progress;
+    progress.stage("opening nodes", None);
     let mut nodes = open(config, options).await;
     let models = choose_models(config, &nodes);
     let mut model_reports = Vec::with_capacity(models.len());
     let mut found = Vec::new();
+    progress.stage("models", Some(models.len() as u64));
     for model in &models {
         let (report, differing) = compare::compare_model(&mut nodes, model, options, started).await;
         model_reports.push(report);
         found.extend(differing);
+        progress.inc(1);
     }
+    progress.stage("settle, re-reading differing rows", None);
     settle::settle_and_classify(&mut nodes, found, options.settle).await;
     if options.read_logs {
+        progress.stage("refine (node APIs)", None);
         refine(config, options, &mut nodes).await;
+    }
+    if options.verify_state != verify::VerifyState::Off {
+        progress.stage("verify-state", None);
     }
     verify::verify(
         config,
@@ -214,7 +216,9 @@ async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
         &mut nodes.divergences,
     )
     .await;
-    assemble(config, options, nodes, model_reports, started_at, started).await
+    let report = assemble(config, options, nodes, model_reports, started_at, started).await;
+    progress.stage("done", None);
+    report
 }
 
 /// Phase 1: every node's index opened at once; a node that cannot be opened is reported

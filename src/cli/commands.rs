@@ -37,7 +37,8 @@ pub struct AuditArgs {
     pub fail_on: Option<Vec<Kind>>,
     #[command(flatten)]
     pub flags: AuditFlags,
-    /// Print no summary on stdout (reports are still written).
+    /// Print no summary on stdout and no progress display on stderr (reports are still
+    /// written).
     #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
 }
@@ -104,7 +105,7 @@ pub(super) fn report_dir() -> PathBuf {
 
 pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| incomplete(e.to_string()))?;
-    let options = args.flags.options().map_err(incomplete)?;
+    let mut options = args.flags.options().map_err(incomplete)?;
     if args.format.is_empty() {
         return Err(incomplete(
             "--format needs at least one of csv, json".into(),
@@ -124,7 +125,10 @@ pub fn audit(args: AuditArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             ))
         })?;
     }
-    let report = run_interruptible(audit::run(&config, &options))?;
+    options.progress = crate::progress::Progress::new("audit", args.quiet);
+    let report = run_interruptible(audit::run(&config, &options));
+    options.progress.finish();
+    let report = report?;
     if to_stdout {
         let bytes = if args.format.contains(&Format::Json) {
             report::json::render(&report)

@@ -215,6 +215,7 @@ impl AuditFlags {
             scope: None,
             max_duration: self.max_seconds.map(Duration::from_secs_f64),
             settle: Duration::from_secs_f64(self.settle_seconds),
+            progress: crate::progress::Progress::hidden(),
         })
     }
 }

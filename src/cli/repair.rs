@@ -49,6 +49,11 @@ pub struct RepairArgs {
     /// Publish re-applied commits over pubsub (off: only the target is written to).
     #[arg(long, env = "CERAMIC_AUDIT_PUBLISH")]
     pub publish: bool,
+    /// ceramic-one: register the interests `not_interested` rows name, on the nodes that lack
+    /// them (the plan says what each node will then download). Deliberately not read from the
+    /// environment: an interest changes what a node stores from then on.
+    #[arg(long)]
+    pub add_interest: bool,
     /// Where plan.csv/json and repair.csv/json go (default reports/repair-<UTC time>/).
     #[arg(long, env = "CERAMIC_AUDIT_REPAIR_OUT")]
     pub out: Option<PathBuf>,
@@ -87,7 +92,7 @@ pub struct RepairArgs {
     /// Requests per second to one node at most (0.001 to 100000).
     #[arg(long, default_value_t = 10.0, value_parser = rate, env = "CERAMIC_AUDIT_RATE")]
     pub rate: f64,
-    /// Print no summary.
+    /// Print no summary and no progress display.
     #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
     /// The audit run first (unless --from-report); --timeout-seconds also bounds each request
@@ -157,9 +162,12 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         verify_timeout: Duration::from_secs(args.verify_seconds),
         max_failures: args.max_failures,
         rate: args.rate,
+        add_interest: args.add_interest,
         observed_at,
+        progress: crate::progress::Progress::new("repair", args.quiet),
     };
-    let audit_options = args.flags.options().map_err(incomplete)?;
+    let mut audit_options = args.flags.options().map_err(incomplete)?;
+    audit_options.progress = options.progress.clone();
     let journal = if args.apply {
         Some(Mutex::new(
             Journal::open(&args.journal).map_err(|e| incomplete(e.to_string()))?,
@@ -203,7 +211,9 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             plan: actions,
             outcomes,
         })
-    })?;
+    });
+    options.progress.finish();
+    let report = report?;
     let write = |name: &str, bytes: std::io::Result<Vec<u8>>| -> Result<(), Failure> {
         let path = dir.join(name);
         bytes
@@ -264,6 +274,14 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
             report.plan.len() - planned
         )
     };
+    for a in report.plan.iter().filter(|a| a.effect.is_some()) {
+        text.push_str(&format!(
+            "  {} on {}: {}\n",
+            a.strategy.map(|s| s.as_str()).unwrap_or("left alone"),
+            a.target,
+            a.effect.as_deref().unwrap_or_default()
+        ));
+    }
     for a in report.plan.iter().filter(|a| a.strategy.is_none()) {
         text.push_str(&format!(
             "  left alone: {} on {} ({}): {}\n",

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use clap::Args;
 
 use super::commands::{incomplete, runtime};
 use super::flags::{count, human_duration, share, AuditFlags};
-use super::{write_out, Failure, EXIT_OK};
+use super::{write_out, Failure, EXIT_INCOMPLETE, EXIT_OK};
 use crate::config::ClusterConfig;
 use crate::repair::plan::Targets;
 use crate::repair::RepairOptions;
@@ -74,6 +75,9 @@ pub struct WatchArgs {
         env = "CERAMIC_AUDIT_REPAIR_AFTER"
     )]
     pub repair_after: u32,
+    /// No progress display on stderr (it is drawn only on a terminal anyway).
+    #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
+    pub quiet: bool,
     #[command(flatten)]
     pub flags: AuditFlags,
     #[command(flatten)]
@@ -111,7 +115,9 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         }
     }
     let timeout = args.flags.timeout();
-    let audit = args.flags.options().map_err(incomplete)?;
+    let mut audit = args.flags.options().map_err(incomplete)?;
+    audit.progress = crate::progress::Progress::new("watch", args.quiet);
+    let progress = audit.progress.clone();
     let options = WatchOptions {
         schedule: Schedule {
             every: args.every,
@@ -128,6 +134,7 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             options: RepairOptions {
                 targets: Targets::Named(args.nodes.clone()),
                 timeout,
+                progress: progress.clone(),
                 ..RepairOptions::default()
             },
             max: args.repair_max,
@@ -158,11 +165,14 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             ));
         }
         let watcher = Arc::new(tokio::sync::Mutex::new(&mut watcher));
+        // Cycles that failed as a whole (no report written): all of them is an exit code 2.
+        let failed = Arc::new(AtomicU64::new(0));
         let summary = watch::run_loop(
             options.schedule,
             args.cycles,
             |n| {
                 let watcher = watcher.clone();
+                let (failed, progress) = (failed.clone(), progress.clone());
                 async move {
                     let mut w = watcher.lock().await;
                     match w.cycle().await {
@@ -173,8 +183,12 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                             c.info.healed.len(),
                             c.dir.display()
                         ),
-                        Err(e) => tracing::error!("cycle {n}: {e}"),
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!("cycle {n}: {e}");
+                        }
                     }
+                    progress.stage(&format!("cycle {n} done, waiting for the next"), None);
                 }
             },
             shutdown.cancelled(),
@@ -195,7 +209,21 @@ pub fn watch(args: WatchArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 format!("; {} cycle(s) outlasted --every", summary.overruns.len())
             }
         );
+        progress.finish();
+        let failed = failed.load(Ordering::Relaxed);
+        let ran = summary.starts.len() as u64;
+        let text = if failed > 0 {
+            format!("{text}; {failed} cycle(s) failed (no report written; see the log)")
+        } else {
+            text
+        };
         write_out(out, &text)?;
-        Ok::<i32, Failure>(EXIT_OK)
+        // A bounded run (`--cycles N`, scripts and CI) in which no cycle produced a report
+        // did not watch anything: say so in the exit code, not only in the log.
+        Ok::<i32, Failure>(if ran > 0 && failed == ran {
+            EXIT_INCOMPLETE
+        } else {
+            EXIT_OK
+        })
     })
 }

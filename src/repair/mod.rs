@@ -13,6 +13,7 @@
 //! After `max_failures` consecutive failures on a node its remaining actions are skipped
 //! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
 
+pub mod events;
 pub mod fork;
 mod index;
 pub mod journal;
@@ -51,9 +52,13 @@ pub struct RepairOptions {
     pub max_failures: u32,
     /// Requests per second to one node at most.
     pub rate: f64,
+    /// `--add-interest`: register the interests `not_interested` rows name (ceramic-one).
+    pub add_interest: bool,
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
     /// in the journal counts only if recorded after it. `None`: any counts.
     pub observed_at: Option<String>,
+    /// Where the plan and the actions show how far they are (hidden unless asked for).
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for RepairOptions {
@@ -67,14 +72,16 @@ impl Default for RepairOptions {
             verify_timeout: Duration::from_secs(20),
             max_failures: 5,
             rate: 10.0,
+            add_interest: false,
             observed_at: None,
+            progress: crate::progress::Progress::hidden(),
         }
     }
 }
 
 /// How often verification re-reads the target. Too short loads the node for nothing; too long
 /// adds latency to every action (the index usually follows the state within milliseconds).
-const VERIFY_POLL: Duration = Duration::from_millis(250);
+pub(crate) const VERIFY_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,10 +165,20 @@ pub async fn prepare(
     options: &RepairOptions,
 ) -> (Vec<Action>, Fetched) {
     let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
+    actions.extend(events::interest_actions(
+        divergences,
+        &options.targets,
+        options.add_interest,
+    ));
     let apis = apis(config, options);
     let mut fetched: Fetched = HashMap::new();
+    // ceramic-one actions are planned from the nodes' /ceramic API.
+    events::prepare(config, options, &mut actions, &mut fetched).await;
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
+        if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
+            continue;
+        }
         // Neither reads commits: a reindex loads the target's own state, a fork resolution
         // has the target fetch the winner's tip itself (its `winning_tip` is the audit's).
         if matches!(strategy, Strategy::Reindex | Strategy::ResolveFork) {
@@ -280,7 +297,8 @@ pub async fn apply(
     let run = crate::audit::now_rfc3339();
     let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
     let mut outcomes = Vec::new();
-    for a in actions {
+    // ceramic-one actions run in their own loop (another API per node).
+    for a in actions.iter().filter(|a| !events::handles(a)) {
         match a.strategy {
             Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
             None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
@@ -299,6 +317,7 @@ pub async fn apply(
             let mut index = IndexReader::open(config, target, options.timeout).await;
             let mut failures = 0u32;
             for a in queue {
+                options.progress.inc(1);
                 if stop.is_cancelled() {
                     out.push(skipped(a, "interrupted before this action".into()));
                     continue;
@@ -385,6 +404,7 @@ pub async fn apply(
         }))
         .await;
     outcomes.extend(per_node.into_iter().flatten());
+    outcomes.extend(events::apply(config, actions, fetched, journal, options, stop).await);
     outcomes.sort_by(|x, y| {
         (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
     });

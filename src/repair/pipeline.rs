@@ -22,9 +22,14 @@ pub async fn plan_and_apply(
     journal: Option<&Mutex<Journal>>,
     stop: &CancellationToken,
 ) -> (Vec<Action>, Vec<Outcome>) {
+    options.progress.stage("planning (reading logs)", None);
     let (actions, fetched) = prepare(config, divergences, options).await;
     let outcomes = match journal {
-        Some(j) => apply(config, &actions, &fetched, j, options, stop).await,
+        Some(j) => {
+            let planned = actions.iter().filter(|a| a.strategy.is_some()).count();
+            options.progress.stage("actions", Some(planned as u64));
+            apply(config, &actions, &fetched, j, options, stop).await
+        }
         None => Vec::new(),
     };
     (actions, outcomes)

@@ -24,6 +24,13 @@ pub enum Strategy {
     /// js-ceramic fetch the other tip and apply its own conflict resolution (posting the
     /// winner's commits is refused: they do not build on the node's tip).
     ResolveFork,
+    /// A ceramic-one node lacks events another holds: `GET /ceramic/events/{cid}` on the source,
+    /// `POST /ceramic/events` on the target, init event first, then in `prev` order
+    /// ([`crate::repair::events`]).
+    CopyEvents,
+    /// `--add-interest`: `POST /ceramic/interests` for the model on a node that lacks it, so
+    /// Recon syncs the model between it and the nodes already interested.
+    AddInterest,
 }
 
 impl Strategy {
@@ -33,6 +40,8 @@ impl Strategy {
             Strategy::Republish => "republish",
             Strategy::Reindex => "reindex",
             Strategy::ResolveFork => "resolve_fork",
+            Strategy::CopyEvents => "copy_events",
+            Strategy::AddInterest => "add_interest",
         }
     }
 }
@@ -71,6 +80,10 @@ pub struct Action {
     pub commits: Vec<String>,
     /// Why this row is not acted on (then `strategy` is empty).
     pub skip: Option<String>,
+    /// What the action will make happen beyond its own writes (`add_interest`: what the nodes
+    /// will download).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
 }
 
 /// Chooses a strategy for each stream-level divergence on an allowed target; everything else
@@ -88,6 +101,7 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
             winning_tip: None,
             commits: Vec::new(),
             skip: None,
+            effect: None,
         };
         let chosen: Result<(Strategy, Option<String>), String> = match d.kind {
             Kind::Lagging => d
@@ -103,6 +117,12 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
                 .map(|n| (Strategy::Create, Some(n)))
                 .ok_or_else(|| "no node holding the stream is named".to_string()),
             Kind::IndexStale | Kind::IndexMissing => Ok((Strategy::Reindex, Some(d.node.clone()))),
+            Kind::MissingEvent => d
+                .agreeing_nodes
+                .first()
+                .cloned()
+                .map(|n| (Strategy::CopyEvents, Some(n)))
+                .ok_or_else(|| "no node holding the events is named".to_string()),
             Kind::ContentMismatch => match d.log.content_cause {
                 Some(ContentCause::IndexDiffersFromState) => {
                     Ok((Strategy::Reindex, Some(d.node.clone())))
@@ -133,6 +153,16 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
             Kind::TipMismatch => Err(
                 "tip_mismatch: the logs were not read, so who is behind is unknown (audit with \
                  api_url set and without --no-logs)"
+                    .into(),
+            ),
+            Kind::StateMissing => Err(
+                "state_missing: ceramic-one builds the state itself once it holds the model's \
+                 definition (copied by the meta-model's missing_event action, if any)"
+                    .into(),
+            ),
+            Kind::UndeliveredEvent => Err(
+                "undelivered_event: delivered by the node once it holds the `prev` (copied by \
+                 the stream's missing_event action, if any)"
                     .into(),
             ),
             other => Err(format!("{}: not repaired by re-publishing", other.as_str())),

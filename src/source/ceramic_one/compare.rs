@@ -169,6 +169,25 @@ pub fn compare(nodes: &[StoreNode], params: &DescentParams) -> Result<Findings, 
     Ok(findings)
 }
 
+/// The models (StreamIDs) whose events or definitions the stores hold: what an HTTP-only node
+/// is walked for, beside the meta-model and the configured models.
+pub fn store_models(nodes: &[StoreNode]) -> Result<BTreeSet<String>, CompareError> {
+    let mut out = BTreeSet::new();
+    for node in nodes {
+        for prefix in event_prefixes(node)? {
+            let network = EventId::from_bytes(&model_range(&prefix).0).map(|id| id.network);
+            let meta_prefix = match (&network, StreamId::parse(META_MODEL)) {
+                (Ok(n), Ok(meta)) => model_prefix(*n, "model", &meta.to_bytes()),
+                _ => Vec::new(),
+            };
+            if let (_, Some(model)) = model_label(nodes, &prefix, &meta_prefix) {
+                out.insert(model.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What the per-kind row builders of one model share.
 struct ModelCtx<'a> {
     nodes: &'a [StoreNode],

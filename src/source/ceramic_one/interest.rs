@@ -115,6 +115,27 @@ pub fn prefix_of(event_id: &[u8]) -> Option<Vec<u8>> {
     Some(full[..full.len() - tail].to_vec())
 }
 
+/// The interest bytes a node stores when `POST /interests {"sep":"model","sepValue":…}` is
+/// called on it (§3.5, `post_interests`): the model's whole key space, its own peer id, never
+/// expiring.
+pub fn model_interest(network: Network, model: &[u8], peer_id: &[u8]) -> Vec<u8> {
+    let (start, end) = model_range(&model_prefix(network, "model", model));
+    let items = [
+        Value::Bytes(sep_key_hash("model")),
+        Value::Bytes(peer_id.to_vec()),
+        Value::Integer(1.into()),
+        Value::Bytes(start),
+        Value::Bytes(end),
+        Value::Integer(0.into()),
+    ];
+    let mut out = Vec::new();
+    for item in &items {
+        // Writing CBOR into a Vec cannot fail.
+        let _ = ciborium::ser::into_writer(item, &mut out);
+    }
+    out
+}
+
 /// `last8(sha256(key))`, the interest's separator key hash.
 pub fn sep_key_hash(sep_key: &str) -> Vec<u8> {
     Sha256::digest(sep_key.as_bytes())[24..].to_vec()
@@ -148,5 +169,10 @@ mod tests {
         let (s, e) = model_range(&p);
         assert!(s < e);
         assert_eq!(prefix_of(&s).as_deref(), Some(p.as_slice()));
+        let bytes = model_interest(Network::Local(42), &meta, b"peer");
+        let decoded = Interest::decode(&bytes).unwrap();
+        assert_eq!(decoded.range, Some((s.clone(), e.clone())));
+        assert_eq!(decoded.peer_id, b"peer");
+        assert!(decoded.covers(&s, &e));
     }
 }
