@@ -394,20 +394,25 @@ mod tests {
     #[test]
     fn parents_are_the_ranges_that_meet() {
         let mut seed = 0x5eed_u32;
-        let mut next = |m: u32| {
+        let mut next = move |m: u32| {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             (seed >> 8) % m
         };
+        let range = move |next: &mut dyn FnMut(u32) -> u32| {
+            let open = next(10) == 0;
+            let a = next(1000);
+            let b = a + 1 + next(200);
+            Range::new(key(a), (!open).then(|| key(b)))
+        };
         for _ in 0..200 {
-            let mut range = |open: bool| {
-                let a = next(1000);
-                let b = a + 1 + next(200);
-                Range::new(key(a), (!open).then(|| key(b)))
-            };
-            let last: Vec<(Range, u64)> = (0..next(30))
-                .map(|i| (range(next(10) == 0), i as u64))
-                .collect();
-            let round: Vec<Range> = (0..next(30)).map(|_| range(next(10) == 0)).collect();
+            let mut last: Vec<(Range, u64)> = Vec::new();
+            for i in 0..next(30) {
+                last.push((range(&mut next), u64::from(i)));
+            }
+            let mut round: Vec<Range> = Vec::new();
+            for _ in 0..next(30) {
+                round.push(range(&mut next));
+            }
             let refs: Vec<&Range> = round.iter().collect();
             let shape = Shape {
                 last: last.clone(),
