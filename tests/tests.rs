@@ -62,8 +62,14 @@ mod ceramic_one_repair;
 mod cli;
 #[path = "suite/deploy.rs"]
 mod deploy;
+#[path = "suite/good_citizen.rs"]
+mod good_citizen;
+#[path = "suite/honest.rs"]
+mod honest;
 #[path = "suite/ids.rs"]
 mod ids;
+#[path = "suite/jsonb_text.rs"]
+mod jsonb_text;
 #[path = "suite/log_format.rs"]
 mod log_format;
 #[path = "suite/logs.rs"]

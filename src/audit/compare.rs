@@ -56,7 +56,7 @@ pub(super) async fn compare_model(
     if let Some(in_scope) = options.scope.as_ref().and_then(|s| s.get(model)) {
         restrict(nodes, &mut participants, model, in_scope).await;
     }
-    check_rows(nodes, &participants, model, options).await;
+    let invalid_rows_not_listed = check_rows(nodes, &participants, model, options).await;
     let mut cost = None;
     let mut differing = 0u64;
     let mut stopped: Option<String> = None;
@@ -163,6 +163,7 @@ pub(super) async fn compare_model(
         bytes_over_bound,
         stopped,
         switched_to_download: switched,
+        invalid_rows_not_listed,
     };
     (report, found)
 }
@@ -224,20 +225,35 @@ async fn restrict(
     }
 }
 
-/// Invalid rows, every participant at once (a full scan on each Postgres node).
+/// Invalid rows, every participant at once (a full scan on each Postgres node). Returns, per
+/// node, how many more rows failed the check than it listed: the report is then incomplete.
 async fn check_rows(
     nodes: &mut Nodes,
     participants: &[usize],
     model: &str,
     options: &AuditOptions,
-) {
+) -> BTreeMap<String, u64> {
     let checks = join_all(
         nodes
             .participating(participants)
-            .map(|(i, node)| async move { (i, node.invalid_rows(model, options.row_check).await) }),
+            .map(|(i, node)| async move {
+                let rows = node.invalid_rows(model, options.row_check).await;
+                (i, rows, node.invalid_rows_not_listed(model))
+            }),
     )
     .await;
-    for (i, result) in checks {
+    let mut not_listed = BTreeMap::new();
+    for (i, result, more) in checks {
+        if more > 0 && result.is_ok() {
+            let name = nodes.names[i].clone();
+            tracing::warn!(
+                node = %name,
+                model = %model,
+                "{more} more rows fail the invalid-row check than are listed in the report"
+            );
+            nodes.complete = false;
+            not_listed.insert(name, more);
+        }
         match result {
             Ok(rows) => {
                 for r in rows {
@@ -254,6 +270,7 @@ async fn check_rows(
             Err(SourceError::Node { message, .. }) => nodes.fail(i, message),
         }
     }
+    not_listed
 }
 
 async fn descend(

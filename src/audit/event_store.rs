@@ -16,6 +16,8 @@ use crate::source::ceramic_one::compare::store_models;
 use crate::source::ceramic_one::mirror::{meta_walk, mirror, models_defined};
 use crate::source::ceramic_one::{compare, EventStore, Findings, StoreNode, META_MODEL};
 
+use super::state_sample;
+
 /// `db.sqlite3` inside a `--store-dir`; a path to the file itself is taken as is.
 fn db_path(store: &Path) -> PathBuf {
     if store.is_dir() {
@@ -30,6 +32,9 @@ pub struct EventStoreAudit {
     pub nodes: Vec<NodeReport>,
     pub findings: Findings,
     pub complete: bool,
+    /// Per node with a `ceramic_one_api`: the streams whose state it is asked for
+    /// ([`super::state_sample`]).
+    pub samples: Vec<(String, Vec<state_sample::Candidate>)>,
 }
 
 /// The stores opened so far, their node lines and what could not be read.
@@ -122,8 +127,19 @@ fn open_stores(config: &ClusterConfig) -> Opened {
     opened
 }
 
-/// Compares the opened stores; never fails as a whole.
-fn finish(mut opened: Opened, params: &DescentParams) -> EventStoreAudit {
+/// Compares the opened stores; never fails as a whole. `sampled`: the nodes whose states are
+/// to be sampled afterwards.
+fn finish(
+    mut opened: Opened,
+    params: &DescentParams,
+    sampled: &BTreeSet<String>,
+) -> EventStoreAudit {
+    let samples = opened
+        .stores
+        .iter()
+        .filter(|n| sampled.contains(&n.name))
+        .map(|n| (n.name.clone(), state_sample::candidates(n)))
+        .collect();
     let mut findings = Findings::default();
     if opened.stores.len() >= 2 {
         match compare(&opened.stores, params) {
@@ -151,6 +167,7 @@ fn finish(mut opened: Opened, params: &DescentParams) -> EventStoreAudit {
         nodes: opened.reports,
         findings,
         complete: opened.complete,
+        samples,
     }
 }
 
@@ -158,7 +175,7 @@ fn finish(mut opened: Opened, params: &DescentParams) -> EventStoreAudit {
 /// that cannot be read is an `unreachable` row and makes the audit incomplete. Nodes with only
 /// a `ceramic_one_api` are not read (see [`run_all`]).
 pub fn run(config: &ClusterConfig, params: &DescentParams) -> EventStoreAudit {
-    finish(open_stores(config), params)
+    finish(open_stores(config), params, &BTreeSet::new())
 }
 
 /// [`run`], with every node that has a `ceramic_one_api` and no store read over HTTP first.
@@ -172,7 +189,7 @@ pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventSto
     let stores_config = config.clone();
     let Ok(mut opened) = tokio::task::spawn_blocking(move || open_stores(&stores_config)).await
     else {
-        return finish(Opened::default(), params);
+        return finish(Opened::default(), params, &BTreeSet::new());
     };
     // Kept until the comparison is done: the mirrors of HTTP nodes live in it.
     let scratch = tempfile::tempdir();
@@ -192,9 +209,15 @@ pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventSto
         }
     }
     let params = params.clone();
-    let audit = tokio::task::spawn_blocking(move || finish(opened, &params)).await;
+    let sampled: BTreeSet<String> = config
+        .nodes
+        .iter()
+        .filter(|n| n.ceramic_one_api.is_some())
+        .map(|n| n.name.clone())
+        .collect();
+    let audit = tokio::task::spawn_blocking(move || finish(opened, &params, &sampled)).await;
     drop(scratch);
-    audit.unwrap_or_else(|e| EventStoreAudit {
+    let mut audit = audit.unwrap_or_else(|e| EventStoreAudit {
         nodes: Vec::new(),
         findings: Findings {
             models: Vec::new(),
@@ -206,7 +229,12 @@ pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventSto
             )],
         },
         complete: false,
-    })
+        samples: Vec::new(),
+    });
+    let (rows, complete) = state_sample::check(config, std::mem::take(&mut audit.samples)).await;
+    audit.findings.divergences.extend(rows);
+    audit.complete &= complete;
+    audit
 }
 
 /// Reads every HTTP-only node into a private store under `dir` and opens it beside the others.

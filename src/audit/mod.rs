@@ -11,10 +11,12 @@ pub mod classify;
 mod compare;
 pub mod content;
 pub mod event_store;
+pub mod index_behind;
 pub mod logs;
 pub mod presence;
 pub mod refine;
 mod settle;
+pub mod state_sample;
 pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,6 +133,24 @@ impl Nodes {
             .push(Divergence::node_level("", name, Kind::Unreachable, message));
     }
 
+    /// Ends the snapshot transaction of every open node (see [`Node::end_snapshot`]),
+    /// concurrently; a node that fails to is reported like any node failing mid-audit.
+    pub(super) async fn end_snapshots(&mut self) {
+        let ended = join_all(
+            self.slots
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, s)| s.node.as_mut().map(|n| (i, n)))
+                .map(|(i, n)| async move { (i, n.end_snapshot().await) }),
+        )
+        .await;
+        for (i, r) in ended {
+            if let Err(SourceError::Node { message, .. }) = r {
+                self.fail(i, message);
+            }
+        }
+    }
+
     /// The open nodes among `participants`, with their slot: what every phase that asks
     /// several nodes at once iterates over.
     pub(super) fn participating<'a>(
@@ -174,7 +194,9 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         // Event stores are fingerprinted with Recon's own hash, not the index hash.
         report.hash = crate::recon::Sha256a::NAME.into();
     }
-    let audit = event_store::run_all(config, &options.params).await;
+    let mut audit = event_store::run_all(config, &options.params).await;
+    let behind = index_behind::index_behind(config, options).await;
+    audit.findings.divergences.extend(behind);
     event_store::merge(&mut report, audit);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.finished_at = now_rfc3339();
@@ -197,6 +219,9 @@ async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
         found.extend(differing);
         progress.inc(1);
     }
+    // The comparison is over: no node's snapshot stays open through the settle pause and the
+    // HTTP phases (the re-check takes a fresh one of its own and ends it too).
+    nodes.end_snapshots().await;
     progress.stage("settle, re-reading differing rows", None);
     settle::settle_and_classify(&mut nodes, found, options.settle).await;
     if options.read_logs {
@@ -206,7 +231,7 @@ async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
     if options.verify_state != verify::VerifyState::Off {
         progress.stage("verify-state", None);
     }
-    verify::verify(
+    let verified = verify::verify(
         config,
         &mut nodes.slots,
         &nodes.names,
@@ -216,6 +241,7 @@ async fn run_index(config: &ClusterConfig, options: &AuditOptions) -> Report {
         &mut nodes.divergences,
     )
     .await;
+    nodes.complete &= verified;
     let report = assemble(config, options, nodes, model_reports, started_at, started).await;
     progress.stage("done", None);
     report

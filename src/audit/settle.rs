@@ -80,6 +80,7 @@ async fn reread(nodes: &mut Nodes, found: &[Found]) -> SecondLook {
             }
         }
     }
+    nodes.end_snapshots().await;
     second
 }
 

@@ -55,6 +55,8 @@ struct Asked {
     rows: Vec<(String, String)>,
 }
 
+/// Returns false when something asked for could not be read (an index or a node's API): the
+/// report is then incomplete, with a row naming the node (and the model) that was not verified.
 pub(super) async fn verify(
     config: &ClusterConfig,
     slots: &mut [Slot],
@@ -63,9 +65,9 @@ pub(super) async fn verify(
     how: VerifyState,
     timeout: Duration,
     divergences: &mut Vec<Divergence>,
-) {
+) -> bool {
     let sample = match how {
-        VerifyState::Off => return,
+        VerifyState::Off => return true,
         VerifyState::All => None,
         VerifyState::Sample(n) => Some(n),
     };
@@ -74,6 +76,7 @@ pub(super) async fn verify(
         .map(|d| (d.model.clone(), d.stream_id.clone(), d.node.clone()))
         .collect();
     let mut asked: Vec<Asked> = Vec::new();
+    let mut complete = true;
     for (i, slot) in slots.iter_mut().enumerate() {
         let Some(node) = slot.node.as_mut() else {
             continue;
@@ -96,7 +99,16 @@ pub(super) async fn verify(
                         })
                         .collect(),
                 }),
-                Err(e) => tracing::warn!("--verify-state: {e}"),
+                Err(e) => {
+                    tracing::warn!(node = %names[i], model = %model, "--verify-state: {e}");
+                    complete = false;
+                    divergences.push(Divergence::node_level(
+                        model,
+                        &names[i],
+                        Kind::Unreachable,
+                        format!("--verify-state could not read the index rows: {e}"),
+                    ));
+                }
             }
         }
     }
@@ -110,16 +122,24 @@ pub(super) async fn verify(
     let apis = &apis;
     let found = futures::future::join_all(asked.iter().map(|a| async move {
         let Some(api) = apis.get(&a.node) else {
-            return Vec::new();
+            return vec![unverified(a, "no HTTP client for its api_url")];
         };
         let mut out = Vec::new();
-        for chunk in a.rows.chunks(BATCH) {
+        for (k, chunk) in a.rows.chunks(BATCH).enumerate() {
             let ids: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
             let states = match api.multiquery(&ids).await {
                 Ok(states) => states,
                 Err(e) => {
-                    tracing::warn!("--verify-state: {e}");
-                    out.push(unverified(a, &e.to_string()));
+                    tracing::warn!(node = %a.node, model = %a.model, "--verify-state: {e}");
+                    let unasked = a.rows.len() - k * BATCH;
+                    out.push(unverified(
+                        a,
+                        &format!(
+                            "{e} (streams {}…: {unasked} of {} rows not verified)",
+                            ids.first().map(String::as_str).unwrap_or_default(),
+                            a.rows.len()
+                        ),
+                    ));
                     break;
                 }
             };
@@ -159,7 +179,12 @@ pub(super) async fn verify(
         out
     }))
     .await;
-    divergences.extend(found.into_iter().flatten());
+    for rows in found {
+        // Only a verification that stopped adds an `unreachable` row.
+        complete &= !rows.iter().any(|d| d.kind == Kind::Unreachable);
+        divergences.extend(rows);
+    }
+    complete
 }
 
 /// A model-level row saying that the verification stopped on this node.

@@ -58,13 +58,16 @@ pub enum Command {
     /// From a fresh audit or `--from-report`; writes only to `--nodes` (or every node with
     /// `--all-lagging`). Writes plan.csv/json, and with --apply repair.csv/json and the journal.
     /// Exit code 0: everything planned was repaired (or a dry run); 1: something failed or is
-    /// unrepairable; 2: could not start; 130: interrupted (re-run to resume).
+    /// unrepairable; 2: could not start, its audit was incomplete, or actions were skipped
+    /// because a node could not be read; 130: interrupted (re-run to resume).
     Repair(RepairArgs),
     /// Audit on a schedule until SIGINT/SIGTERM: incremental cycles between full ones, report
     /// retention, divergence ageing, Prometheus metrics, opt-in auto-repair.
     ///
-    /// Each cycle writes `<dir>/cycle-<time>/` (report.json, divergences.csv, cycle.json) whole
-    /// or not at all and points `<dir>/latest` at it. Exit code 0 after a clean shutdown.
+    /// Each cycle writes `<dir>/cycle-<UTC time>-<n>/` (e.g.
+    /// `cycle-2026-11-29T21-40-33.607Z-000001`: report.json, divergences.csv, cycle.json) whole
+    /// or not at all and points `<dir>/latest` at it. Exit code 0 after a clean shutdown; 2 on
+    /// a bad config, or when every cycle of `--cycles N` failed or was incomplete.
     Watch(WatchArgs),
     /// Back up one node: its index (pg_dump / SQLite online backup), then its state store,
     /// then every block its streams' logs need (CAR), with a manifest.json.

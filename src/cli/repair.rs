@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
 use super::flags::{rate, AuditFlags, MAX_TIMEOUT_SECONDS};
-use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INTERRUPTED, EXIT_OK};
+use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK};
 use crate::atomic::write as write_atomic;
 use crate::audit;
 use crate::config::ClusterConfig;
@@ -126,6 +126,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         ))
     })?;
     let mut observed_at: Option<String> = None;
+    let mut audit_complete = true;
     let divergences: Vec<Divergence> = match &args.from_report {
         Some(path) => {
             let text = std::fs::read(path)
@@ -145,6 +146,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
                 )));
             }
             observed_at = Some(report.started_at);
+            audit_complete = report.complete;
             report.divergences
         }
         None => Vec::new(),
@@ -193,6 +195,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             };
             if !audited.complete {
                 tracing::warn!("the audit was incomplete; repairing what it found");
+                audit_complete = false;
             }
             options.observed_at = Some(audited.started_at.clone());
             audited.divergences
@@ -207,6 +210,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             applied: args.apply,
             journal: args.apply.then(|| args.journal.display().to_string()),
             interrupted: stop.is_cancelled(),
+            audit_complete,
             counts: r::counts(&outcomes),
             plan: actions,
             outcomes,
@@ -237,6 +241,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     }
     Ok(match report.verdict() {
         Verdict::Interrupted => EXIT_INTERRUPTED,
+        Verdict::Incomplete => EXIT_INCOMPLETE,
         Verdict::Unresolved => EXIT_DIVERGENCE,
         Verdict::Done => EXIT_OK,
     })
@@ -266,6 +271,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
     };
     let mut text = if report.plan.is_empty() {
         format!("repair {}: nothing to repair\n", report.cluster)
+    } else if planned == 0 {
+        format!(
+            "repair {}: no action planned, {} left alone\n",
+            report.cluster,
+            report.plan.len()
+        )
     } else {
         format!(
             "repair {}: {planned} action(s) planned{strategies}, {commits} commit(s) to send, {} \
@@ -274,6 +285,18 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
             report.plan.len() - planned
         )
     };
+    if !report.audit_complete {
+        text.push_str(
+            "note: the audit was incomplete: what it could not see is not in this plan (exit \
+             code 2)\n",
+        );
+    }
+    let unread = report.plan.iter().filter(|a| a.read_error).count();
+    if unread > 0 {
+        text.push_str(&format!(
+            "note: {unread} action(s) skipped because a node could not be read (exit code 2)\n"
+        ));
+    }
     for a in report.plan.iter().filter(|a| a.effect.is_some()) {
         text.push_str(&format!(
             "  {} on {}: {}\n",
@@ -349,5 +372,12 @@ fn summary(report: &RepairReport, dir: &std::path::Path) -> String {
 struct ReportIn {
     cluster: String,
     started_at: String,
+    /// Every audit report has it; absent (a hand-made file), nothing says it was incomplete.
+    #[serde(default = "yes")]
+    complete: bool,
     divergences: Vec<Divergence>,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -62,6 +62,7 @@ pub(super) fn interest_actions(
                 winning_tip: None,
                 commits: Vec::new(),
                 skip: None,
+                read_error: false,
                 effect: None,
             };
             if !add_interest {

@@ -134,6 +134,9 @@ pub struct RepairReport {
     pub applied: bool,
     pub journal: Option<String>,
     pub interrupted: bool,
+    /// False when the audit the plan was made from (its own, or `--from-report`'s) was
+    /// incomplete: what it could not see is not in the plan (exit code 2).
+    pub audit_complete: bool,
     pub counts: BTreeMap<Status, u64>,
     pub plan: Vec<Action>,
     pub outcomes: Vec<Outcome>,
@@ -207,6 +210,7 @@ pub async fn prepare(
                 }
                 Err(e) => {
                     skip(a, format!("cannot read the commits from {source}: {e}"));
+                    a.read_error = true;
                     continue;
                 }
             }
@@ -218,6 +222,7 @@ pub async fn prepare(
             _ => match target_api.stream(&a.stream_id).await {
                 Err(e) => {
                     skip(a, format!("cannot read the target's log: {e}"));
+                    a.read_error = true;
                     continue;
                 }
                 Ok(state) => {

@@ -44,6 +44,9 @@ pub enum Verdict {
     Unresolved,
     /// Stopped before the end (re-run to resume).
     Interrupted,
+    /// The audit behind the plan was incomplete, or actions were skipped because a node could
+    /// not be read: the repair may have left divergences it never saw.
+    Incomplete,
 }
 
 impl RepairReport {
@@ -56,6 +59,8 @@ impl RepairReport {
         });
         if self.interrupted {
             Verdict::Interrupted
+        } else if !self.audit_complete || self.plan.iter().any(|a| a.read_error) {
+            Verdict::Incomplete
         } else if unresolved {
             Verdict::Unresolved
         } else {

@@ -80,6 +80,10 @@ pub struct Action {
     pub commits: Vec<String>,
     /// Why this row is not acted on (then `strategy` is empty).
     pub skip: Option<String>,
+    /// Skipped because a node could not be read while planning (not a policy): the repair
+    /// did not do what it would have, so its exit code is 2.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_error: bool,
     /// What the action will make happen beyond its own writes (`add_interest`: what the nodes
     /// will download).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +105,7 @@ pub fn select(divergences: &[Divergence], targets: &Targets, resolve_forks: bool
             winning_tip: None,
             commits: Vec::new(),
             skip: None,
+            read_error: false,
             effect: None,
         };
         let chosen: Result<(Strategy, Option<String>), String> = match d.kind {

@@ -68,10 +68,13 @@ pub enum Kind {
     NotInterested,
     /// ceramic-one: the node holds a stream's events but can serve no state for it.
     StateMissing,
+    /// js-ceramic on ceramic-one: the node's index row is older than the newest event its own
+    /// event store holds for the stream (`missing_commits` = how many events newer).
+    IndexBehindEvents,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::MissingStream,
         Kind::TipMismatch,
         Kind::Lagging,
@@ -87,6 +90,7 @@ impl Kind {
         Kind::UndeliveredEvent,
         Kind::NotInterested,
         Kind::StateMissing,
+        Kind::IndexBehindEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl Kind {
             Kind::UndeliveredEvent => "undelivered_event",
             Kind::NotInterested => "not_interested",
             Kind::StateMissing => "state_missing",
+            Kind::IndexBehindEvents => "index_behind_events",
         }
     }
 }
@@ -283,6 +288,10 @@ pub struct ModelReport {
     /// because most of its first-level ranges differed (see README): the measured share.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switched_to_download: Option<f64>,
+    /// Per node: rows that failed the invalid-row check beyond those listed as `invalid_row`
+    /// (a Postgres node lists at most 1,000 per model). Any makes the report incomplete.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub invalid_rows_not_listed: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

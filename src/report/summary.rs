@@ -72,6 +72,15 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    for m in &report.models {
+        for (node, more) in &m.invalid_rows_not_listed {
+            let _ = writeln!(
+                s,
+                "note: node {node}, model {}: {more} more invalid rows than are listed",
+                m.model
+            );
+        }
+    }
     let _ = writeln!(s);
     for k in Kind::ALL {
         if let Some(n) = report.counts.get(&k) {

@@ -221,8 +221,21 @@ pub trait Backend: Send {
         check: RowCheck,
     ) -> Result<Vec<InvalidRow>, SourceError>;
 
+    /// Rows that failed the last [`Backend::invalid_rows`] check of `model` but were not listed
+    /// (a source that lists at most so many); 0 for sources that list every one.
+    fn invalid_rows_not_listed(&self, _model: &str) -> u64 {
+        0
+    }
+
     /// Starts the settle re-check: later [`Backend::recheck`] calls read the node as it is now.
     async fn begin_recheck(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Ends the consistent snapshot the reads so far shared (the comparison, or the settle
+    /// re-check, is over): nothing is held open on the node while the audit waits or asks the
+    /// nodes' APIs. Later reads each see the node as it is then.
+    async fn end_snapshot(&mut self) -> Result<(), SourceError> {
         Ok(())
     }
 
@@ -425,6 +438,14 @@ impl Node {
         self.backend.invalid_rows(model, check).await
     }
 
+    /// Rows that failed the last [`Node::invalid_rows`] check of `model` and were not listed.
+    pub fn invalid_rows_not_listed(&self, model: &str) -> u64 {
+        if self.restricted.contains_key(model) {
+            return 0;
+        }
+        self.backend.invalid_rows_not_listed(model)
+    }
+
     /// Whether a second look can differ from the first: a snapshot file cannot change, nor can
     /// an SQLite index nobody has written for [`QUIET_FILE`] (a recorded or stopped node's).
     pub fn is_live(&self) -> bool {
@@ -434,6 +455,11 @@ impl Node {
     /// Starts the settle re-check: later [`Node::recheck`] calls read the node as it is now.
     pub async fn begin_recheck(&mut self) -> Result<(), SourceError> {
         self.backend.begin_recheck().await
+    }
+
+    /// See [`Backend::end_snapshot`].
+    pub async fn end_snapshot(&mut self) -> Result<(), SourceError> {
+        self.backend.end_snapshot().await
     }
 
     /// The current entries of `streams` in `model` (absent streams are left out).

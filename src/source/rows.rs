@@ -119,9 +119,9 @@ fn render(v: &Json, out: &mut String) {
     match v {
         Json::Null => out.push_str("null"),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        // With serde_json's arbitrary_precision the literal is kept as written, as Postgres'
-        // numeric keeps it (trailing zeros included).
-        Json::Number(n) => out.push_str(&n.to_string()),
+        // With serde_json's arbitrary_precision the literal is kept as written; Postgres
+        // stores it as `numeric`, which prints it in its own form (see `numeric_text`).
+        Json::Number(n) => out.push_str(&numeric_text(&n.to_string())),
         Json::String(s) => render_string(s, out),
         Json::Array(items) => {
             out.push('[');
@@ -176,4 +176,99 @@ fn render_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Exponents Postgres' `numeric` input accepts (`NUMERIC_MAX_PRECISION`); past them jsonb
+/// rejects the document, so such a literal is kept as written. The bound also keeps a hostile
+/// `1e999999999` from expanding into a gigabyte of zeros.
+const NUMERIC_MAX_EXPONENT: i64 = 1000;
+
+/// A JSON number literal as Postgres prints it back from jsonb (`numeric_in`, then
+/// `numeric_out`): never in exponent form, the display scale being the digits after the point
+/// minus the exponent (at least 0) — `1e+21` is `1000000000000000000000`, `1.230e-5` is
+/// `0.00001230`, `1.5e2` is `150` — and zero has no sign (`-0` is `0`, `-0.0` is `0.0`).
+/// Integers beyond 2^53 or i64 keep every digit. Anything not a JSON number is returned as is.
+pub fn numeric_text(literal: &str) -> String {
+    let (negative, rest) = match literal.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, literal),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent = match exponent.parse::<i64>() {
+        Ok(e) if e.abs() <= NUMERIC_MAX_EXPONENT => e,
+        _ => return literal.to_string(),
+    };
+    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits_ok(int) || !digits_ok(frac) {
+        return literal.to_string();
+    }
+    let digits = format!("{int}{frac}");
+    // Where the point falls in `digits`, and how many fraction digits are shown.
+    let point = int.len() as i64 + exponent;
+    let scale = (frac.len() as i64 - exponent).max(0) as usize;
+    let int_part = if point <= 0 {
+        String::new()
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        digits[..point as usize].to_string()
+    };
+    let int_part = match int_part.trim_start_matches('0') {
+        "" => "0",
+        trimmed => trimmed,
+    };
+    let frac_part = if point < 0 {
+        format!("{}{digits}", "0".repeat((-point) as usize))
+    } else {
+        digits.get(point as usize..).unwrap_or_default().to_string()
+    };
+    let zero = digits.bytes().all(|b| b == b'0');
+    let mut out = String::with_capacity(int_part.len() + scale + 2);
+    if negative && !zero {
+        out.push('-');
+    }
+    out.push_str(int_part);
+    if scale > 0 {
+        out.push('.');
+        out.push_str(&frac_part[..scale.min(frac_part.len())]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Postgres' own answers (`SELECT '<literal>'::jsonb::text`, PostgreSQL 15); the
+    /// integration test `jsonb_text::sqlite_text_and_jsonb_render_and_digest_alike` asks a live server.
+    #[test]
+    fn numbers_print_as_postgres_numeric_does() {
+        for (literal, pg) in [
+            ("1e+21", "1000000000000000000000"),
+            ("1.230e-5", "0.00001230"),
+            ("-0", "0"),
+            ("-0.0", "0.0"),
+            ("1.5e2", "150"),
+            ("1.25e1", "12.5"),
+            ("100e-2", "1.00"),
+            ("0.10", "0.10"),
+            ("1E3", "1000"),
+            ("-12.5E-1", "-1.25"),
+            ("9007199254740993", "9007199254740993"),
+            (
+                "-123456789012345678901234567890",
+                "-123456789012345678901234567890",
+            ),
+            ("0e10", "0"),
+            ("0.000e2", "0.0"),
+        ] {
+            assert_eq!(numeric_text(literal), pg, "{literal}");
+        }
+        assert_eq!(numeric_text("1e1001"), "1e1001", "kept: jsonb rejects it");
+        assert_eq!(numeric_text("1e999999999999"), "1e999999999999");
+    }
 }

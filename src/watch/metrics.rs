@@ -63,10 +63,51 @@ impl Out {
 
 pub fn render(e: &Exposition) -> String {
     let mut o = Out(String::new());
+    build_info(&mut o);
     latest_cycle(&mut o, e);
     since_start(&mut o, e);
     timing(&mut o, e);
     o.0
+}
+
+/// The exposition until the first cycle has finished: what is known already, so a scrape is
+/// never an empty 200 — the build, no cycle run by this process yet, and (from `state.json`)
+/// when an earlier run last finished a complete cycle. The latest-cycle series are absent
+/// until there is a cycle to describe (0 would claim "no divergence" unobserved).
+pub fn render_starting(last_success_unix: Option<f64>) -> String {
+    let mut o = Out(String::new());
+    build_info(&mut o);
+    o.family(
+        "ceramic_audit_cycles_total",
+        "counter",
+        "Audit cycles run since the process started, by type.",
+    );
+    for t in ["full", "incremental"] {
+        o.sample("ceramic_audit_cycles_total", &[("type", t)], 0.0);
+    }
+    if let Some(t) = last_success_unix {
+        o.family(
+            "ceramic_audit_last_success_timestamp_seconds",
+            "gauge",
+            "When the latest complete cycle finished (unix time; 0 if none yet).",
+        );
+        o.sample("ceramic_audit_last_success_timestamp_seconds", &[], t);
+    }
+    o.0
+}
+
+/// `ceramic_audit_build_info{version}` 1: which build is running.
+fn build_info(o: &mut Out) {
+    o.family(
+        "ceramic_audit_build_info",
+        "gauge",
+        "The running build (always 1; its version in the label).",
+    );
+    o.sample(
+        "ceramic_audit_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
 }
 
 /// What the latest cycle found: divergences by kind, model and node; alerting ones; nodes up.

@@ -112,6 +112,10 @@ pub struct CycleInfo {
     /// Divergences reported last cycle and gone now.
     pub healed: Vec<Healed>,
     pub repairs: Vec<repair::Outcome>,
+    /// Set when auto-repair had something to do and could not start (its journal could not
+    /// be opened): why. The cycle's report is then incomplete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_error: Option<String>,
 }
 
 pub struct CycleOutcome {
@@ -167,12 +171,14 @@ impl Watcher {
             },
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
+        let starting =
+            metrics::render_starting(state.last_success_unix_ms.map(|t| t as f64 / 1000.0));
         Ok(Self {
             config,
             options,
             state,
             totals: Totals::default(),
-            metrics: Arc::new(RwLock::new(String::new())),
+            metrics: Arc::new(RwLock::new(starting)),
             gate: Arc::new(RwLock::new(None)),
         })
     }
@@ -363,9 +369,17 @@ impl Watcher {
             .filter(|d| d.cycles.unwrap_or(0) >= self.options.alert_after)
             .count() as u64;
 
-        let repairs = match &self.options.repair {
-            Some(auto) => self.auto_repair(auto, &report).await,
-            None => Vec::new(),
+        let (repairs, repair_error) = match &self.options.repair {
+            Some(auto) => match self.auto_repair(auto, &report).await {
+                Ok(outcomes) => (outcomes, None),
+                Err(e) => {
+                    tracing::error!("auto-repair did not run: {e}");
+                    // What was asked of this cycle was not done: not a complete cycle.
+                    report.complete = false;
+                    (Vec::new(), Some(e))
+                }
+            },
+            None => (Vec::new(), None),
         };
 
         let cycle = self.state.cycles + 1;
@@ -378,6 +392,7 @@ impl Watcher {
             alerting,
             healed,
             repairs,
+            repair_error,
         };
         let dir = self.write_cycle(&report, &info)?;
 
@@ -468,8 +483,13 @@ impl Watcher {
         }
     }
 
-    /// Repairs divergences that persisted `after` cycles, at most `max` this cycle.
-    async fn auto_repair(&self, auto: &AutoRepair, report: &Report) -> Vec<repair::Outcome> {
+    /// Repairs divergences that persisted `after` cycles, at most `max` this cycle. Fails only
+    /// when it cannot start (the journal cannot be opened).
+    async fn auto_repair(
+        &self,
+        auto: &AutoRepair,
+        report: &Report,
+    ) -> Result<Vec<repair::Outcome>, String> {
         let chosen = select_for_repair(
             &report.divergences,
             &auto.options.targets,
@@ -477,15 +497,16 @@ impl Watcher {
             auto.max,
         );
         if chosen.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let journal = match Journal::open(&self.options.dir.join("repair-journal.jsonl")) {
-            Ok(j) => Mutex::new(j),
-            Err(e) => {
-                tracing::warn!("auto-repair: {e}");
-                return Vec::new();
-            }
-        };
+        let journal = Journal::open(&self.options.dir.join("repair-journal.jsonl"))
+            .map(Mutex::new)
+            .map_err(|e| {
+                format!(
+                    "{} divergence(s) due for repair, not repaired: {e}",
+                    chosen.len()
+                )
+            })?;
         let options = RepairOptions {
             observed_at: Some(report.started_at.clone()),
             ..auto.options.clone()
@@ -494,7 +515,7 @@ impl Watcher {
         let stop = tokio_util::sync::CancellationToken::new();
         let (_, outcomes) =
             repair::plan_and_apply(&self.config, &chosen, &options, Some(&journal), &stop).await;
-        outcomes
+        Ok(outcomes)
     }
 
     /// Writes `report.json`, `divergences.csv` and `cycle.json` into a fresh directory, whole

@@ -55,6 +55,9 @@ pub enum Fault {
     PageStatus500(u64),
     /// `experimental/events` at this offset answers 200 with the JSON cut in half.
     PageTruncated(u64),
+    /// `GET /ceramic/streams/<this stream>` answers 404 though the node holds everything (its
+    /// derived state lost, as in rust-ceramic#728).
+    StateLost(String),
 }
 
 struct Node {
@@ -504,8 +507,11 @@ async fn stream_state(State(node): State<Arc<Node>>, UrlPath(id): UrlPath<String
     let Ok(stream) = StreamId::parse(&id) else {
         return message(StatusCode::BAD_REQUEST, format!("invalid stream id {id}"));
     };
-    let conn = node.conn.lock().unwrap();
     let not_found = || (StatusCode::NOT_FOUND, format!("Stream not found: {id}")).into_response();
+    if *node.fault.lock().unwrap() == Some(Fault::StateLost(id.clone())) {
+        return not_found();
+    }
+    let conn = node.conn.lock().unwrap();
     let Some(init) =
         stored_event(&conn, &stream.genesis).filter(|_| delivered(&conn, &stream.genesis))
     else {

@@ -434,3 +434,63 @@ fn a_node_needs_an_index_or_a_ceramic_one_store() {
         Some(dir.path().join("a").as_path())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_behind_its_own_event_store_is_index_behind_events() {
+    use crate::common::composedb::{sqlite_model, Row};
+    let (ev, models) = names();
+    let dir = tempfile::tempdir().unwrap();
+    // b: js-ceramic on ceramic-one, with its SQLite index of Note. note1 indexed at its init
+    // (b holds note1's update: 1 behind), note2 at its newest event (up to date), note4 at its
+    // init (b lacks note4's first update: its second cannot be applied, so not behind).
+    let index = dir.path().join("b-index.sqlite");
+    let row = |n: &str, tip: &str| Row {
+        stream_id: ev[&format!("{n}:init")].0.clone(),
+        tip: Some(ev[tip].1.clone()),
+        ..Row::new(0, 0)
+    };
+    sqlite_model(
+        &index,
+        &models["Note"],
+        &[],
+        &[
+            row("note1", "note1:init"),
+            row("note2", "note2:data2"),
+            row("note4", "note4:init"),
+        ],
+    );
+    let toml = format!(
+        "cluster = \"c1-on-top\"\n[[nodes]]\nname = \"a\"\nceramic_one_store = \"{a}\"\n\
+         [[nodes]]\nname = \"b\"\nindex = \"sqlite://{index}\"\nceramic_one_store = \"{b}\"\n",
+        a = fixture().join("a").display(),
+        b = fixture().join("b").display(),
+        index = index.display()
+    );
+    let path = dir.path().join("cluster.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = ceramic_audit::config::ClusterConfig::load(&path).unwrap();
+    let report = ceramic_audit::audit::run(&config, &Default::default()).await;
+    let behind: Vec<_> = report
+        .divergences
+        .iter()
+        .filter(|d| d.kind == Kind::IndexBehindEvents)
+        .map(|d| {
+            (
+                d.node.clone(),
+                d.stream_id.clone(),
+                d.tip.clone(),
+                d.log.missing_commits,
+            )
+        })
+        .collect();
+    assert_eq!(
+        behind,
+        vec![(
+            "b".to_string(),
+            ev["note1:init"].0.clone(),
+            Some(ev["note1:init"].1.clone()),
+            Some(1)
+        )]
+    );
+    assert_eq!(report.counts.get(&Kind::IndexBehindEvents), Some(&1));
+}

@@ -422,7 +422,7 @@ async fn a_page_that_cannot_be_read_makes_the_audit_incomplete_and_says_where() 
         );
         let cause = match fault {
             Fault::PageStatus500(_) => "HTTP 500",
-            Fault::PageTruncated(_) => "unexpected response",
+            _ => "unexpected response",
         };
         assert!(row.detail.contains(cause), "{}", row.detail);
         // a and b are still compared with each other.
@@ -437,4 +437,44 @@ async fn a_page_that_cannot_be_read_makes_the_audit_incomplete_and_says_where() 
             .iter()
             .all(|d| d.node != "c" || d.kind == Kind::Unreachable));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_the_node_lost_is_state_missing_from_its_own_answer() {
+    let bed = bed().await;
+    let (ev, models) = names();
+    // Every node has its store and its API: the states of a sample are asked for.
+    let before = event_store::run_all(&bed.config, &DescentParams::default()).await;
+    assert!(before.complete);
+    assert_eq!(
+        rows(&before.findings.divergences),
+        rows(&audit(&bed.config))
+    );
+    // a holds note1 and the Note definition; its aggregator lost note1 (rust-ceramic#728).
+    let note1 = ev["note1:init"].0.clone();
+    bed.nodes["a"].inject(Fault::StateLost(note1.clone()));
+    let after = event_store::run_all(&bed.config, &DescentParams::default()).await;
+    assert!(after.complete);
+    let new: Vec<_> = after
+        .findings
+        .divergences
+        .iter()
+        .filter(|d| !before.findings.divergences.contains(d))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:#?}");
+    assert_eq!(
+        (
+            new[0].kind,
+            new[0].node.as_str(),
+            new[0].model.as_str(),
+            new[0].stream_id.as_str()
+        ),
+        (
+            Kind::StateMissing,
+            "a",
+            models["Note"].as_str(),
+            note1.as_str()
+        )
+    );
+    assert!(new[0].detail.contains("404"), "{}", new[0].detail);
 }

@@ -671,3 +671,62 @@ fn the_watch_command_stops_on_sigterm_with_json_logs_on_stdout() {
     assert!(said.contains("stopping at the next safe point"), "{said}");
     assert!(said.trim_end().ends_with("cycle(s)"), "{said}");
 }
+
+/// Before the first cycle, `/metrics` answers what is known (the build, no cycle yet), not an
+/// empty 200, and no latest-cycle series that would claim a finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_before_the_first_cycle_say_what_is_known() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ClusterConfig::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/cluster.toml"),
+    )
+    .expect("config");
+    let watcher = Watcher::new(config, options(&dir.path().join("watch"))).expect("watcher");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(watch::http::serve(
+        listener,
+        watch::http::router(watch::http::Endpoints {
+            metrics: watcher.metrics(),
+            gate: watcher.gate(),
+            gate_rules: watch::gate::Rules::default(),
+        }),
+        stop.clone(),
+    ));
+    ceramic_audit::tls::install_default_provider();
+    let r = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let body = r.text().await.expect("body");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+    let value = |name: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .map(|s| s.value.clone())
+    };
+    assert_eq!(
+        value(
+            "ceramic_audit_build_info",
+            ("version", env!("CARGO_PKG_VERSION"))
+        ),
+        Some(prometheus_parse::Value::Gauge(1.0)),
+        "{body}"
+    );
+    assert_eq!(
+        value("ceramic_audit_cycles_total", ("type", "full")),
+        Some(prometheus_parse::Value::Counter(0.0)),
+        "{body}"
+    );
+    assert!(
+        !body.contains("ceramic_audit_divergences") && !body.contains("node_up"),
+        "nothing observed yet: {body}"
+    );
+    stop.cancel();
+}

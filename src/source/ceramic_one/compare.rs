@@ -248,6 +248,7 @@ fn compare_model(
         *counts.entry(r.kind).or_insert(0u64) += 1;
     }
     findings.models.push(ModelReport {
+        invalid_rows_not_listed: BTreeMap::new(),
         model: label.clone(),
         nodes_compared: names,
         differing_streams: outcome.differences.len() as u64,

@@ -69,6 +69,7 @@ impl PgSource {
             busy: Duration::ZERO,
             collation_ok: false,
             plain_keys: HashMap::new(),
+            not_listed: HashMap::new(),
             shapes: HashMap::new(),
             compare,
             tls: String::new(),

@@ -201,6 +201,14 @@ impl Backend for PgIndex {
         Ok(invalid_rows(&suspects))
     }
 
+    fn invalid_rows_not_listed(&self, model: &str) -> u64 {
+        self.pg.invalid_rows_not_listed(model)
+    }
+
+    async fn end_snapshot(&mut self) -> Result<(), SourceError> {
+        self.pg.end_snapshot().await
+    }
+
     async fn begin_recheck(&mut self) -> Result<(), SourceError> {
         self.pg.refresh_snapshot().await
     }

@@ -56,6 +56,9 @@ pub struct PgSource {
     collation_ok: bool,
     /// Models whose stream ids are all `k[0-9a-z]+` (learned from the malformed-row scan).
     plain_keys: HashMap<String, bool>,
+    /// Per model: rows that failed the invalid-row check beyond the [`INVALID_ROWS_LISTED`]
+    /// listed (counted by the same scan, so the report can say how many it does not list).
+    not_listed: HashMap<String, u64>,
     /// What answering has taught us about each model's table (see [`Shape`]).
     shapes: HashMap<String, Shape>,
     /// The columns compared; with `Tips` every column digest is 0 (as `Compare::apply`).

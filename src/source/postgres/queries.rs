@@ -200,7 +200,28 @@ impl PgSource {
                     .iter()
                     .all(|(s, _)| s.starts_with('k') && s.len() > 1 && plain(s.as_bytes())));
         self.plain_keys.insert(model.to_string(), plain_keys);
+        let not_listed = (bad.max(0) as u64).saturating_sub(out.len() as u64);
+        self.not_listed.insert(model.to_string(), not_listed);
         Ok(out)
+    }
+
+    /// Rows of `model` that failed the last invalid-row check but were not listed.
+    pub fn invalid_rows_not_listed(&self, model: &str) -> u64 {
+        self.not_listed.get(model).copied().unwrap_or(0)
+    }
+
+    /// Ends the snapshot transaction: later statements run each in its own (read-only)
+    /// transaction until [`PgSource::refresh_snapshot`] starts a new one. The audit calls it
+    /// once the comparison needs no more consistent reads, so the session does not sit
+    /// `idle in transaction` through the settle pause and the HTTP phases (a server's
+    /// `idle_in_transaction_session_timeout` would end it; vacuum would be held back).
+    pub async fn end_snapshot(&mut self) -> Result<(), SourceError> {
+        let sql = "COMMIT";
+        self.statements += 1;
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| self.error("ending the read-only snapshot", sql, &e))
     }
 
     /// Starts a new read-only snapshot, for the settle re-check: the crawl's snapshot would
