@@ -54,6 +54,8 @@ mod audit_pg;
 
 #[path = "suite/backup.rs"]
 mod backup;
+#[path = "suite/backup_ceramic_one.rs"]
+mod backup_ceramic_one;
 #[path = "suite/ceramic_one.rs"]
 mod ceramic_one;
 #[path = "suite/ceramic_one_repair.rs"]

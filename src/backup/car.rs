@@ -1,9 +1,11 @@
 //! CAR v1 files (the IPFS "content archive": a dag-cbor header naming the roots, then
-//! varint-length-prefixed `CID ‖ block` sections), written and read whole, with every block's
-//! hash checked on read so a damaged archive is caught before anything is restored from it.
+//! varint-length-prefixed `CID ‖ block` sections), written and read as streams (a big node's
+//! archive is many GB), with every block's hash checked on read so a damaged archive is caught
+//! before anything is restored from it.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
 
 use cid::Cid;
 use multihash::Multihash;
@@ -67,88 +69,195 @@ fn write_section(out: &mut impl Write, parts: &[&[u8]]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A CAR read back: its roots and blocks, plus whatever was wrong with it.
-#[derive(Debug, Default)]
-pub struct CarContents {
+/// Reads a CAR section by section from any reader (a file of many GB never sits in memory).
+pub struct CarReader<R: Read> {
+    inner: R,
+    /// Bytes consumed so far.
+    pos: u64,
+    /// The file's length, to tell a truncated section from a malformed one.
+    len: u64,
     pub roots: Vec<Cid>,
-    /// Blocks whose bytes hash to their CID, keyed by multihash (how IPFS stores them).
-    pub blocks: BTreeMap<Vec<u8>, (Cid, Vec<u8>)>,
+}
+
+/// One block of a CAR: its CID, its bytes and where the bytes start in the file.
+pub struct Section {
+    pub cid: Cid,
+    pub data: Vec<u8>,
+    pub offset: u64,
+}
+
+impl<R: Read> CarReader<R> {
+    /// Reads the header of a CAR of `len` bytes; an unreadable header is an error.
+    pub fn new(inner: R, len: u64) -> Result<Self, String> {
+        let mut r = Self {
+            inner,
+            pos: 0,
+            len,
+            roots: Vec::new(),
+        };
+        let header = r
+            .section()
+            .and_then(|h| h.ok_or_else(|| "the file is empty".to_string()))
+            .map_err(|e| format!("CAR header unreadable: {e}"))?;
+        let header: Header = serde_ipld_dagcbor::from_slice(&header)
+            .map_err(|e| format!("CAR header is not a dag-cbor {{roots, version}} map: {e}"))?;
+        if header.version != 1 {
+            return Err(format!(
+                "CAR version {} (only version 1 is read)",
+                header.version
+            ));
+        }
+        r.roots = header.roots;
+        Ok(r)
+    }
+
+    /// The next block, `None` at the end of the file. An error says where and why the rest of
+    /// the file cannot be read (truncated, malformed); the blocks before it were fine.
+    pub fn next_block(&mut self) -> Result<Option<Section>, String> {
+        let start = self.pos;
+        let Some(body) = self
+            .section()
+            .map_err(|e| format!("at byte {start} of {}: {e}", self.len))?
+        else {
+            return Ok(None);
+        };
+        let (cid, used) = crate::ids::read_cid(&body, "CAR block CID")
+            .map_err(|e| format!("at byte {start}: {e}"))?;
+        let offset = self.pos - (body.len() - used) as u64;
+        let mut data = body;
+        data.drain(..used);
+        Ok(Some(Section { cid, data, offset }))
+    }
+
+    /// One varint-prefixed section's body; `None` at a clean end of file.
+    fn section(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let mut varint = [0u8; 10];
+        let mut n = 0;
+        loop {
+            let mut byte = [0u8; 1];
+            match self.inner.read(&mut byte) {
+                Ok(0) if n == 0 => return Ok(None),
+                Ok(0) => return Err("truncated inside a section length".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("cannot read: {e}")),
+            }
+            varint[n] = byte[0];
+            n += 1;
+            self.pos += 1;
+            if byte[0] & 0x80 == 0 || n == varint.len() {
+                break;
+            }
+        }
+        let (len, _) = unsigned_varint::decode::u64(&varint[..n])
+            .map_err(|e| format!("bad section length: {e}"))?;
+        if len == 0 {
+            return Err("empty section".into());
+        }
+        let left = self.len.saturating_sub(self.pos);
+        if len > left {
+            return Err(format!(
+                "truncated: a section of {len} bytes starts at {} but the file ends at {}",
+                self.pos, self.len
+            ));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.inner
+            .read_exact(&mut body)
+            .map_err(|e| format!("truncated at byte {}: {e}", self.pos))?;
+        self.pos += len;
+        Ok(Some(body))
+    }
+}
+
+/// Where each sound block of a CAR file is, found in one streaming pass that checks every
+/// block's hash: the blocks themselves stay on disk ([`CarIndex::get`] reads one back).
+#[derive(Debug, Default)]
+pub struct CarIndex {
+    pub roots: Vec<Cid>,
+    /// Multihash (how IPFS keys blocks) → (offset, length) of its bytes in the file.
+    pub blocks: HashMap<Vec<u8>, (u64, u32)>,
     /// Blocks whose bytes do not hash to their CID.
     pub corrupt: Vec<Cid>,
     /// Why reading stopped early (truncated or malformed), with the byte offset.
     pub damage: Option<String>,
+    file: Option<std::fs::File>,
 }
 
-impl CarContents {
-    pub fn get(&self, cid: &Cid) -> Option<&[u8]> {
-        self.blocks
-            .get(&cid.hash().to_bytes())
-            .map(|(_, d)| d.as_slice())
-    }
-}
-
-/// Reads a whole CAR. Damage after the header is reported in `damage`, keeping every block read
-/// before it; an unreadable header is an error.
-pub fn read_car(bytes: &[u8]) -> Result<CarContents, String> {
-    let (header, mut pos) = section(bytes, 0).map_err(|e| format!("CAR header unreadable: {e}"))?;
-    let header: Header = serde_ipld_dagcbor::from_slice(header)
-        .map_err(|e| format!("CAR header is not a dag-cbor {{roots, version}} map: {e}"))?;
-    if header.version != 1 {
-        return Err(format!(
-            "CAR version {} (only version 1 is read)",
-            header.version
-        ));
-    }
-    let mut out = CarContents {
-        roots: header.roots,
-        ..CarContents::default()
-    };
-    while pos < bytes.len() {
-        let (body, next) = match section(bytes, pos) {
-            Ok(s) => s,
-            Err(e) => {
-                out.damage = Some(format!("at byte {pos} of {}: {e}", bytes.len()));
-                break;
+impl CarIndex {
+    /// Indexes the CAR at `path`; an unreadable file or header is an error, later damage is
+    /// recorded in `damage`, keeping every block before it.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut reader = CarReader::new(BufReader::new(&file), len)?;
+        let mut out = CarIndex::default();
+        loop {
+            match reader.next_block() {
+                Ok(None) => break,
+                Ok(Some(b)) if hash_matches(b.cid.hash(), &b.data) => {
+                    out.blocks
+                        .insert(b.cid.hash().to_bytes(), (b.offset, b.data.len() as u32));
+                }
+                Ok(Some(b)) => out.corrupt.push(b.cid),
+                Err(e) => {
+                    out.damage = Some(e);
+                    break;
+                }
             }
-        };
-        let (cid, used) = match crate::ids::read_cid(body, "CAR block CID") {
-            Ok(c) => c,
-            Err(e) => {
-                out.damage = Some(format!("at byte {pos}: {e}"));
-                break;
-            }
-        };
-        let data = &body[used..];
-        if hash_matches(cid.hash(), data) {
-            out.blocks
-                .insert(cid.hash().to_bytes(), (cid, data.to_vec()));
-        } else {
-            out.corrupt.push(cid);
         }
-        pos = next;
+        out.roots = std::mem::take(&mut reader.roots);
+        drop(reader);
+        out.file = Some(file);
+        Ok(out)
     }
-    Ok(out)
+
+    /// A sound block's bytes, read back from the file (`None`: not in the CAR, or unreadable).
+    pub fn get(&self, cid: &Cid) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let &(offset, len) = self.blocks.get(&cid.hash().to_bytes())?;
+        let mut data = vec![0u8; len as usize];
+        self.file.as_ref()?.read_exact_at(&mut data, offset).ok()?;
+        Some(data)
+    }
 }
 
-/// One varint-prefixed section at `pos`: its body and the offset after it.
-fn section(bytes: &[u8], pos: usize) -> Result<(&[u8], usize), String> {
-    let (len, rest) = unsigned_varint::decode::u64(&bytes[pos..])
-        .map_err(|e| format!("bad section length: {e}"))?;
-    let start = bytes.len() - rest.len();
-    let len = usize::try_from(len).map_err(|_| "section length overflows".to_string())?;
-    if len == 0 {
-        return Err("empty section".into());
+/// The CAR at a path as a sequence of CARs of at most about `max_bytes` each (same roots): a
+/// restore imports a many-GB archive piece by piece, never whole.
+pub struct CarPieces {
+    reader: CarReader<BufReader<std::fs::File>>,
+    max_bytes: usize,
+}
+
+impl CarPieces {
+    pub fn open(path: &Path, max_bytes: usize) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let len = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        let reader = CarReader::new(BufReader::new(file), len)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { reader, max_bytes })
     }
-    let end = start
-        .checked_add(len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| {
-            format!(
-                "truncated: a section of {len} bytes starts at {start} but the file ends at {}",
-                bytes.len()
-            )
-        })?;
-    Ok((&bytes[start..end], end))
+
+    /// The next piece, `None` when the archive is done.
+    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let mut piece: Option<CarWriter<Vec<u8>>> = None;
+        while let Some(b) = self.reader.next_block()? {
+            let w = match &mut piece {
+                Some(w) => w,
+                None => piece.insert(
+                    CarWriter::new(Vec::new(), &self.reader.roots).map_err(|e| e.to_string())?,
+                ),
+            };
+            w.add(&b.cid, &b.data).map_err(|e| e.to_string())?;
+            if w.out.len() >= self.max_bytes {
+                break;
+            }
+        }
+        Ok(piece.map(|w| w.out))
+    }
 }
 
 /// Whether `data` hashes to `mh`. Unknown hash functions count as matching only if never used
@@ -170,8 +279,15 @@ mod tests {
         Cid::new_v1(0x71, mh)
     }
 
+    fn index(bytes: &[u8]) -> CarIndex {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.car");
+        std::fs::write(&p, bytes).unwrap();
+        CarIndex::open(&p).unwrap()
+    }
+
     #[test]
-    fn round_trip_and_truncation() {
+    fn round_trip_truncation_and_pieces() {
         let blocks: Vec<Vec<u8>> = vec![b"\xa1aa\x01".to_vec(), b"\xa1ab\x02".to_vec()];
         let mut buf = Vec::new();
         let mut w = CarWriter::new(&mut buf, &[cid_of(&blocks[0])]).unwrap();
@@ -179,16 +295,32 @@ mod tests {
             w.add(&cid_of(b), b).unwrap();
         }
         assert_eq!(w.finish().unwrap(), (2, 8));
-        let car = read_car(&buf).unwrap();
+        let car = index(&buf);
         assert_eq!(car.roots, vec![cid_of(&blocks[0])]);
         assert_eq!(car.blocks.len(), 2);
+        assert_eq!(car.get(&cid_of(&blocks[1])), Some(blocks[1].clone()));
         assert!(car.damage.is_none() && car.corrupt.is_empty());
-        let cut = read_car(&buf[..buf.len() - 2]).unwrap();
+        let cut = index(&buf[..buf.len() - 2]);
         assert_eq!(cut.blocks.len(), 1);
         assert!(cut.damage.unwrap().contains("truncated"));
         let mut flipped = buf.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(read_car(&flipped).unwrap().corrupt.len(), 1);
+        assert_eq!(index(&flipped).corrupt.len(), 1);
+        // Pieces of one block each, every one a CAR with the same roots.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.car");
+        std::fs::write(&p, &buf).unwrap();
+        let mut pieces = Vec::new();
+        let mut reader = CarPieces::open(&p, 1).unwrap();
+        while let Some(piece) = reader.next_piece().unwrap() {
+            pieces.push(piece);
+        }
+        assert_eq!(pieces.len(), 2);
+        for (piece, block) in pieces.iter().zip(&blocks) {
+            let car = index(piece);
+            assert_eq!((car.roots.len(), car.blocks.len()), (1, 1));
+            assert_eq!(car.get(&cid_of(block)).as_ref(), Some(block));
+        }
     }
 }

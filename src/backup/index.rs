@@ -254,8 +254,35 @@ pub fn parse_copy_blocks(input: impl BufRead) -> Result<Vec<IndexRow>, String> {
 pub fn backup_sqlite(src: &Path, dst: &Path) -> Result<(), String> {
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open the SQLite index {}: {e}", src.display()))?;
-    conn.backup(rusqlite::DatabaseName::Main, dst, None)
-        .map_err(|e| format!("SQLite online backup of {} failed: {e}", src.display()))
+    let mut out = Connection::open(dst)
+        .map_err(|e| format!("cannot create the SQLite copy {}: {e}", dst.display()))?;
+    let backup = rusqlite::backup::Backup::new(&conn, &mut out)
+        .map_err(|e| format!("SQLite online backup of {} failed: {e}", src.display()))?;
+    // All pages in one step, under one read transaction: one consistent snapshot. Stepping in
+    // chunks (rusqlite's `Connection::backup` takes 100 pages at a time) restarts from the first
+    // page whenever another connection writes between two steps, so a busy writer could keep
+    // the copy from ever finishing. In WAL mode the writer is not blocked by this reader.
+    // Busy/Locked: a writer holds the lock (rollback-journal mode); retried for up to
+    // BUSY_RETRIES × 50 ms = 60 s. Too low fails a backup behind one long write transaction;
+    // too high only delays the error for a database that stays locked.
+    const BUSY_RETRIES: u32 = 1200;
+    for _ in 0..BUSY_RETRIES {
+        match backup.step(-1) {
+            Ok(rusqlite::backup::StepResult::Done) => return Ok(()),
+            Ok(rusqlite::backup::StepResult::More) => continue,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => {
+                return Err(format!(
+                    "SQLite online backup of {} failed: {e}",
+                    src.display()
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "SQLite online backup of {}: the database stayed locked for 60 s",
+        src.display()
+    ))
 }
 
 /// Model rows of a SQLite index file (tables named after a model StreamID).

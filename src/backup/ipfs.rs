@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use cid::Cid;
 
+/// Bytes of CAR per `dag/import` request: what a restore holds in memory at once, whatever
+/// the archive's size. Too small only costs requests (each one a few ms); too large holds that
+/// much in memory here and inside the node while it parses the upload.
+pub const IMPORT_PIECE_BYTES: usize = 64 << 20;
+
 pub struct Ipfs {
     node: String,
     base: String,
@@ -17,11 +22,17 @@ pub struct Ipfs {
 }
 
 impl Ipfs {
-    /// One client, at most one idle connection: a backup takes one connection per layer.
-    pub fn new(node: &str, base: &str, timeout: Duration) -> Result<Self, String> {
+    /// One client keeping at most `connections` idle connections: as many as requests in
+    /// flight (`--block-requests` for a backup, 1 for a restore), so none is reopened.
+    pub fn new(
+        node: &str,
+        base: &str,
+        timeout: Duration,
+        connections: usize,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(connections.max(1))
             .build()
             .map_err(|e| format!("node {node}: cannot build the IPFS client: {e}"))?;
         Ok(Self {
@@ -101,11 +112,20 @@ impl Ipfs {
             .map_err(|e| format!("node {}: IPFS block/get {cid}: {e}", self.node))
     }
 
-    /// Imports a CAR file's blocks (roots not pinned: pinning walks the DAG and would fetch
-    /// anchor-tree blocks of other streams from the network).
-    pub async fn dag_import(&self, car: &Path) -> Result<(), String> {
-        let bytes =
-            std::fs::read(car).map_err(|e| format!("cannot read {}: {e}", car.display()))?;
+    /// Imports a CAR file's blocks, in pieces of [`IMPORT_PIECE_BYTES`] (roots not pinned:
+    /// pinning walks the DAG and would fetch anchor-tree blocks of other streams from the
+    /// network). Returns the pieces sent.
+    pub async fn dag_import(&self, car: &Path) -> Result<u64, String> {
+        let mut pieces = super::car::CarPieces::open(car, IMPORT_PIECE_BYTES)?;
+        let mut sent = 0;
+        while let Some(piece) = pieces.next_piece()? {
+            self.dag_import_piece(piece).await?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    async fn dag_import_piece(&self, bytes: Vec<u8>) -> Result<(), String> {
         // js-ipfs refuses a part without a content type ("No content-type in multipart part").
         let part = reqwest::multipart::Part::bytes(bytes)
             .file_name("blocks.car")

@@ -91,6 +91,12 @@ pub struct BlocksLayer {
 pub struct CeramicOneLayer {
     pub started_at: String,
     pub finished_at: String,
+    /// Rows of `ceramic_one_event` in the copy (absent in backups before this field: 0).
+    #[serde(default)]
+    pub events: u64,
+    /// Rows of `ceramic_one_block` in the copy.
+    #[serde(default)]
+    pub blocks: u64,
     /// `pipeline/` (copied first) and `db.sqlite3` (online backup, second).
     pub files: Vec<FileEntry>,
 }

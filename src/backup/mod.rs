@@ -4,15 +4,17 @@
 //! checks a backup the way the audit checks a node, and a restore into a stopped node.
 //!
 //! One module per job: [`take`] (the backup), [`index`], [`statestore`], [`needs`] (which
-//! blocks a log needs), [`ipfs`], [`car`], [`ceramic_one`], [`manifest`], [`verify`],
+//! blocks a log needs), [`export`] (fetching them), [`ipfs`], [`car`], [`pgdb`] (creating the index database), [`ceramic_one`], [`manifest`], [`verify`],
 //! [`restore`].
 
 pub mod car;
 pub mod ceramic_one;
+pub mod export;
 pub mod index;
 pub mod ipfs;
 pub mod manifest;
 pub mod needs;
+pub mod pgdb;
 pub mod restore;
 pub mod statestore;
 pub mod take;

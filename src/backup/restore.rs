@@ -1,7 +1,8 @@
 //! `restore DIR --node b`: puts a verified backup's layers back into a stopped node — blocks
 //! through the IPFS API's `dag/import` (additive: content-addressed blocks overwrite nothing),
-//! the state store's LevelDB directories, and the index (`pg_restore` into an existing empty
-//! database, or the SQLite file). Every precondition is checked before anything is written.
+//! the state store's LevelDB directories, and the index (`pg_restore` into an empty database,
+//! created first when it does not exist, or the SQLite file); a ceramic-one store's `pipeline/`
+//! and `db.sqlite3`. Every precondition is checked before anything is written.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::manifest::{self, Manifest};
 use super::take::{ensure_stopped, CAR, INDEX_PG, INDEX_SQLITE, STATE_DIR};
 use super::verify::{verify, VerifyReport};
-use super::{ceramic_one, index, BackupError};
+use super::{ceramic_one, index, pgdb, BackupError};
 use crate::config::{IndexLocation, NodeConfig};
 
 #[derive(Clone, Debug)]
@@ -63,13 +64,68 @@ pub async fn restore(
     let fail = |e: String| BackupError::new(format!("node {name}: {e}"));
 
     // Preconditions, all before any write.
+    let js = m.index.is_some() || m.state_store.is_some() || m.blocks.is_some();
+    let js_plan = if js {
+        Some(check_js_targets(&m, node, opts).await?)
+    } else {
+        None
+    };
+    let ceramic_one_store = match (&node.ceramic_one_store, &m.ceramic_one) {
+        (Some(store), Some(_)) => {
+            ceramic_one::check_target(store, opts.force).map_err(fail)?;
+            Some(store)
+        }
+        (None, Some(_)) if !js => {
+            return Err(fail(
+                "the backup is of a ceramic-one store, and `ceramic_one_store` is not set in the config".into(),
+            )
+            .into())
+        }
+        _ => None,
+    };
+
+    let mut steps = Vec::new();
+    if let Some(plan) = js_plan {
+        steps.extend(restore_js(dir, &m, node, opts, plan).await?);
+    }
+    if let Some(store) = ceramic_one_store {
+        ceramic_one::restore(dir, store, opts.force).map_err(fail)?;
+        steps.push(format!(
+            "ceramic-one: pipeline/ then db.sqlite3 into {}",
+            store.display()
+        ));
+    }
+    Ok(RestoreReport {
+        node: name.clone(),
+        verify_findings: check.findings.len(),
+        steps,
+    })
+}
+
+/// What the js-ceramic layers' preconditions found.
+struct JsPlan {
+    state_root: std::path::PathBuf,
+    ipfs_api: String,
+    dirs: Vec<String>,
+    /// The Postgres index database does not exist yet: create it first.
+    create_db: bool,
+}
+
+/// Checks the js-ceramic targets (state store directories, the index) without writing.
+async fn check_js_targets(
+    m: &Manifest,
+    node: &NodeConfig,
+    opts: &RestoreOptions,
+) -> Result<JsPlan, BackupError> {
+    let name = &node.name;
+    let fail = |e: String| BackupError::new(format!("node {name}: {e}"));
     let state_root = node
         .state_store
-        .as_ref()
+        .clone()
         .ok_or_else(|| fail("`state_store` is not set in the config".into()))?;
     let ipfs_api = node
         .ipfs_api
-        .as_ref()
+        .clone()
         .ok_or_else(|| fail("`ipfs_api` is not set in the config".into()))?;
     let dirs = m
         .state_store
@@ -82,65 +138,86 @@ pub async fn restore(
             return Err(fail(format!(
                 "the state store directory {} is not empty; restore refuses to overwrite it without --force",
                 target.display()
-            ))
-            .into());
+            )));
         }
     }
+    let mut create_db = false;
     let index_kind = m.index.as_ref().map(|i| i.kind.as_str()).unwrap_or("");
     match (&node.index, index_kind) {
         (IndexLocation::Postgres { dsn }, "postgres") => {
+            index::pg_tool("pg_restore").map_err(fail)?;
             let password = node.password.read(name).map_err(fail)?;
-            let tables = user_tables(dsn, password.as_deref()).map_err(fail)?;
+            create_db = !pgdb::exists(dsn, password.as_deref(), opts.timeout)
+                .await
+                .map_err(fail)?;
+            let tables = if create_db {
+                0
+            } else {
+                user_tables(dsn, password.as_deref()).map_err(fail)?
+            };
             if tables > 0 && !opts.force {
                 return Err(fail(format!(
                     "the index database {} holds {tables} tables; restore refuses to overwrite it without --force",
                     crate::config::redact_dsn(dsn)
-                ))
-                .into());
+                )));
             }
-            index::pg_tool("pg_restore").map_err(fail)?;
         }
         (IndexLocation::Sqlite { path }, "sqlite") => {
             if path.metadata().is_ok_and(|md| md.len() > 0) && !opts.force {
                 return Err(fail(format!(
                     "the SQLite index {} exists; restore refuses to overwrite it without --force",
                     path.display()
-                ))
-                .into());
+                )));
             }
         }
         (_, kind) => {
             return Err(fail(format!(
                 "the backup's index is {kind:?}, the node's configured index is not of that kind"
-            ))
-            .into())
+            )))
         }
     }
-    if let (Some(store), Some(_)) = (&node.ceramic_one_store, &m.ceramic_one) {
-        if store.join("db.sqlite3").exists() && !opts.force {
-            return Err(fail(format!(
-                "{} exists; restore refuses to overwrite it without --force",
-                store.join("db.sqlite3").display()
-            ))
-            .into());
-        }
-    }
-    let ipfs = super::ipfs::Ipfs::new(name, ipfs_api, opts.timeout).map_err(BackupError::new)?;
-    ipfs.version().await.map_err(BackupError::new)?;
+    Ok(JsPlan {
+        state_root,
+        ipfs_api,
+        dirs,
+        create_db,
+    })
+}
 
-    // Writes: blocks, state store, index — the reverse of the backup order, so whatever a
-    // later layer references is back first.
+/// Writes the js-ceramic layers: blocks, state store, index — the reverse of the backup order,
+/// so whatever a later layer references is back first.
+async fn restore_js(
+    dir: &Path,
+    m: &Manifest,
+    node: &NodeConfig,
+    opts: &RestoreOptions,
+    plan: JsPlan,
+) -> Result<Vec<String>, BackupError> {
+    let name = &node.name;
+    let fail = |e: String| BackupError::new(format!("node {name}: {e}"));
+    let JsPlan {
+        state_root,
+        ipfs_api,
+        dirs,
+        create_db,
+    } = plan;
+    let ipfs =
+        super::ipfs::Ipfs::new(name, &ipfs_api, opts.timeout, 1).map_err(BackupError::new)?;
+    ipfs.version().await.map_err(BackupError::new)?;
     let mut steps = Vec::new();
     let blocks = m.blocks.as_ref().map(|b| b.blocks).unwrap_or(0);
-    if blocks > 0 {
+    let pieces = if blocks > 0 {
         ipfs.dag_import(&dir.join(CAR))
             .await
-            .map_err(BackupError::new)?;
-    }
+            .map_err(BackupError::new)?
+    } else {
+        0
+    };
     steps.push(format!(
-        "blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import"
+        "blocks: {blocks} imported through {ipfs_api}/api/v0/dag/import ({pieces} request{})",
+        if pieces == 1 { "" } else { "s" }
     ));
-    std::fs::create_dir_all(state_root)
+    std::fs::create_dir_all(&state_root)
         .map_err(|e| fail(format!("cannot create {}: {e}", state_root.display())))?;
     for d in &dirs {
         let target = state_root.join(d);
@@ -158,6 +235,12 @@ pub async fn restore(
     match &node.index {
         IndexLocation::Postgres { dsn } => {
             let password = node.password.read(name).map_err(fail)?;
+            if create_db {
+                let db = pgdb::create(dsn, password.as_deref(), opts.timeout)
+                    .await
+                    .map_err(fail)?;
+                steps.push(format!("index: created the database {db:?}"));
+            }
             index::restore_postgres(dsn, password.as_deref(), &dir.join(INDEX_PG), opts.force)
                 .map_err(fail)?;
             steps.push(format!(
@@ -181,18 +264,7 @@ pub async fn restore(
         }
         IndexLocation::Snapshot { .. } | IndexLocation::None => {}
     }
-    if let (Some(store), Some(_)) = (&node.ceramic_one_store, &m.ceramic_one) {
-        ceramic_one::restore(dir, store, opts.force).map_err(fail)?;
-        steps.push(format!(
-            "ceramic-one: pipeline/ and db.sqlite3 into {}",
-            store.display()
-        ));
-    }
-    Ok(RestoreReport {
-        node: name.clone(),
-        verify_findings: check.findings.len(),
-        steps,
-    })
+    Ok(steps)
 }
 
 fn non_empty_dir(p: &Path) -> bool {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::manifest::{self, Manifest};
+use super::manifest::{self, CeramicOneLayer, Manifest};
 use super::needs::{expand, Need};
 use super::statestore::{self, StoredStream};
 use super::take::{CAR, INDEX_PG, INDEX_SQLITE, STATE_DIR};
@@ -19,7 +19,7 @@ use super::{index, BackupError};
 pub struct Finding {
     /// manifest_unreadable, file_missing, checksum_mismatch, count_mismatch, car_damaged,
     /// block_corrupt, block_missing, state_unreadable, index_unreadable,
-    /// index_row_without_state, index_tip_not_in_log.
+    /// index_row_without_state, index_tip_not_in_log, sqlite_damaged, event_blocks_missing.
     pub kind: String,
     /// index, state_store, blocks, ceramic_one, manifest.
     pub layer: String,
@@ -36,6 +36,8 @@ pub struct VerifyReport {
     pub streams: u64,
     pub index_rows: u64,
     pub blocks: u64,
+    /// Events in a ceramic-one store's copy (0 without one).
+    pub events: u64,
     pub findings: Vec<Finding>,
 }
 
@@ -94,9 +96,16 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, BackupError> {
     }
     report.node = m.node.clone();
     check_files(dir, &m, &mut report.findings);
-    let streams = check_state(dir, &m, &mut report);
-    check_index(dir, &m, &streams, &mut report)?;
-    check_blocks(dir, &m, &streams, &mut report);
+    // A ceramic-one node alone has no js-ceramic layers; any other backup must have all three.
+    let js = m.index.is_some() || m.state_store.is_some() || m.blocks.is_some();
+    if js || m.ceramic_one.is_none() {
+        let streams = check_state(dir, &m, &mut report);
+        check_index(dir, &m, &streams, &mut report)?;
+        check_blocks(dir, &m, &streams, &mut report);
+    }
+    if let Some(layer) = &m.ceramic_one {
+        check_ceramic_one(dir, layer, &mut report);
+    }
     report.findings.sort();
     report.findings.dedup();
     Ok(report)
@@ -104,7 +113,12 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, BackupError> {
 
 fn check_files(dir: &Path, m: &Manifest, out: &mut Vec<Finding>) {
     for f in m.files() {
-        let layer = f.path.split('/').next().unwrap_or("");
+        // The layer's name as findings spell it, from the directory the file is in.
+        let layer = match f.path.split('/').next().unwrap_or("") {
+            STATE_DIR => "state_store",
+            super::ceramic_one::DIR => "ceramic_one",
+            dir => dir,
+        };
         match manifest::hash_file(&dir.join(&f.path)) {
             Err(e) => out.push(finding(
                 "file_missing",
@@ -282,10 +296,7 @@ fn check_blocks(
         return;
     };
     let path = dir.join(CAR);
-    let car = match std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| super::car::read_car(&b))
-    {
+    let car = match super::car::CarIndex::open(&path) {
         Ok(c) => c,
         Err(e) => {
             report.findings.push(finding(
@@ -295,7 +306,7 @@ fn check_blocks(
                 None,
                 format!("{CAR}: {e}"),
             ));
-            super::car::CarContents::default()
+            super::car::CarIndex::default()
         }
     };
     if let Some(d) = &car.damage {
@@ -359,7 +370,7 @@ fn check_blocks(
                 ));
                 continue;
             };
-            match expand(&need, data) {
+            match expand(&need, &data) {
                 Ok(more) => queue.extend(more),
                 Err(e) => report.findings.push(finding(
                     "block_corrupt",
@@ -373,5 +384,50 @@ fn check_blocks(
                 )),
             }
         }
+    }
+}
+
+/// The ceramic-one copy, checked like a store: SQLite's `PRAGMA integrity_check`, the event
+/// and block counts the manifest recorded, and every event's blocks present.
+fn check_ceramic_one(dir: &Path, layer: &CeramicOneLayer, report: &mut VerifyReport) {
+    let db = dir.join(super::ceramic_one::DB);
+    let push = |report: &mut VerifyReport, kind: &str, detail: String| {
+        report
+            .findings
+            .push(finding(kind, "ceramic_one", None, None, detail))
+    };
+    if let Err(e) = super::ceramic_one::integrity(&db) {
+        push(report, "sqlite_damaged", e);
+        return;
+    }
+    let c = match super::ceramic_one::counts(&db) {
+        Ok(c) => c,
+        Err(e) => return push(report, "sqlite_damaged", e),
+    };
+    report.events = c.events;
+    if (c.events, c.blocks) != (layer.events, layer.blocks) {
+        push(
+            report,
+            "count_mismatch",
+            format!(
+                "{} events and {} blocks in {}, the manifest says {} and {}",
+                c.events,
+                c.blocks,
+                super::ceramic_one::DB,
+                layer.events,
+                layer.blocks
+            ),
+        );
+    }
+    if c.dangling > 0 {
+        push(
+            report,
+            "event_blocks_missing",
+            format!(
+                "{} event-block links in {} name a block the copy does not hold",
+                c.dangling,
+                super::ceramic_one::DB
+            ),
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::commands::{incomplete, runtime};
-use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_OK};
+use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK};
 use crate::backup::restore::{self, Refusal, RestoreOptions};
 use crate::backup::take::{self, BackupOptions};
 use crate::backup::verify::{self, VerifyReport};
@@ -41,6 +41,17 @@ pub struct BackupArgs {
         value_parser = clap::value_parser!(u64).range(1..=super::flags::MAX_TIMEOUT_SECONDS)
     )]
     pub timeout_seconds: u64,
+    /// IPFS block requests in flight at once (and connections held to the node's IPFS API);
+    /// 1 fetches one block at a time.
+    #[arg(
+        long,
+        default_value_t = take::DEFAULT_BLOCK_REQUESTS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=64)
+    )]
+    pub block_requests: u64,
+    /// No progress display on stderr (the summary is still printed).
+    #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,10 +124,30 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         stopped: args.stopped,
         max_passes: args.max_passes,
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
+        block_requests: args.block_requests as usize,
+        progress: crate::progress::Progress::new("backup", args.quiet),
     };
-    let m = runtime()?
-        .block_on(take::backup(&cluster, &node, &opts))
-        .map_err(|e| incomplete(e.to_string()))?;
+    let rt = runtime()?;
+    let taken = rt.block_on(async {
+        let stop = super::signals::cancel_on_signal();
+        tokio::select! {
+            m = take::backup(&cluster, &node, &opts) => Some(m),
+            _ = stop.cancelled() => None,
+        }
+    });
+    let Some(taken) = taken else {
+        // A layer's copy may still run on a blocking thread: do not wait for it. The directory
+        // has no manifest.json (written last), so `backup verify` calls it unfinished.
+        rt.shutdown_background();
+        return Err(Failure {
+            code: EXIT_INTERRUPTED,
+            message: format!(
+                "interrupted; {} is an unfinished backup (no manifest.json): delete it",
+                dir.display()
+            ),
+        });
+    };
+    let m = taken.map_err(|e| incomplete(e.to_string()))?;
     let index = m.index.as_ref();
     let state = m.state_store.as_ref();
     let blocks = m.blocks.as_ref();
@@ -136,6 +167,22 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         blocks.map(|b| b.blocks).unwrap_or(0),
         blocks.map(|b| b.bytes).unwrap_or(0),
     );
+    if index.is_none() {
+        text = format!(
+            "backup of node {} ({}) in {}",
+            m.node,
+            m.mode,
+            dir.display()
+        );
+    }
+    if let Some(c) = &m.ceramic_one {
+        text.push_str(&format!(
+            "\n  ceramic-one: {} events, {} blocks ({} files, pipeline/ first)",
+            c.events,
+            c.blocks,
+            c.files.len()
+        ));
+    }
     for b in blocks.map(|b| b.missing.as_slice()).unwrap_or(&[]) {
         text.push_str(&format!(
             "\n  missing {} {} of {}: {}",
@@ -152,11 +199,16 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
 
 fn verify_text(r: &VerifyReport) -> String {
     let mut text = format!(
-        "backup of node {}: {} streams, {} index rows, {} blocks: {}",
+        "backup of node {}: {} streams, {} index rows, {} blocks{}: {}",
         r.node,
         r.streams,
         r.index_rows,
         r.blocks,
+        if r.events > 0 {
+            format!(", {} ceramic-one events", r.events)
+        } else {
+            String::new()
+        },
         if r.findings.is_empty() {
             "verified".to_string()
         } else {

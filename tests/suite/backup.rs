@@ -238,6 +238,11 @@ impl Node {
 
     /// The scripted IPFS: `refs/local` lists every block but `withhold`; `block/get` serves them.
     async fn ipfs(&self, withhold: &[Cid]) -> FakeNode {
+        self.ipfs_with(withhold, Duration::ZERO).await
+    }
+
+    /// As [`Self::ipfs`], each `block/get` answered after `delay`.
+    async fn ipfs_with(&self, withhold: &[Cid], delay: Duration) -> FakeNode {
         let blocks: Arc<BTreeMap<Vec<u8>, Vec<u8>>> = Arc::new(
             self.streams
                 .iter()
@@ -265,7 +270,8 @@ impl Node {
                     let arg = seen.target.split("arg=").nth(1).unwrap_or("");
                     let cid = Cid::try_from(arg).expect("cid arg");
                     match blocks.get(&cid.hash().to_bytes()) {
-                        Some(d) => Reply::Bytes(200, d.clone()),
+                        Some(d) if delay.is_zero() => Reply::Bytes(200, d.clone()),
+                        Some(d) => Reply::After(delay, Box::new(Reply::Bytes(200, d.clone()))),
                         // A real js-ipfs would hang here, fetching from the network.
                         None => Reply::After(
                             Duration::from_secs(30),
@@ -299,6 +305,8 @@ fn opts(out: &Path) -> BackupOptions {
         stopped: false,
         max_passes: 5,
         timeout: Duration::from_secs(5),
+        block_requests: take::DEFAULT_BLOCK_REQUESTS,
+        progress: ceramic_audit::progress::Progress::hidden(),
     }
 }
 
@@ -462,7 +470,7 @@ async fn damaged_backups_are_each_a_clear_finding() {
     let (code, text) = verify(&bad);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("checksum_mismatch [statestore]") && text.contains("the manifest says"),
+        text.contains("checksum_mismatch [state_store]") && text.contains("the manifest says"),
         "{text}"
     );
 
@@ -501,7 +509,7 @@ async fn damaged_backups_are_each_a_clear_finding() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_backup_restores_into_an_empty_database_only() {
+async fn postgres_backup_restores_into_an_empty_or_new_database_only() {
     let pg = TempPg::start();
     let node = Node::new(3);
     node.write_pg(&pg, &[]).await;
@@ -533,8 +541,8 @@ async fn postgres_backup_restores_into_an_empty_database_only() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refuses to overwrite"));
     assert!(!target.exists());
 
-    // Into a fresh database: every row back, state store in place, blocks imported.
-    pg.execute("CREATE DATABASE restored").await;
+    // Into a database that does not exist yet (the disaster case): restore creates it through
+    // the maintenance database; every row back, state store in place, blocks imported.
     let dsn = format!("{}/restored", pg.dsn().rsplit_once('/').unwrap().0);
     let done = restore(&node.config(&dsn, &ipfs.url, &target), false);
     assert_eq!(
@@ -542,6 +550,11 @@ async fn postgres_backup_restores_into_an_empty_database_only() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("index: created the database \"restored\""),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
     );
     let client = {
         let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
@@ -631,6 +644,68 @@ fn a_live_copy_of_a_store_being_written_opens_with_a_prefix_of_the_writes() {
         seen.windows(2).all(|w| w[0] <= w[1]) && *seen.last().unwrap() as u64 <= total,
         "{seen:?}"
     );
+}
+
+/// Ctrl-C or SIGTERM stops a backup promptly with exit 130, and what it leaves behind has no
+/// manifest, so `backup verify` never calls it complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_backup_exits_130_and_is_never_taken_for_complete() {
+    let node = Node::new(200);
+    node.write_sqlite(&[]);
+    // 800 blocks at 8 in flight and 200 ms each: 20 s unless interrupted.
+    let ipfs = node.ipfs_with(&[], Duration::from_millis(200)).await;
+    let cfg = node.config(
+        &format!("sqlite://{}", node.sqlite().display()),
+        &ipfs.url,
+        &node.state_store(),
+    );
+    let out = node.root.path().join("bk");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ceramic-audit"))
+        .args(["backup", "--config"])
+        .arg(&cfg.path)
+        .args(["--node", "b", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted in the blocks layer, once the node has been asked for blocks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ipfs
+        .requests()
+        .iter()
+        .any(|r| r.target.starts_with("/api/v0/block/get"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no block request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stopped_in = sent.elapsed();
+    assert_eq!(
+        status.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "stopped in {stopped_in:?}"
+    );
+    assert!(String::from_utf8_lossy(&status.stderr).contains("unfinished backup"));
+    assert!(out.join("index").exists(), "the backup had started");
+    assert!(!out.join("manifest.json").exists());
+    let (code, text) = verify(&out);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("manifest_unreadable"), "{text}");
 }
 
 /// The size: a backup of 10^5 streams (4·10^5 blocks through the IPFS API, one request

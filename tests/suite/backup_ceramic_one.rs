@@ -1,0 +1,304 @@
+//! Backups of a ceramic-one store (`pipeline/` then `db.sqlite3`) taken by the real binary
+//! while a writer keeps committing to the store in WAL mode: real signed events from the
+//! recorded fixture (`fixtures/ceramic-one-3/a`), `backup verify` on the copy (integrity, counts,
+//! checksums), `restore` into an empty store only, and the ceramic-one audit of the restored
+//! store against the original showing exactly the events written after the backup's snapshot.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use rusqlite::Connection;
+use serde_json::Value as Json;
+
+/// Events the writer commits: 2 before the backup starts, 2 while it runs, the rest after.
+const LATE: usize = 6;
+
+fn fixture_store() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ceramic-one-3/a/db.sqlite3")
+}
+
+fn run(args: &[&str], extra: &[&Path]) -> (i32, String) {
+    let out = Command::cargo_bin("ceramic-audit")
+        .unwrap()
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A copy of fixture store `a` in WAL mode without its `LATE` last-delivered events (and their
+/// blocks), which the writer then commits the way ceramic-one does: blocks, the event and its
+/// block links in one transaction. Returns the events' CIDs in delivery order.
+fn store_missing_late_events(store: &Path) -> Vec<Vec<u8>> {
+    std::fs::create_dir_all(store.join("pipeline/rev3")).unwrap();
+    std::fs::write(
+        store.join("pipeline/rev3/event_states.parquet"),
+        b"PAR1 state PAR1",
+    )
+    .unwrap();
+    let db = store.join("db.sqlite3");
+    std::fs::copy(fixture_store(), &db).unwrap();
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+    let late: Vec<Vec<u8>> = c
+        .prepare("SELECT cid FROM ceramic_one_event ORDER BY delivered DESC LIMIT ?1")
+        .unwrap()
+        .query_map([LATE as i64], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for cid in &late {
+        c.execute(
+            "DELETE FROM ceramic_one_event_block WHERE event_cid = ?1",
+            [cid],
+        )
+        .unwrap();
+        c.execute("DELETE FROM ceramic_one_event WHERE cid = ?1", [cid])
+            .unwrap();
+    }
+    c.execute_batch(
+        "DELETE FROM ceramic_one_block WHERE multihash NOT IN \
+         (SELECT block_multihash FROM ceramic_one_event_block);",
+    )
+    .unwrap();
+    late.into_iter().rev().collect()
+}
+
+fn commit_event(c: &Connection, cid: &[u8]) {
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c.execute(
+        "INSERT OR IGNORE INTO ceramic_one_block SELECT b.* FROM src.ceramic_one_block b \
+         JOIN src.ceramic_one_event_block eb ON eb.block_multihash = b.multihash \
+         WHERE eb.event_cid = ?1",
+        [cid],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO ceramic_one_event SELECT * FROM src.ceramic_one_event WHERE cid = ?1",
+        [cid],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO ceramic_one_event_block SELECT * FROM src.ceramic_one_event_block \
+         WHERE event_cid = ?1",
+        [cid],
+    )
+    .unwrap();
+    c.execute_batch("COMMIT").unwrap();
+}
+
+#[test]
+fn ceramic_one_store_backed_up_while_written_verifies_restores_and_audits() {
+    let root = tempfile::tempdir().unwrap();
+    let (orig, restored, bk) = (
+        root.path().join("orig"),
+        root.path().join("restored"),
+        root.path().join("bk"),
+    );
+    let late = store_missing_late_events(&orig);
+    let cfg = root.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        "cluster = \"c1\"\n[[nodes]]\nname = \"orig\"\nceramic_one_store = \"orig\"\n\
+         [[nodes]]\nname = \"restored\"\nceramic_one_store = \"restored\"\n",
+    )
+    .unwrap();
+
+    // The writer: events 0..2 before the backup, 2..4 and a steady churn of other writes while
+    // it runs, the rest once it is done.
+    let committed = Arc::new(AtomicUsize::new(0));
+    let backup_done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, late) = (orig.join("db.sqlite3"), late.clone());
+        let (committed, backup_done) = (committed.clone(), backup_done.clone());
+        std::thread::spawn(move || {
+            let c = Connection::open(&db).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            c.execute("ATTACH ?1 AS src", [fixture_store().to_str().unwrap()])
+                .unwrap();
+            let mut churn = 0u64;
+            for (i, cid) in late.iter().enumerate() {
+                while i >= 4 && !backup_done.load(Ordering::SeqCst) {
+                    churn += 1;
+                    c.execute(
+                        "INSERT OR REPLACE INTO ceramic_one_version (id, version) VALUES (1000, ?1)",
+                        [format!("churn {churn}")],
+                    )
+                    .unwrap();
+                }
+                commit_event(&c, cid);
+                committed.store(i + 1, Ordering::SeqCst);
+                if i >= 1 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            churn
+        })
+    };
+    while committed.load(Ordering::SeqCst) < 2 {
+        assert!(!writer.is_finished(), "the writer stopped early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (code, text) = run(
+        &[
+            "backup",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "orig",
+            "--out",
+        ],
+        &[&bk],
+    );
+    let at_backup_end = committed.load(Ordering::SeqCst);
+    backup_done.store(true, Ordering::SeqCst);
+    let churn = writer.join().unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(churn > 0, "the writer was not writing during the backup");
+    assert!(text.contains("ceramic-one: "), "{text}");
+
+    // The copy is sound, and holds the pipeline copied first and a consistent database.
+    let (code, text) = run(&["backup", "verify"], &[&bk]);
+    assert_eq!(code, 0, "{text}");
+    let m: Json =
+        serde_json::from_slice(&std::fs::read(bk.join("manifest.json")).unwrap()).unwrap();
+    let layer = &m["ceramic_one"];
+    let events = layer["events"].as_u64().unwrap() as usize;
+    let before = 18 - LATE;
+    assert!(
+        (before + 2..=before + at_backup_end).contains(&events),
+        "{events} events in the copy; {before} + 2..={at_backup_end} expected"
+    );
+    assert!(m["index"].is_null() && m["state_store"].is_null() && m["blocks"].is_null());
+    assert_eq!(
+        std::fs::read(bk.join("ceramic-one/pipeline/rev3/event_states.parquet")).unwrap(),
+        b"PAR1 state PAR1"
+    );
+
+    // Restore refuses a store that holds a database, then fills an empty one.
+    let (code, text) = run(
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "orig",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("without --force"), "{text}");
+    let (code, text) = run(
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "restored",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(restored
+        .join("pipeline/rev3/event_states.parquet")
+        .is_file());
+
+    // The audit of the restored store against the original: only the writes after the snapshot.
+    let out = root.path().join("report");
+    let (code, text) = run(
+        &["audit", "--config", cfg.to_str().unwrap(), "--out"],
+        &[&out],
+    );
+    assert_eq!(code, 1, "{text}");
+    let report: Json =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let rows = report["divergences"].as_array().unwrap();
+    let lacking: u64 = rows
+        .iter()
+        .map(|r| r["missing_commits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lacking as usize, 18 - events, "{rows:#?}");
+    for r in rows {
+        assert_eq!(
+            (r["node"].as_str(), r["kind"].as_str()),
+            (Some("restored"), Some("missing_event")),
+            "{r:#}"
+        );
+    }
+}
+
+/// Damage to the database copy is a finding of `backup verify`, and restore refuses it.
+#[test]
+fn a_damaged_ceramic_one_copy_fails_verification() {
+    let root = tempfile::tempdir().unwrap();
+    let store = root.path().join("orig");
+    store_missing_late_events(&store);
+    let cfg = root.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        "cluster = \"c1\"\n[[nodes]]\nname = \"orig\"\nceramic_one_store = \"orig\"\n\
+         [[nodes]]\nname = \"empty\"\nceramic_one_store = \"empty\"\n",
+    )
+    .unwrap();
+    let bk = root.path().join("bk");
+    let (code, text) = run(
+        &[
+            "backup",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "orig",
+            "--out",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 0, "{text}");
+
+    // A manifest that counts one event more than the copy holds.
+    let miscounted = root.path().join("miscounted");
+    ceramic_audit::backup::ceramic_one::copy_tree(&bk, &miscounted).unwrap();
+    let mut m: Json =
+        serde_json::from_slice(&std::fs::read(miscounted.join("manifest.json")).unwrap()).unwrap();
+    m["ceramic_one"]["events"] = Json::from(m["ceramic_one"]["events"].as_u64().unwrap() + 1);
+    std::fs::write(miscounted.join("manifest.json"), m.to_string()).unwrap();
+    let (code, text) = run(&["backup", "verify"], &[&miscounted]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("count_mismatch [ceramic_one]"), "{text}");
+
+    // Zeroed pages in the middle of the database file.
+    let db = bk.join("ceramic-one/db.sqlite3");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    for b in &mut bytes[2 * page..4 * page] {
+        *b = 0;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let (code, text) = run(&["backup", "verify"], &[&bk]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("checksum_mismatch [ceramic_one]"), "{text}");
+    assert!(text.contains("sqlite_damaged [ceramic_one]"), "{text}");
+    let (code, text) = run(
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "empty",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("fails verification"), "{text}");
+    assert!(!root.path().join("empty/db.sqlite3").exists());
+}
