@@ -75,9 +75,23 @@ fn build(n: usize, d: usize, rng: &mut ChaCha8Rng) -> Case {
     Case { a, b, c, d_pair }
 }
 
-fn descent_json(stores: &mut [MemoryStore<PgHash64>], expected: usize) -> Json {
+/// The first level sized for the stores from their sizes and `expected_diffs` (the estimate a
+/// caller would take from its previous audit; here the true count, or a tenth / ten times it).
+fn sized(expected_diffs: usize) -> DescentParams {
+    DescentParams {
+        sized_first_level: true,
+        expected_diffs: expected_diffs as u64,
+        ..DescentParams::default()
+    }
+}
+
+fn descent_json(
+    stores: &mut [MemoryStore<PgHash64>],
+    expected: usize,
+    params: DescentParams,
+) -> Json {
     let started = Instant::now();
-    let out = run_descent(stores, DescentParams::default()).expect("memory stores cannot fail");
+    let out = run_descent(stores, params).expect("memory stores cannot fail");
     let wall = started.elapsed();
     assert_eq!(
         out.differences.len(),
@@ -154,6 +168,158 @@ fn negentropy_json(a: &[Entry], b: &[Entry], expected: usize) -> Json {
     })
 }
 
+/// `k` stores of `n` keys with `d` differing keys: difference j is on store j % k, alternately
+/// a missing key, another tip and an extra key.
+fn build_many(n: usize, d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<Entry>> {
+    let base: Vec<Entry> = (0..n)
+        .map(|_| {
+            Entry::new(
+                Key::new(MODEL, &random_stream(rng)),
+                Value::new(random_tip(rng), 0),
+            )
+        })
+        .collect();
+    let mut stores = vec![base.clone(); k];
+    let mut missing: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (j, idx) in sample(rng, n, d.min(n)).into_iter().enumerate() {
+        let s = j % k;
+        match (j / k) % 3 {
+            0 => missing[s].push(idx),
+            1 => stores[s][idx].value.tip = random_tip(rng),
+            _ => stores[s].push(Entry::new(
+                Key::new(MODEL, &random_stream(rng)),
+                Value::new(random_tip(rng), 0),
+            )),
+        }
+    }
+    for (s, mut gone) in missing.into_iter().enumerate() {
+        gone.sort_unstable();
+        for idx in gone.into_iter().rev() {
+            stores[s].swap_remove(idx);
+        }
+    }
+    stores
+}
+
+fn memory(sets: &[&Vec<Entry>]) -> Vec<MemoryStore<PgHash64>> {
+    sets.iter()
+        .map(|s| MemoryStore::new(s.iter().cloned()))
+        .collect()
+}
+
+fn fmt(v: &Json) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() != 0.0 => format!("{x:.1}"),
+        Some(x) => format!("{x}"),
+        None => "–".into(),
+    }
+}
+
+fn ratio(ours: &Json, neg: &Json) -> Option<f64> {
+    match (ours["bytes_total"].as_f64(), neg["bytes_total"].as_f64()) {
+        (Some(o), Some(g)) if g > 0.0 => Some(o / g),
+        _ => None,
+    }
+}
+
+fn show_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+/// Descent vs negentropy on n keys, d differences: 3 stores, then the pair (a, b) with the
+/// fixed 256/16 plan and with the sized first level (estimate exact, a tenth, ten times).
+fn versus(sizes: &[usize], rng: &mut ChaCha8Rng) -> Vec<Json> {
+    let mut rows = Vec::new();
+    println!("| n | d | 3 stores: rounds | bytes (all stores) | max bytes recv. by one store | wall ms | sized: rounds | bytes | pair d | negentropy round trips | negentropy bytes/diff | fixed 256/16: rounds | bytes/diff (to identify) | ÷ negentropy | sized: rounds | bytes/diff (to identify) | ÷ negentropy | sized, estimate ÷10 / ×10: rounds, ÷ negentropy |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in sizes {
+        for d in [0usize, 10, 100, 1000] {
+            let case = build(n, d, rng);
+            let sets = [&case.a, &case.b, &case.c];
+            let ours3 = descent_json(&mut memory(&sets), d, DescentParams::default());
+            let sized3 = descent_json(&mut memory(&sets), d, sized(d));
+            let pd = case.d_pair;
+            let pair = || memory(&sets[..2]);
+            let fixed = descent_json(&mut pair(), pd, DescentParams::default());
+            let exact = descent_json(&mut pair(), pd, sized(pd));
+            let low = descent_json(&mut pair(), pd, sized(pd / 10));
+            let high = descent_json(&mut pair(), pd, sized(pd * 10));
+            let neg = negentropy_json(&case.a, &case.b, pd);
+            println!(
+                "| {n} | {d} | {} | {} | {} | {:.1} | {} | {} | {pd} | {} | {} | {} | {} ({}) | {} | {} | {} ({}) | {} | {}, {} / {}, {} |",
+                ours3["rounds"],
+                ours3["bytes_total"],
+                ours3["bytes_received_max_store"],
+                ours3["wall_ms"].as_f64().unwrap_or(0.0),
+                sized3["rounds"],
+                sized3["bytes_total"],
+                neg["round_trips"],
+                fmt(&neg["bytes_per_difference"]),
+                fixed["rounds"],
+                fmt(&fixed["bytes_per_difference"]),
+                fmt(&fixed["identify_bytes_per_difference"]),
+                show_ratio(ratio(&fixed, &neg)),
+                exact["rounds"],
+                fmt(&exact["bytes_per_difference"]),
+                fmt(&exact["identify_bytes_per_difference"]),
+                show_ratio(ratio(&exact, &neg)),
+                low["rounds"],
+                show_ratio(ratio(&low, &neg)),
+                high["rounds"],
+                show_ratio(ratio(&high, &neg)),
+            );
+            rows.push(json!({
+                "n": n,
+                "d": d,
+                "three_stores": ours3,
+                "three_stores_sized": sized3,
+                "pair": {
+                    "d": pd,
+                    "ours": fixed,
+                    "sized": exact,
+                    "sized_estimate_tenth": low,
+                    "sized_estimate_tenfold": high,
+                    "negentropy": neg,
+                    "ours_over_negentropy_bytes": ratio(&fixed, &neg),
+                    "sized_over_negentropy_bytes": ratio(&exact, &neg),
+                },
+            }));
+        }
+    }
+    rows
+}
+
+/// From 3 to 10 stores of 10^5 keys with d = 100: rounds and bytes per store.
+fn more_stores(rng: &mut ChaCha8Rng) -> Vec<Json> {
+    let (n, d) = (100_000usize, 100usize);
+    let mut rows = Vec::new();
+    println!();
+    println!("| stores | n | d | plan | rounds | bytes per store (all ÷ stores) | max bytes recv. by one store | wall ms |");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|");
+    for k in [3usize, 5, 10] {
+        let sets = build_many(n, d, k, rng);
+        let refs: Vec<&Vec<Entry>> = sets.iter().collect();
+        for (plan, params) in [
+            ("fixed 256/16", DescentParams::default()),
+            ("sized", sized(d)),
+        ] {
+            let out = descent_json(&mut memory(&refs), d, params);
+            let per_store = out["bytes_total"].as_f64().unwrap_or(0.0) / k as f64;
+            println!(
+                "| {k} | {n} | {d} | {plan} | {} | {per_store:.0} | {} | {:.1} |",
+                out["rounds"],
+                out["bytes_received_max_store"],
+                out["wall_ms"].as_f64().unwrap_or(0.0),
+            );
+            rows.push(json!({
+                "stores": k, "n": n, "d": d, "plan": plan,
+                "bytes_per_store": per_store, "descent": out,
+            }));
+        }
+    }
+    rows
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes no other arguments.
     let quick = std::env::var("CERAMIC_AUDIT_BENCH_QUICK").is_ok_and(|v| v == "1");
@@ -163,58 +329,10 @@ fn main() {
         &[10_000, 100_000, 1_000_000]
     };
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let mut rows = Vec::new();
-    println!("| n | d | stores | rounds | ranges compared | bytes (all stores) | max bytes recv. by one store | wall ms | pair d | ours 2-store bytes/diff (to identify) | negentropy bytes/diff | negentropy round trips | ours ÷ negentropy bytes |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
-        for d in [0usize, 10, 1000] {
-            let case = build(n, d, &mut rng);
-            let mut three: Vec<MemoryStore<PgHash64>> = [&case.a, &case.b, &case.c]
-                .into_iter()
-                .map(|s| MemoryStore::new(s.iter().cloned()))
-                .collect();
-            let ours3 = descent_json(&mut three, d);
-            let mut pair: Vec<MemoryStore<PgHash64>> = three.drain(..2).collect();
-            let ours2 = descent_json(&mut pair, case.d_pair);
-            let neg = negentropy_json(&case.a, &case.b, case.d_pair);
-            let ratio = match (ours2["bytes_total"].as_f64(), neg["bytes_total"].as_f64()) {
-                (Some(o), Some(g)) if g > 0.0 => Some(o / g),
-                _ => None,
-            };
-            let fmt = |v: &Json| match v.as_f64() {
-                Some(x) if x.fract() != 0.0 => format!("{x:.1}"),
-                Some(x) => format!("{x}"),
-                None => "–".into(),
-            };
-            println!(
-                "| {n} | {d} | 3 | {} | {} | {} | {} | {:.1} | {} | {} ({}) | {} | {} | {} |",
-                ours3["rounds"],
-                ours3["ranges_compared"],
-                ours3["bytes_total"],
-                ours3["bytes_received_max_store"],
-                ours3["wall_ms"].as_f64().unwrap_or(0.0),
-                case.d_pair,
-                fmt(&ours2["bytes_per_difference"]),
-                fmt(&ours2["identify_bytes_per_difference"]),
-                fmt(&neg["bytes_per_difference"]),
-                neg["round_trips"],
-                ratio.map_or("–".into(), |r| format!("{r:.2}")),
-            );
-            rows.push(json!({
-                "n": n,
-                "d": d,
-                "three_stores": ours3,
-                "pair": {
-                    "d": case.d_pair,
-                    "ours": ours2,
-                    "negentropy": neg,
-                    "ours_over_negentropy_bytes": ratio,
-                },
-            }));
-        }
-    }
+    let rows = versus(sizes, &mut rng);
+    let many = more_stores(&mut rng);
     let report = json!({
-        "schema_version": 1,
+        "schema_version": 2,
         "benchmark": "recon",
         "generated_at_unix": std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -222,11 +340,12 @@ fn main() {
             .unwrap_or(0),
         "command": "cargo bench --bench recon",
         "seed": SEED,
-        "hash": "md5-lanes",
+        "hash": "pg-hashtextextended (64-bit)",
         "params": DescentParams::default(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cost_model": "fingerprint = 16 B hash + 8 B count; range bound = key bytes + 1; digest = 8 B; entry = key + tip + 16 B digest + 2; negentropy = its exact message bytes",
+        "cost_model": "fingerprint = 8 B hash + count varint; range bound = prefix-compressed key; digest = 8 B; entry = key + tip + 8 B digest; negentropy = its exact message bytes",
         "rows": rows,
+        "more_stores": many,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench");
     std::fs::create_dir_all(&dir).expect("create reports/bench");

@@ -38,6 +38,10 @@
 //! - `repair` — plan and apply against scripted nodes with SQLite indexes: each strategy, the
 //!   fall-through to the whole log, a rejection kept as unrepairable, the circuit breaker, the
 //!   journal making a re-run a no-op. (Real nodes: `interop/repair-test.sh`.)
+//! - `repair_concurrency` — `--concurrency` on scripted nodes: that many actions at once on a
+//!   node and no more, never two on one stream, the circuit breaker with workers in flight, a
+//!   stop letting the actions in flight finish. (Throughput on real nodes:
+//!   `interop/repair-throughput.sh`.)
 //! - `tls` — Postgres `sslmode`/`sslrootcert` against a real server with `ssl = on` and a CA
 //!   the test generates; `https://` api_urls against a TLS endpoint served here.
 //! - `watch` — scheduling under paused time, incremental vs full cycles on real Postgres,
@@ -56,6 +60,8 @@ mod audit_pg;
 mod backup;
 #[path = "suite/backup_ceramic_one.rs"]
 mod backup_ceramic_one;
+#[path = "suite/blame.rs"]
+mod blame;
 #[path = "suite/ceramic_one.rs"]
 mod ceramic_one;
 #[path = "suite/ceramic_one_repair.rs"]
@@ -92,6 +98,8 @@ mod recon_props;
 mod recon_snapshots;
 #[path = "suite/repair.rs"]
 mod repair;
+#[path = "suite/repair_concurrency.rs"]
+mod repair_concurrency;
 #[path = "suite/tls.rs"]
 mod tls;
 #[path = "suite/watch.rs"]

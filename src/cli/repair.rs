@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::commands::{incomplete, report_dir, runtime};
-use super::flags::{rate, AuditFlags, MAX_TIMEOUT_SECONDS};
+use super::flags::{count, rate, AuditFlags, MAX_TIMEOUT_SECONDS};
 use super::{write_out, Failure, EXIT_DIVERGENCE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK};
 use crate::atomic::write as write_atomic;
 use crate::audit;
@@ -92,6 +92,15 @@ pub struct RepairArgs {
     /// Requests per second to one node at most (0.001 to 100000).
     #[arg(long, default_value_t = 10.0, value_parser = rate, env = "CERAMIC_AUDIT_RATE")]
     pub rate: f64,
+    /// Actions at once on one node (1 to 64), each on another stream; together they stay
+    /// within --rate.
+    #[arg(
+        long,
+        default_value_t = r::DEFAULT_CONCURRENCY,
+        value_parser = count(1, MAX_CONCURRENCY),
+        env = "CERAMIC_AUDIT_CONCURRENCY"
+    )]
+    pub concurrency: usize,
     /// Print no summary and no progress display.
     #[arg(long, short, env = "CERAMIC_AUDIT_QUIET")]
     pub quiet: bool,
@@ -100,6 +109,9 @@ pub struct RepairArgs {
     #[command(flatten)]
     pub flags: AuditFlags,
 }
+
+/// Most actions at once on one node: more would be a load test of the node, not a repair.
+const MAX_CONCURRENCY: u64 = 64;
 
 pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let config = ClusterConfig::load(&args.config).map_err(|e| incomplete(e.to_string()))?;
@@ -164,6 +176,7 @@ pub fn repair(args: RepairArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         verify_timeout: Duration::from_secs(args.verify_seconds),
         max_failures: args.max_failures,
         rate: args.rate,
+        concurrency: args.concurrency,
         add_interest: args.add_interest,
         observed_at,
         progress: crate::progress::Progress::new("repair", args.quiet),

@@ -11,7 +11,9 @@
 //! A commit refused as "building on stale state" was offered the wrong way (the node forked):
 //! the node is made to resolve the fork itself ([`fork`]), never marked `unrepairable`.
 //! After `max_failures` consecutive failures on a node its remaining actions are skipped
-//! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the action in flight.
+//! (circuit breaker); a stop request (Ctrl-C) ends each node's queue after the actions in
+//! flight. Up to `concurrency` actions run at once on one node, never two on one stream
+//! ([`run`]).
 
 pub mod events;
 pub mod fork;
@@ -19,13 +21,13 @@ mod index;
 pub mod journal;
 mod pipeline;
 pub mod plan;
+mod run;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiOptions, CommitRecord, NodeApi, WriteOptions};
 use crate::config::ClusterConfig;
@@ -35,6 +37,8 @@ use index::IndexReader;
 use journal::{Journal, Record};
 pub use pipeline::{plan_and_apply, Verdict};
 use plan::{Action, Strategy, Targets};
+pub use run::apply;
+use run::{after, skipped};
 
 #[derive(Clone, Debug)]
 pub struct RepairOptions {
@@ -52,6 +56,9 @@ pub struct RepairOptions {
     pub max_failures: u32,
     /// Requests per second to one node at most.
     pub rate: f64,
+    /// Actions running at once on one node (`--concurrency`), each on another stream; all of
+    /// them together stay within `rate`.
+    pub concurrency: usize,
     /// `--add-interest`: register the interests `not_interested` rows name (ceramic-one).
     pub add_interest: bool,
     /// When the divergences were observed (the audit's start, RFC 3339): a `repaired` outcome
@@ -72,12 +79,20 @@ impl Default for RepairOptions {
             verify_timeout: Duration::from_secs(20),
             max_failures: 5,
             rate: 10.0,
+            concurrency: DEFAULT_CONCURRENCY,
             add_interest: false,
             observed_at: None,
             progress: crate::progress::Progress::hidden(),
         }
     }
 }
+
+/// Actions at once on one node by default. A js-ceramic node applies commits to different
+/// streams independently, and 4 writers keep a node that answers in 100–400 ms per stream busy
+/// without queueing behind one slow stream; higher loads the node's IPFS and index writes
+/// harder (a production node serves its users meanwhile), lower leaves the repair bound by
+/// the round trips of one stream at a time. `--rate` caps the requests either way.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// How often verification re-reads the target. Too short loads the node for nothing; too long
 /// adds latency to every action (the index usually follows the state within milliseconds).
@@ -146,14 +161,15 @@ pub struct RepairReport {
 pub type Fetched = HashMap<(String, String), Vec<CommitRecord>>;
 
 /// Clients for writes: one retry only (a commit post that timed out is better re-planned than
-/// replayed at once), two requests in flight per node, paced to `--rate`.
+/// replayed at once), one request in flight per concurrent action (at least two), paced to
+/// `--rate`.
 fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
     crate::api::clients(
         config,
         &ApiOptions {
             timeout: options.timeout,
             retries: 1,
-            concurrency: 2,
+            concurrency: options.concurrency.max(2),
             max_rate: Some(options.rate),
         },
     )
@@ -162,11 +178,13 @@ fn apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, Nod
 /// The plan: [`plan::select`], then the commits each action sends, read from the source (which
 /// holds the stream) and the target's own log (only when it holds the stream: `republish` and
 /// `resolve_fork`). Reads only; a `reindex` target is not read at all (a load can re-index).
+/// Up to `concurrency` reads at once per node, each paced to `rate` by its node's client.
 pub async fn prepare(
     config: &ClusterConfig,
     divergences: &[Divergence],
     options: &RepairOptions,
 ) -> (Vec<Action>, Fetched) {
+    use futures::stream::{self, StreamExt};
     let mut actions = plan::select(divergences, &options.targets, options.resolve_forks);
     actions.extend(events::interest_actions(
         divergences,
@@ -177,6 +195,9 @@ pub async fn prepare(
     let mut fetched: Fetched = HashMap::new();
     // ceramic-one actions are planned from the nodes' /ceramic API.
     events::prepare(config, options, &mut actions, &mut fetched).await;
+    // Every node's reads share its client's bound; this bounds the futures waiting on them.
+    let width = options.concurrency.max(1) * apis.len().max(1);
+    let mut wanted: Vec<(String, String)> = Vec::new();
     for a in actions.iter_mut() {
         let Some(strategy) = a.strategy else { continue };
         if matches!(strategy, Strategy::CopyEvents | Strategy::AddInterest) {
@@ -190,67 +211,115 @@ pub async fn prepare(
             }
             continue;
         }
-        let (Some(source), Some(target_api)) = (a.source.clone(), apis.get(&a.target)) else {
-            skip(a, "the node has no api_url".into());
-            continue;
+        let source = match (&a.source, apis.contains_key(&a.target)) {
+            (Some(source), true) => source.clone(),
+            _ => {
+                skip(a, "the node has no api_url".into());
+                continue;
+            }
         };
-        let Some(source_api) = apis.get(&source) else {
+        if !apis.contains_key(&source) {
             skip(a, format!("the source node {source} has no api_url"));
             continue;
-        };
-        let key = (a.stream_id.clone(), source.clone());
-        if !fetched.contains_key(&key) {
-            match source_api.commits(&a.stream_id).await {
-                Ok(c) if !c.is_empty() => {
-                    fetched.insert(key.clone(), c);
-                }
-                Ok(_) => {
-                    skip(a, format!("{source} returned no commits"));
-                    continue;
-                }
-                Err(e) => {
-                    skip(a, format!("cannot read the commits from {source}: {e}"));
-                    a.read_error = true;
-                    continue;
-                }
-            }
         }
-        let commits = &fetched[&key];
-        a.winning_tip = commits.last().map(|c| c.cid.clone());
-        let from = match strategy {
-            Strategy::Create => 0,
-            _ => match target_api.stream(&a.stream_id).await {
-                Err(e) => {
-                    skip(a, format!("cannot read the target's log: {e}"));
-                    a.read_error = true;
-                    continue;
-                }
-                Ok(state) => {
-                    let common = state
-                        .log
-                        .iter()
-                        .zip(commits.iter())
-                        .take_while(|(x, y)| x.cid == y.cid)
-                        .count();
-                    // A target that already has the whole log (an earlier run got this far)
-                    // sends nothing but is still verified: its index may not show it yet.
-                    if strategy == Strategy::Republish && common < state.log.len() {
-                        skip(
-                            a,
-                            format!(
-                                "the target's log is no longer a prefix of {source}'s (it forked \
-                                 or moved since the audit: audit again)"
-                            ),
-                        );
-                        continue;
-                    }
-                    common
-                }
-            },
-        };
-        a.commits = commits[from..].iter().map(|c| c.cid.clone()).collect();
+        let key = (a.stream_id.clone(), source);
+        if !wanted.contains(&key) {
+            wanted.push(key);
+        }
     }
+    let read: HashMap<(String, String), Result<Vec<CommitRecord>, String>> = stream::iter(wanted)
+        .map(|key| {
+            let api = &apis[&key.1];
+            async move {
+                let got = api.commits(&key.0).await.map_err(|e| e.to_string());
+                (key, got)
+            }
+        })
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    let logs: Vec<Option<Result<Vec<String>, String>>> = stream::iter(actions.iter())
+        .map(|a| {
+            let api = apis.get(&a.target);
+            async move {
+                let (Some(api), Some(Strategy::Republish)) = (api, a.strategy) else {
+                    return None;
+                };
+                Some(
+                    api.stream(&a.stream_id)
+                        .await
+                        .map(|s| s.log.into_iter().map(|c| c.cid).collect())
+                        .map_err(|e| e.to_string()),
+                )
+            }
+        })
+        .buffered(width)
+        .collect()
+        .await;
+    for (a, log) in actions.iter_mut().zip(logs) {
+        plan_commits(a, &read, log);
+    }
+    // Every log read, also for actions left out here (a caller may revise the plan).
+    fetched.extend(
+        read.into_iter()
+            .filter_map(|(key, got)| got.ok().filter(|c| !c.is_empty()).map(|c| (key, c))),
+    );
     (actions, fetched)
+}
+
+/// Fills in the winning tip and the commits `a` sends from what was read.
+fn plan_commits(
+    a: &mut Action,
+    read: &HashMap<(String, String), Result<Vec<CommitRecord>, String>>,
+    target_log: Option<Result<Vec<String>, String>>,
+) {
+    let (Some(strategy), Some(source)) = (a.strategy, a.source.clone()) else {
+        return;
+    };
+    if !matches!(strategy, Strategy::Create | Strategy::Republish) {
+        return;
+    }
+    let key = (a.stream_id.clone(), source.clone());
+    let commits = match read.get(&key) {
+        Some(Ok(c)) if !c.is_empty() => c,
+        Some(Ok(_)) => return skip(a, format!("{source} returned no commits")),
+        Some(Err(e)) => {
+            skip(a, format!("cannot read the commits from {source}: {e}"));
+            a.read_error = true;
+            return;
+        }
+        None => return skip(a, format!("the commits of {source} were not read")),
+    };
+    a.winning_tip = commits.last().map(|c| c.cid.clone());
+    let from = match (strategy, target_log) {
+        (Strategy::Create, _) => 0,
+        (_, None) => return skip(a, "the target's log was not read".into()),
+        (_, Some(Err(e))) => {
+            skip(a, format!("cannot read the target's log: {e}"));
+            a.read_error = true;
+            return;
+        }
+        (_, Some(Ok(log))) => {
+            let common = log
+                .iter()
+                .zip(commits.iter())
+                .take_while(|(x, y)| **x == y.cid)
+                .count();
+            // A target that already has the whole log (an earlier run got this far) sends
+            // nothing but is still verified: its index may not show it yet.
+            if strategy == Strategy::Republish && common < log.len() {
+                return skip(
+                    a,
+                    format!(
+                        "the target's log is no longer a prefix of {source}'s (it forked or \
+                         moved since the audit: audit again)"
+                    ),
+                );
+            }
+            common
+        }
+    };
+    a.commits = commits[from..].iter().map(|c| c.cid.clone()).collect();
 }
 
 fn skip(a: &mut Action, why: String) {
@@ -287,164 +356,6 @@ fn classify(e: ApiError) -> StepError {
 fn looks_transient(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     t.contains("timeout") || t.contains("timed out")
-}
-
-/// Applies the plan. Actions on one node run one after another; nodes run concurrently.
-pub async fn apply(
-    config: &ClusterConfig,
-    actions: &[Action],
-    fetched: &Fetched,
-    journal: &Mutex<Journal>,
-    options: &RepairOptions,
-    stop: &CancellationToken,
-) -> Vec<Outcome> {
-    let apis = apis(config, options);
-    let run = crate::audit::now_rfc3339();
-    let mut by_target: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
-    let mut outcomes = Vec::new();
-    // ceramic-one actions run in their own loop (another API per node).
-    for a in actions.iter().filter(|a| !events::handles(a)) {
-        match a.strategy {
-            Some(_) => by_target.entry(a.target.as_str()).or_default().push(a),
-            None => outcomes.push(skipped(a, a.skip.clone().unwrap_or_default())),
-        }
-    }
-    let (apis, run) = (&apis, &run);
-    let per_node =
-        futures::future::join_all(by_target.into_iter().map(|(target, queue)| async move {
-            let mut out = Vec::new();
-            let Some(api) = apis.get(target) else {
-                for a in queue {
-                    out.push(skipped(a, "the node has no api_url".into()));
-                }
-                return out;
-            };
-            let mut index = IndexReader::open(config, target, options.timeout).await;
-            let mut failures = 0u32;
-            for a in queue {
-                options.progress.inc(1);
-                if stop.is_cancelled() {
-                    out.push(skipped(a, "interrupted before this action".into()));
-                    continue;
-                }
-                if failures >= options.max_failures {
-                    out.push(skipped(
-                        a,
-                        format!("circuit open: {failures} consecutive failures on {target}"),
-                    ));
-                    continue;
-                }
-                let tip = a.winning_tip.clone().unwrap_or_default();
-                let done = journal.lock().ok().and_then(|j| {
-                    j.outcome(&a.model, &a.stream_id, target, &tip)
-                        .map(|(r, at)| (r.to_string(), at.to_string()))
-                });
-                if let Some((done, _)) = done.filter(|(result, at)| {
-                    result == "unrepairable"
-                        || (result == "repaired" && after(at, options.observed_at.as_deref()))
-                }) {
-                    out.push(skipped(
-                        a,
-                        format!("done by an earlier run: {done} (journal)"),
-                    ));
-                    continue;
-                }
-                let started = Instant::now();
-                let mut step = Stepper {
-                    journal,
-                    run,
-                    action: a,
-                    sent: 0,
-                };
-                let result = tokio::time::timeout(
-                    options.action_timeout,
-                    execute(api, a, fetched, &mut step, &mut index, options),
-                )
-                .await;
-                let sent = step.sent;
-                let mut outcome = match result {
-                    Ok(o) => o,
-                    Err(_) => Done {
-                        status: Status::Failed,
-                        winning_tip: a.winning_tip.clone(),
-                        state_tip: None,
-                        index_tip: None,
-                        detail: format!(
-                            "time box of {} s exceeded",
-                            options.action_timeout.as_secs()
-                        ),
-                    },
-                };
-                if outcome.status == Status::Failed {
-                    failures += 1;
-                } else {
-                    failures = 0;
-                }
-                // Keyed by the planned winning tip, as the next run will look it up.
-                if let Err(e) = step.record(
-                    "outcome",
-                    None,
-                    outcome.status.as_str(),
-                    &outcome.detail,
-                    None,
-                ) {
-                    outcome.detail.push_str(&format!("; {e}"));
-                }
-                out.push(Outcome {
-                    model: a.model.clone(),
-                    stream_id: a.stream_id.clone(),
-                    target: a.target.clone(),
-                    kind: a.kind,
-                    strategy: a.strategy,
-                    status: outcome.status,
-                    winning_tip: outcome.winning_tip,
-                    state_tip: outcome.state_tip,
-                    index_tip: outcome.index_tip,
-                    commits_sent: sent,
-                    millis: started.elapsed().as_millis() as u64,
-                    detail: outcome.detail,
-                });
-            }
-            out
-        }))
-        .await;
-    outcomes.extend(per_node.into_iter().flatten());
-    outcomes.extend(events::apply(config, actions, fetched, journal, options, stop).await);
-    outcomes.sort_by(|x, y| {
-        (&x.model, &x.stream_id, &x.target).cmp(&(&y.model, &y.stream_id, &y.target))
-    });
-    outcomes
-}
-
-/// Whether `at` is not earlier than `observed` (both RFC 3339); an unreadable time is not.
-fn after(at: &str, observed: Option<&str>) -> bool {
-    let Some(observed) = observed else {
-        return true;
-    };
-    let parse = |t: &str| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    };
-    match (parse(at), parse(observed)) {
-        (Some(a), Some(o)) => a >= o,
-        _ => false,
-    }
-}
-
-fn skipped(a: &Action, why: String) -> Outcome {
-    Outcome {
-        model: a.model.clone(),
-        stream_id: a.stream_id.clone(),
-        target: a.target.clone(),
-        kind: a.kind,
-        strategy: a.strategy,
-        status: Status::Skipped,
-        winning_tip: a.winning_tip.clone(),
-        state_tip: None,
-        index_tip: None,
-        commits_sent: 0,
-        millis: 0,
-        detail: why,
-    }
 }
 
 /// Journals the steps of one action.

@@ -19,7 +19,7 @@ use crate::common::http::{FakeNode, Reply, Seen};
 
 /// What the scripted target does with a write.
 #[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Accept,
     /// 500 with an anchor-validation error, as 6.11 answers for another node's anchor.
     RejectAnchor,
@@ -38,13 +38,13 @@ enum Behaviour {
     TipOnlyReindex,
 }
 
-struct Target {
-    logs: BTreeMap<String, Vec<String>>,
-    behaviour: BTreeMap<String, Behaviour>,
-    timeouts_left: u32,
-    index: std::path::PathBuf,
-    model: String,
-    posted: Vec<(String, String)>,
+pub(crate) struct Target {
+    pub(crate) logs: BTreeMap<String, Vec<String>>,
+    pub(crate) behaviour: BTreeMap<String, Behaviour>,
+    pub(crate) timeouts_left: u32,
+    pub(crate) index: std::path::PathBuf,
+    pub(crate) model: String,
+    pub(crate) posted: Vec<(String, String)>,
 }
 
 fn state(id: &str, log: &[String]) -> String {
@@ -57,7 +57,7 @@ fn state(id: &str, log: &[String]) -> String {
         .to_string()
 }
 
-fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
+pub(crate) fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
     let Ok(mut t) = t.lock() else {
         return Reply::Full(500, "{}".into());
     };
@@ -108,7 +108,7 @@ fn route(t: &Mutex<Target>, req: &Seen) -> Reply {
                 .unwrap_or_default()
                 .to_string();
             // The stream id is derived from the genesis: the test's ids are indexed by seed.
-            let id = (1..=9)
+            let id = (1..=STREAMS)
                 .map(|i| stream_id(&i.to_string()))
                 .find(|s| cid == tip(&format!("{}:0", seed_of(s))))
                 .unwrap_or_default();
@@ -184,14 +184,17 @@ fn write_index_row(t: &Target, id: &str, tip: &str, whole: bool) {
     .expect("index write");
 }
 
-fn seed_of(stream: &str) -> usize {
-    (1..=9)
+/// Streams the scripted nodes know, by seed (1 to this).
+pub(crate) const STREAMS: usize = 40;
+
+pub(crate) fn seed_of(stream: &str) -> usize {
+    (1..=STREAMS)
         .find(|i| stream_id(&i.to_string()) == stream)
         .unwrap_or(0)
 }
 
 /// Every stream's log on the source: genesis and two updates.
-fn source_log(i: usize) -> Vec<String> {
+pub(crate) fn source_log(i: usize) -> Vec<String> {
     (0..3).map(|v| tip(&format!("{i}:{v}"))).collect()
 }
 
@@ -204,7 +207,7 @@ async fn start_target(target: Target) -> (Arc<Mutex<Target>>, FakeNode) {
 }
 
 /// Node a: serves every stream's commits (genesis and two updates).
-async fn source_node() -> FakeNode {
+pub(crate) async fn source_node() -> FakeNode {
     FakeNode::start(|req, _| {
         let Some(id) = req.target.strip_prefix("/api/v0/commits/") else {
             return Reply::Full(404, "{}".into());
@@ -219,7 +222,7 @@ async fn source_node() -> FakeNode {
 }
 
 /// A cluster file for nodes a and b: their APIs and SQLite indexes.
-fn two_nodes(
+pub(crate) fn two_nodes(
     dir: &std::path::Path,
     (a, index_a): (&FakeNode, &std::path::Path),
     (b, index_b): (&FakeNode, &std::path::Path),
@@ -237,7 +240,7 @@ fn two_nodes(
     ClusterConfig::load(&path).expect("config")
 }
 
-fn divergence(i: usize, node: &str, kind: Kind, tip_now: Option<String>) -> Divergence {
+pub(crate) fn divergence(i: usize, node: &str, kind: Kind, tip_now: Option<String>) -> Divergence {
     Divergence {
         model: model_id("repair"),
         stream_id: stream_id(&i.to_string()),
@@ -436,10 +439,13 @@ async fn a_node_that_keeps_failing_trips_the_circuit_breaker() {
     let divergences: Vec<Divergence> = (1..=6)
         .map(|i| divergence(i, "b", Kind::MissingStream, None))
         .collect();
+    // One action at a time: the breaker then opens after exactly `max_failures` (with more
+    // workers, see `repair_concurrency`).
     let options = RepairOptions {
         targets: Targets::All,
         timeout: Duration::from_secs(2),
         max_failures: 2,
+        concurrency: 1,
         ..RepairOptions::default()
     };
     let (actions, fetched) = repair::prepare(&config, &divergences, &options).await;

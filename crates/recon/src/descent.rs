@@ -7,9 +7,9 @@
 //! Cost therefore grows with the number of differences × log n, and the bytes per store do not
 //! grow with N, because all stores answer the same ranges.
 //!
-//! The state machine never blocks and never does I/O: [`run_descent`] drives it over synchronous
-//! stores; async drivers (Postgres, HTTP) call [`Descent::queries`] / [`Descent::feed`] themselves
-//! and may ask all nodes concurrently.
+//! The state machine never blocks and never does I/O: [`super::run_descent`] drives it over
+//! synchronous stores; async drivers (Postgres, HTTP) call [`Descent::queries`] /
+//! [`Descent::feed`] themselves and may ask all nodes concurrently.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,18 +17,16 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::cost::Cost;
-use super::grid::{grid_len, grid_points};
+
+#[path = "grid.rs"]
+mod grid;
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
+use super::sizing::{self, SizeHint};
 use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
 use super::store::{
     answers_wire_len, check_entries, entries_wire_len, queries_wire_len, Answer, Query, Summary,
 };
-
-/// A differing grid cell is fetched whole when no store holds more than this many times
-/// `leaf_threshold` keys in it (a cell holds `leaf_threshold` on average). Higher fetches
-/// thousands of rows for a skewed cell; lower descends ordinary cells a round further.
-const CELL_FETCH_FACTOR: u64 = 4;
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -70,6 +68,16 @@ pub struct DescentParams {
     /// one grouped pass. Off for memory stores: a cell costs a fingerprint even where no key
     /// differs, and whole cells send ~`leaf_threshold` entries per difference.
     pub grid: bool,
+    /// Where the driver can tell the stores' sizes up front ([`RangeStore::size`]: stores held
+    /// in memory), start with a first level sized for them ([`super::sizing`]) instead of the
+    /// root fingerprint and the fixed fanouts above (default false: a SQL store's first level
+    /// is a full scan whatever its width, and its driver does not know the sizes). Equal sets
+    /// then cost the first level's fingerprints instead of one; expected differences of 0
+    /// keep the root fingerprint.
+    pub sized_first_level: bool,
+    /// Differences the sized first level is planned for (default 0; the previous audit's count
+    /// is a good estimate). Off by 10× costs bytes or a round, never a difference.
+    pub expected_diffs: u64,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -85,6 +93,8 @@ impl Default for DescentParams {
             alphabet: Alphabet::Base36,
             root_bounds_only: false,
             grid: false,
+            sized_first_level: false,
+            expected_diffs: 0,
             trace: false,
         }
     }
@@ -230,6 +240,36 @@ impl<H: AssociativeHash> Descent<H> {
             grid_len: None,
             _hash: std::marker::PhantomData,
         })
+    }
+
+    /// Like [`Descent::new`], with the first level, fanout and leaf size planned from `hint`
+    /// ([`sizing::plan`]); the plain descent when no split is worth it (no expected difference,
+    /// a tiny or empty key space).
+    pub fn sized(
+        stores: usize,
+        params: DescentParams,
+        hint: &SizeHint,
+    ) -> Result<Self, DescentError> {
+        let rows = hint.rows_per_store.iter().copied().max().unwrap_or(0);
+        let plan = sizing::plan(rows, hint.diffs(), stores, H::WIRE_BYTES);
+        let (Some(plan), Some((first, last))) = (plan, &hint.hull) else {
+            return Self::new(stores, params);
+        };
+        let params = DescentParams {
+            root_fanout: plan.first,
+            fanout: plan.fanout,
+            leaf_threshold: plan.leaf_threshold,
+            root_bounds_only: false,
+            ..params
+        };
+        let mut descent = Self::new(stores, params)?;
+        let points = split_between(first, last, plan.first, descent.params.alphabet);
+        let total = hint.rows_per_store.iter().sum();
+        descent.current.clear();
+        let hull = Some((first.clone(), last.clone()));
+        push_children(&Range::full(), points, 1, total, hull, &mut descent.current);
+        descent.cost.rows_per_store = hint.rows_per_store.clone();
+        Ok(descent)
     }
 
     /// The batch to send to every store this round; `None` once the descent has finished.
@@ -585,69 +625,6 @@ impl<H: AssociativeHash> Descent<H> {
             )
         });
         push_children(&range, points, 1, total, Some((first, last)), next);
-    }
-
-    /// Fixes the grid's key length from the key space's bounds and its largest store.
-    fn set_grid(&mut self, hull: Option<&(Key, Key)>, max: u64) {
-        if let (true, Some((first, last))) = (self.params.grid, hull) {
-            self.grid_len = grid_len(first, last, max, self.params.leaf_threshold);
-        }
-    }
-
-    /// The grid cells of a differing first-level range, when the grid applies to it.
-    fn grid_cells(
-        &self,
-        range: &Range,
-        depth: usize,
-        hull: Option<&(Key, Key)>,
-    ) -> Option<Vec<(Work, Query)>> {
-        let ((first, last), len) = hull.zip(self.grid_len).filter(|_| depth == 1)?;
-        // At least one digit past the range's own bounds, or a range one cell wide (bounds
-        // already on the grid) would not be cut at all.
-        let bound_len = range
-            .end
-            .as_ref()
-            .map_or(0, Key::len)
-            .max(range.start.len());
-        let len = len.max(bound_len + 1);
-        let points = grid_points(range, first, last, len).filter(|p| !p.is_empty())?;
-        let mut cells = Vec::new();
-        push_children(range, points, 2, 0, None, &mut cells);
-        let hull = Some((first.clone(), last.clone()));
-        Some(
-            cells
-                .into_iter()
-                .map(|(_, q)| (Work::Cell { hull: hull.clone() }, q))
-                .collect(),
-        )
-    }
-
-    /// A grid cell: settled when equal; fetched whole when it differs, unless a store holds
-    /// many more keys than a cell should (skewed keys), which is descended the ordinary way.
-    fn cell(
-        &mut self,
-        range: Range,
-        hull: Option<(Key, Key)>,
-        summaries: &[Summary<H>],
-        next: &mut Vec<(Work, Query)>,
-    ) {
-        let max = summaries
-            .iter()
-            .map(|s| s.fingerprint.count)
-            .max()
-            .unwrap_or(0);
-        let equal = summaries
-            .windows(2)
-            .all(|w| w[0].fingerprint == w[1].fingerprint);
-        if equal || max > CELL_FETCH_FACTOR * self.params.leaf_threshold {
-            return self.probe(range, 2, None, hull, summaries, next);
-        }
-        self.cost.ranges_compared += 1;
-        self.cost.ranges_differing += 1;
-        self.cost.fingerprints += summaries.len() as u64;
-        self.cost.leaf_ranges += 1;
-        self.note(|| format!("  cell {range} max {max} -> fetch whole"));
-        next.push((Work::Fetch, Query::Entries { range, only: None }));
     }
 
     /// Sub-ranges for a split of a range whose largest store holds `max` entries: at most

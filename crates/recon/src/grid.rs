@@ -4,8 +4,81 @@
 //! and a differing cell is fetched whole. The descent then takes three rounds: the first
 //! split, the cells of its differing ranges, their rows.
 
-use super::key::{Key, Range};
-use super::split::{base36_text, base36_value};
+use super::super::hash::AssociativeHash;
+use super::super::key::{Key, Range};
+use super::super::split::{base36_text, base36_value};
+use super::super::store::{Query, Summary};
+use super::{push_children, Descent, Work};
+
+/// A differing grid cell is fetched whole when no store holds more than this many times
+/// `leaf_threshold` keys in it (a cell holds `leaf_threshold` on average). Higher fetches
+/// thousands of rows for a skewed cell; lower descends ordinary cells a round further.
+const CELL_FETCH_FACTOR: u64 = 4;
+
+impl<H: AssociativeHash> Descent<H> {
+    /// Fixes the grid's key length from the key space's bounds and its largest store.
+    pub(super) fn set_grid(&mut self, hull: Option<&(Key, Key)>, max: u64) {
+        if let (true, Some((first, last))) = (self.params.grid, hull) {
+            self.grid_len = grid_len(first, last, max, self.params.leaf_threshold);
+        }
+    }
+
+    /// The grid cells of a differing first-level range, when the grid applies to it.
+    pub(super) fn grid_cells(
+        &self,
+        range: &Range,
+        depth: usize,
+        hull: Option<&(Key, Key)>,
+    ) -> Option<Vec<(Work, Query)>> {
+        let ((first, last), len) = hull.zip(self.grid_len).filter(|_| depth == 1)?;
+        // At least one digit past the range's own bounds, or a range one cell wide (bounds
+        // already on the grid) would not be cut at all.
+        let bound_len = range
+            .end
+            .as_ref()
+            .map_or(0, Key::len)
+            .max(range.start.len());
+        let len = len.max(bound_len + 1);
+        let points = grid_points(range, first, last, len).filter(|p| !p.is_empty())?;
+        let mut cells = Vec::new();
+        push_children(range, points, 2, 0, None, &mut cells);
+        let hull = Some((first.clone(), last.clone()));
+        Some(
+            cells
+                .into_iter()
+                .map(|(_, q)| (Work::Cell { hull: hull.clone() }, q))
+                .collect(),
+        )
+    }
+
+    /// A grid cell: settled when equal; fetched whole when it differs, unless a store holds
+    /// many more keys than a cell should (skewed keys), which is descended the ordinary way.
+    pub(super) fn cell(
+        &mut self,
+        range: Range,
+        hull: Option<(Key, Key)>,
+        summaries: &[Summary<H>],
+        next: &mut Vec<(Work, Query)>,
+    ) {
+        let max = summaries
+            .iter()
+            .map(|s| s.fingerprint.count)
+            .max()
+            .unwrap_or(0);
+        let equal = summaries
+            .windows(2)
+            .all(|w| w[0].fingerprint == w[1].fingerprint);
+        if equal || max > CELL_FETCH_FACTOR * self.params.leaf_threshold {
+            return self.probe(range, 2, None, hull, summaries, next);
+        }
+        self.cost.ranges_compared += 1;
+        self.cost.ranges_differing += 1;
+        self.cost.fingerprints += summaries.len() as u64;
+        self.cost.leaf_ranges += 1;
+        self.note(|| format!("  cell {range} max {max} -> fetch whole"));
+        next.push((Work::Fetch, Query::Entries { range, only: None }));
+    }
+}
 
 /// Most grid digits after the common prefix of the key space. 36^6 ≈ 2 × 10^9 cells: far more
 /// than any table has rows. Past it the grid is not used (the plain split still is).
@@ -21,7 +94,7 @@ pub const MAX_CELLS_PER_RANGE: u128 = 4096;
 /// whose largest store holds `rows` keys: the common prefix of the two plus the fewest base36
 /// digits that put at most `cell_rows` keys in a cell on average. `None` when the bounds are not
 /// base36 past their common prefix (the grid would not be exact) or the grid would be too fine.
-pub fn grid_len(first: &Key, last: &Key, rows: u64, cell_rows: u64) -> Option<usize> {
+pub(super) fn grid_len(first: &Key, last: &Key, rows: u64, cell_rows: u64) -> Option<usize> {
     let (f, l) = (first.as_bytes(), last.as_bytes());
     let common = f.iter().zip(l).take_while(|(a, b)| a == b).count();
     let cells_needed = rows.div_ceil(cell_rows.max(1)).max(1) as u128;
@@ -37,7 +110,7 @@ pub fn grid_len(first: &Key, last: &Key, rows: u64, cell_rows: u64) -> Option<us
 /// `first[..common] ‖ d` with `d` of `len − common` base36 digits. `None` when a bound is not
 /// base36 where it matters, the range lies outside the key space, or there are more than
 /// [`MAX_CELLS_PER_RANGE`] points (the caller then splits the ordinary way).
-pub fn grid_points(range: &Range, first: &Key, last: &Key, len: usize) -> Option<Vec<Key>> {
+pub(super) fn grid_points(range: &Range, first: &Key, last: &Key, len: usize) -> Option<Vec<Key>> {
     let (f, l) = (first.as_bytes(), last.as_bytes());
     let common = f.iter().zip(l).take_while(|(a, b)| a == b).count();
     let digits = len

@@ -1,9 +1,13 @@
-//! Running a whole descent over synchronous stores.
+//! Driving a [`Descent`] over synchronous stores, in memory: the benchmark, the tests and the
+//! ceramic-one comparison use it; async drivers (Postgres, HTTP) feed the state machine
+//! themselves.
 
 use thiserror::Error;
 
 use super::descent::{Descent, DescentError, DescentParams, Outcome};
-use super::store::RangeStore;
+use super::sizing::SizeHint;
+use super::split::union_bounds;
+use super::store::{Bounds, RangeStore};
 
 /// A store failed, or the descent rejected what it answered.
 #[derive(Debug, Error)]
@@ -23,7 +27,22 @@ pub fn run_descent<S: RangeStore>(
     stores: &mut [S],
     params: DescentParams,
 ) -> Result<Outcome, RunError<S::Error>> {
-    let mut descent = Descent::<S::Hash>::new(stores.len(), params)?;
+    let sizes: Option<Vec<(u64, Bounds)>> = if params.sized_first_level {
+        stores.iter_mut().map(RangeStore::size).collect()
+    } else {
+        None
+    };
+    let mut descent = match sizes {
+        Some(sizes) => {
+            let hint = SizeHint {
+                rows_per_store: sizes.iter().map(|(n, _)| *n).collect(),
+                hull: union_bounds(sizes.iter().filter_map(|(_, b)| b.as_ref())),
+                expected_diffs: params.expected_diffs,
+            };
+            Descent::<S::Hash>::sized(stores.len(), params, &hint)?
+        }
+        None => Descent::<S::Hash>::new(stores.len(), params)?,
+    };
     while let Some(batch) = descent.queries() {
         let mut answers = Vec::with_capacity(stores.len());
         for (i, store) in stores.iter_mut().enumerate() {

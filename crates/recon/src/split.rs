@@ -184,7 +184,7 @@ pub fn split_between(first: &Key, last: &Key, k: usize, alphabet: Alphabet) -> V
 }
 
 /// The smallest first key and the largest last key among stores that reported bounds.
-pub fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
+pub(crate) fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<(Key, Key)> {
     bounds.fold(None, |acc, (f, l)| match acc {
         None => Some((f.clone(), l.clone())),
         Some((af, al)) => Some((af.min(f.clone()), al.max(l.clone()))),
@@ -193,7 +193,7 @@ pub fn union_bounds<'a>(bounds: impl Iterator<Item = &'a (Key, Key)>) -> Option<
 
 /// Boundaries for `range` when every key in it is known to lie within `hull` (inclusive): cut
 /// the part of the range inside the hull, so no sub-range is spent on empty key space.
-pub fn split_within(
+pub(crate) fn split_within(
     range: &Range,
     hull: &(Key, Key),
     fanout: usize,

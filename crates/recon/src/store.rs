@@ -170,6 +170,13 @@ pub trait RangeStore {
         Ok((s.fingerprint.count, s.bounds))
     }
 
+    /// The store's key count and first/last key when known without asking it anything (a
+    /// store held in memory); `None` by default. [`super::run_descent`] sizes its first level
+    /// from these when `DescentParams::sized_first_level` is on.
+    fn size(&mut self) -> Option<(u64, Bounds)> {
+        None
+    }
+
     fn answer(&mut self, batch: &[Query]) -> Result<Vec<Answer<Self::Hash>>, Self::Error> {
         batch
             .iter()
@@ -289,6 +296,14 @@ impl<H: AssociativeHash> RangeStore for MemoryStore<H> {
             fingerprint,
             bounds,
         })
+    }
+
+    fn size(&mut self) -> Option<(u64, Bounds)> {
+        let bounds = match (self.entries.first(), self.entries.last()) {
+            (Some(f), Some(l)) => Some((f.key.clone(), l.key.clone())),
+            _ => None,
+        };
+        Some((self.entries.len() as u64, bounds))
     }
 
     fn digests(&mut self, range: &Range) -> Result<Vec<u64>, Infallible> {
