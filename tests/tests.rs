@@ -60,6 +60,8 @@ mod audit_pg;
 mod backup;
 #[path = "suite/backup_ceramic_one.rs"]
 mod backup_ceramic_one;
+#[path = "suite/blame.rs"]
+mod blame;
 #[path = "suite/ceramic_one.rs"]
 mod ceramic_one;
 #[path = "suite/ceramic_one_repair.rs"]
