@@ -85,7 +85,8 @@ wait_rows 8
 sleep 3
 "$C" stop-node b
 "$C" stop-ipfs b
-psql -h 127.0.0.1 -p "$PG_PORT" -U ceramic -d postgres -qAt -c "drop database ceramic_b" -c "create database ceramic_b"
+# The index database is dropped, not emptied: restore must create it.
+psql -h 127.0.0.1 -p "$PG_PORT" -U ceramic -d postgres -qAt -c "drop database ceramic_b"
 rm -rf "$RUN/statestore-b" "$RUN/ipfs-b"
 "$C" start-ipfs b
 echo "disaster: b's index database, state store and IPFS repo deleted"
@@ -108,6 +109,7 @@ rm -rf "$RUN/statestore-b"
 echo "ok: restore refused a damaged backup and a non-empty target, writing nothing"
 
 "$AUDIT" restore "$OUT/bk2" --config "$CFG" --node b | tee "$OUT/restore.txt"
+grep -q 'index: created the database "ceramic_b"' "$OUT/restore.txt" || fail "restore did not create b's index database"
 [ "$(b_rows)" = "$(cat "$OUT/at-backup")" ] || fail "b's index rows after the restore differ from those at backup time"
 echo "ok: b's index rows are back ($(wc -l <"$OUT/at-backup") notes)"
 "$C" start-node b
