@@ -1,22 +1,32 @@
-//! Benchmark of the index audit on real Postgres: 3 temporary servers × n ComposeDB-shaped rows
-//! (default 10^6; `CERAMIC_AUDIT_BENCH_ROWS` to change), d divergent rows spread uniformly
-//! (half with another tip on b, half missing on c), and in the same run:
+//! Benchmark of the index audit on real Postgres against what an operator would use instead,
+//! all in the same run on the same tables: 3 temporary servers × n ComposeDB-shaped rows
+//! (default 10^6; `CERAMIC_AUDIT_BENCH_ROWS`), d divergent rows spread uniformly (half with
+//! another tip on b, half missing on c). Methods:
 //!
-//! - `pushdown`: `ceramic-audit audit --mode pushdown` (fingerprints computed by Postgres),
-//! - `pushdown_tips`: the same with `--compare tips` (stream id and tip only, as the baseline),
-//! - `download`: `ceramic-audit audit --mode download` (every row streamed and hashed here),
-//! - `baseline`: the naive audit — each node's `stream_id, tip` copied out with
-//!   `COPY … TO STDOUT` (all nodes at once, each parsed on its own thread) and joined in hash
-//!   maps that borrow the copied bytes.
+//! - `pushdown`, `pushdown --compare tips`, `download`: the real `ceramic-audit audit` command
+//!   (release, child process, `--settle-seconds 0`);
+//! - `copy tips`, `copy all`: each node's `stream_id` and tip (or every compared column) copied
+//!   out with `COPY … TO STDOUT`, all nodes at once, joined in hash maps here;
+//! - `naive script`: benches/naive_audit.sh, `psql \copy | sort | comm` on the tips;
+//! - `reladiff tips`, `reladiff all`: reladiff 0.6's hashdiff (key `stream_id`), pairs a–b and
+//!   a–c one after the other (installed by benches/setup.sh into a virtualenv).
 //!
-//! Every node runs on this machine, so moving bytes costs almost nothing here; each method also
-//! gets `projected_wall_s_100mbit`, its wall time plus its largest per-node byte count over a
-//! 100 Mbit/s link per node (links in parallel), as a remote cluster would see it. That column
-//! is a projection, not a measurement.
-//!
-//! The audits run as child processes of the release binary, so wall time and peak RSS are the
-//! real command's. Writes `reports/bench/index-audit.json` and prints a Markdown table.
-//! Not a test: `cargo bench --bench index_audit`.
+//! Every method must find exactly the d streams (checked; the run fails otherwise). For each:
+//! wall time, bytes, rounds, CPU seconds of each Postgres server (/proc) and the longest single
+//! statement (server log). On loopback at every d of `CERAMIC_AUDIT_BENCH_DS` (default
+//! 0,100,10000,100000), then at d = 100 over shaped links (see `index_audit/link.rs`;
+//! `CERAMIC_AUDIT_BENCH_LINKS=0` skips them), then one incremental `watch` cycle after 0.1 %
+//! of rows changed. Writes `reports/bench/index-audit.json` and prints a Markdown table.
+//! Not a test: `cargo bench --bench index_audit` (as root, for the network namespace).
+
+#[path = "index_audit/link.rs"]
+mod link;
+#[path = "index_audit/peers.rs"]
+mod peers;
+#[path = "index_audit/server.rs"]
+mod server;
+#[path = "index_audit/watch.rs"]
+mod watch;
 
 #[path = "../tests/common/composedb.rs"]
 #[allow(dead_code)]
@@ -25,11 +35,9 @@ mod composedb;
 #[allow(dead_code)]
 mod pg;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use futures::{pin_mut, StreamExt};
 use serde_json::{json, Value as Json};
 
 use composedb::{model_id, pg_model_ddl, PG_SYSTEM_DDL};
@@ -90,10 +98,8 @@ fn run_measured(cmd: &mut std::process::Command) -> (f64, i64, i32) {
     )
 }
 
-/// Bytes a second over a 100 Mbit/s link.
-const LINK_BYTES_PER_S: f64 = 100e6 / 8.0;
-
-fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected_d: u64) -> Json {
+/// The real audit command on `config`; fails the run unless it finds exactly `expected`.
+fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected: u64) -> Json {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ceramic-audit"));
     cmd.args([
         "audit",
@@ -118,8 +124,8 @@ fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected_d: u64) 
     let model = &report["models"][0];
     let found = model["differing_streams"].as_u64().unwrap_or(0);
     assert_eq!(
-        found, expected_d,
-        "{mode} found every divergence (exit code {code})"
+        found, expected,
+        "{mode} --compare {compare} found every divergence (exit code {code})"
     );
     let nodes = report["nodes"].as_array().cloned().unwrap_or_default();
     let max = |field: &str| {
@@ -129,230 +135,329 @@ fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected_d: u64) 
             .max()
             .unwrap_or(0)
     };
-    let bytes_per_node = max("bytes_received");
     json!({
         "wall_s": wall,
-        "projected_wall_s_100mbit": wall + bytes_per_node as f64 / LINK_BYTES_PER_S,
         "switched_to_download": model["switched_to_download"],
         "peak_rss_mib": rss_kib as f64 / 1024.0,
         "exit_code": code,
         "rounds": model["cost"]["rounds"],
         "statements_per_node": max("statements"),
-        "bytes_per_node": bytes_per_node,
+        "bytes_per_node": max("bytes_received"),
         "rows_scanned_per_node": max("rows"),
-        "bytes_over_bound": (expected_d > 0).then(|| bytes_per_node as f64 / (expected_d as f64 * 8.0)),
         "differing_streams": found,
     })
 }
 
-async fn baseline(pgs: &[TempPg], model: &str, expected_d: u64) -> Json {
-    let started = Instant::now();
-    let copies = pgs.iter().map(|pg| {
-        let dsn = pg.dsn();
-        let sql = format!("COPY (SELECT stream_id, tip FROM \"{model}\") TO STDOUT");
-        tokio::spawn(async move {
-            let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            tokio::spawn(conn);
-            let stream = client.copy_out(sql.as_str()).await.expect("COPY out");
-            pin_mut!(stream);
-            let mut buf: Vec<u8> = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                buf.extend_from_slice(&chunk.expect("COPY data"));
-            }
-            buf
-        })
-    });
-    let buffers: Vec<Vec<u8>> = futures::future::join_all(copies)
-        .await
-        .into_iter()
-        .map(|r| r.expect("copy task"))
-        .collect();
-    // Each node's lines into a map borrowing its buffer, one thread per node.
-    let maps: Vec<HashMap<&[u8], &[u8]>> = std::thread::scope(|s| {
-        let handles: Vec<_> = buffers
-            .iter()
-            .map(|buf| {
-                s.spawn(move || {
-                    let mut map = HashMap::with_capacity(buf.len() / 120);
-                    for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if let Some(tab) = line.iter().position(|&b| b == b'\t') {
-                            map.insert(&line[..tab], &line[tab + 1..]);
-                        }
-                    }
-                    map
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("parse"))
-            .collect()
-    });
-    let mut differing = 0u64;
-    for (i, map) in maps.iter().enumerate() {
-        for (k, v) in map {
-            // Count each differing key once: at the first node that holds it.
-            if maps[..i].iter().any(|m| m.contains_key(k)) {
-                continue;
-            }
-            if maps.iter().any(|m| m.get(k) != Some(v)) {
-                differing += 1;
-            }
+/// Three servers with n rows each, built identically.
+async fn build(n: i64, model: &str) -> Vec<TempPg> {
+    let pgs = vec![TempPg::start(), TempPg::start(), TempPg::start()];
+    futures::future::join_all(pgs.iter().map(|pg| async move {
+        pg.execute(PG_SYSTEM_DDL).await;
+        // The table first, rows next, ComposeDB's indexes last: a bulk load into six indexes
+        // with random keys takes minutes longer than building them afterwards.
+        let ddl = pg_model_ddl(model, &[AUTHOR]);
+        let (table, indexes) = ddl.split_at(ddl.find("CREATE INDEX").unwrap_or(ddl.len()));
+        pg.execute(&format!(
+            "INSERT INTO ceramic_models (model) VALUES ('{model}');\n{table}\nALTER TABLE \"{model}\" ADD COLUMN n integer;"
+        ))
+        .await;
+        pg.execute(&populate_sql(model, 1, n, "")).await;
+        if !indexes.is_empty() {
+            pg.execute(indexes).await;
         }
+        pg.execute(&format!("CREATE INDEX bench_n ON \"{model}\" (n)"))
+            .await;
+        pg.execute(&format!("VACUUM ANALYZE \"{model}\"")).await;
+    }))
+    .await;
+    pgs
+}
+
+/// Where the methods connect for one link: each node's DSN and a cluster file naming them.
+struct Target {
+    dsns: Vec<String>,
+    config: std::path::PathBuf,
+}
+
+fn target(dir: &Path, tag: &str, ports: &[u16]) -> Target {
+    let dsns: Vec<String> = ports
+        .iter()
+        .map(|p| format!("postgres://postgres@127.0.0.1:{p}/postgres"))
+        .collect();
+    let mut text = String::from("cluster = \"bench\"\n");
+    for (name, dsn) in ["a", "b", "c"].iter().zip(&dsns) {
+        text.push_str(&format!(
+            "[[nodes]]\nname = \"{name}\"\nindex = \"{dsn}\"\n"
+        ));
     }
-    assert_eq!(differing, expected_d, "the baseline found every divergence");
-    let bytes_per_node = buffers.iter().map(Vec::len).max().unwrap_or(0);
-    let wall = started.elapsed().as_secs_f64();
-    json!({
-        "wall_s": wall,
-        "projected_wall_s_100mbit": wall + bytes_per_node as f64 / LINK_BYTES_PER_S,
-        "rounds": 1,
-        "bytes_per_node": bytes_per_node,
-        "rows_scanned_per_node": maps.iter().map(HashMap::len).max().unwrap_or(0),
-        "differing_streams": differing,
-    })
+    let config = dir.join(format!("cluster-{tag}.toml"));
+    std::fs::write(&config, text).expect("config");
+    Target { dsns, config }
+}
+
+/// The methods of one (link, d), each with its servers' cost added.
+async fn methods(
+    link: &str,
+    t: &Target,
+    servers: &[server::Server],
+    model: &str,
+    d: u64,
+    dir: &Path,
+    reladiff: &str,
+) -> Vec<(String, Json)> {
+    let loopback = link == "loopback";
+    let tag = link.replace(' ', "-");
+    let mut out: Vec<(String, Json)> = Vec::new();
+    let names = [
+        "pushdown",
+        "pushdown --compare tips",
+        "download",
+        "copy tips",
+        "copy all",
+        "naive script",
+        "reladiff tips",
+        "reladiff all",
+    ];
+    for name in names {
+        // Download streams every row hash: over links it only repeats what `copy` shows.
+        if name == "download" && !loopback {
+            continue;
+        }
+        if name == "reladiff all"
+            && std::env::var("CERAMIC_AUDIT_BENCH_RELADIFF_ALL").as_deref() == Ok("0")
+        {
+            continue;
+        }
+        let meter = server::Meter::start(servers);
+        let run_dir = dir.join(format!("{tag}-{d}-{}", name.replace([' ', '-'], "")));
+        let mut m = match name {
+            "pushdown" => audit(&t.config, "pushdown", "all", &run_dir, d),
+            "pushdown --compare tips" => audit(&t.config, "pushdown", "tips", &run_dir, d),
+            "download" => audit(&t.config, "download", "all", &run_dir, d),
+            "copy tips" => {
+                peers::copy_baseline(&t.dsns, model, &peers::columns(false, AUTHOR), d).await
+            }
+            "copy all" => {
+                peers::copy_baseline(&t.dsns, model, &peers::columns(true, AUTHOR), d).await
+            }
+            "naive script" => peers::naive(&t.dsns, model, &peers::columns(false, AUTHOR), d),
+            "reladiff tips" => peers::reladiff(reladiff, &t.dsns, model, false, AUTHOR, d),
+            _ => peers::reladiff(reladiff, &t.dsns, model, true, AUTHOR, d),
+        };
+        let (cpu, longest) = meter.stop(servers);
+        m["server_cpu_s"] = json!(cpu);
+        m["server_cpu_s_total"] = json!((cpu.iter().sum::<f64>() * 100.0).round() / 100.0);
+        m["longest_statement_s"] = json!(longest);
+        eprintln!(
+            "{link} d={d} {name}: {:.2} s",
+            m["wall_s"].as_f64().unwrap_or(0.0)
+        );
+        out.push((name.to_string(), m));
+    }
+    out
+}
+
+/// d divergent rows: half another tip on b, half missing on c (disjoint, spread evenly);
+/// `undo` puts the rows back.
+async fn diverge(pgs: &[TempPg], model: &str, n: i64, d: i64, undo: bool) {
+    if d == 0 {
+        return;
+    }
+    let step = 2 * n / d;
+    if !undo {
+        pgs[1]
+            .execute(&format!(
+                "UPDATE \"{model}\" SET tip = tip || 'q' WHERE n % {step} = 0"
+            ))
+            .await;
+        pgs[2]
+            .execute(&format!(
+                "DELETE FROM \"{model}\" WHERE n % {step} = {}",
+                step / 2
+            ))
+            .await;
+    } else {
+        pgs[1]
+            .execute(&format!(
+                "UPDATE \"{model}\" SET tip = left(tip, -1) WHERE n % {step} = 0"
+            ))
+            .await;
+        pgs[2]
+            .execute(&populate_sql(
+                model,
+                1,
+                n,
+                &format!("WHERE i % {step} = {}", step / 2),
+            ))
+            .await;
+    }
+}
+
+/// The methods over each shaped link, at `d`.
+async fn over_links(
+    pgs: &[TempPg],
+    servers: &[server::Server],
+    model: &str,
+    d: u64,
+    dir: &Path,
+    reladiff: &str,
+) -> Vec<Json> {
+    let netem = link::netem_available();
+    let mut rows = Vec::new();
+    for l in link::LINKS {
+        let delay = link::shape(&l, netem).unwrap_or_else(|e| panic!("shaping {}: {e}", l.name));
+        let mut ports = Vec::new();
+        for pg in pgs {
+            ports.push(if netem {
+                pg.port
+            } else {
+                link::delay_proxy(pg.port, delay).await
+            });
+        }
+        let t = target(dir, l.name, &ports);
+        let rtt = link::measured_rtt_ms(&t.dsns[0]).await;
+        let methods = methods(l.name, &t, servers, model, d, dir, reladiff).await;
+        link::unshape();
+        rows.push(json!({
+            "link": l.name, "rate_mbit": l.rate_mbit, "rtt_ms": l.rtt.as_secs_f64() * 1000.0,
+            "rtt_ms_measured": rtt,
+            "shaping": if netem { "tc netem delay + rate on loopback" } else { "tc tbf rate on loopback (2× the link: every byte crosses it twice through the proxy) + delay proxy (kernel without netem)" },
+            "d": d, "methods": Json::Object(methods.into_iter().collect()),
+        }));
+    }
+    rows
+}
+
+/// Runs benches/setup.sh; the reladiff executable.
+fn setup() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/setup.sh");
+    let out = std::process::Command::new("sh")
+        .arg(script)
+        .output()
+        .expect("run benches/setup.sh");
+    assert!(
+        out.status.success(),
+        "benches/setup.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let links = std::env::var("CERAMIC_AUDIT_BENCH_LINKS").as_deref() != Ok("0");
+    let netns = link::enter_namespace(links);
+    let reladiff = setup();
     let n: i64 = std::env::var("CERAMIC_AUDIT_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let ds: Vec<i64> = [0i64, 100, 10_000, 100_000]
+    let ds: Vec<i64> = std::env::var("CERAMIC_AUDIT_BENCH_DS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 100, 10_000, 100_000])
         .into_iter()
         .filter(|d| *d <= n / 5)
         .collect();
     let model = model_id("bench-orders");
     eprintln!("starting 3 Postgres servers and writing {n} rows on each…");
-    let pgs = vec![TempPg::start(), TempPg::start(), TempPg::start()];
     let build_started = Instant::now();
-    futures::future::join_all(pgs.iter().map(|pg| {
-        let model = model.clone();
-        async move {
-            pg.execute(PG_SYSTEM_DDL).await;
-            // The table first, rows next, ComposeDB's indexes last: a bulk load into six
-            // indexes with random keys takes minutes longer than building them afterwards.
-            let ddl = pg_model_ddl(&model, &[AUTHOR]);
-            let (table, indexes) = ddl.split_at(ddl.find("CREATE INDEX").unwrap_or(ddl.len()));
-            pg.execute(&format!(
-                "INSERT INTO ceramic_models (model) VALUES ('{model}');\n{table}\nALTER TABLE \"{model}\" ADD COLUMN n integer;"
-            ))
-            .await;
-            pg.execute(&populate_sql(&model, 1, n, "")).await;
-            if !indexes.is_empty() {
-                pg.execute(indexes).await;
-            }
-            pg.execute(&format!("CREATE INDEX bench_n ON \"{model}\" (n)")).await;
-            pg.execute(&format!("VACUUM ANALYZE \"{model}\"")).await;
-        }
-    }))
-    .await;
+    let pgs = build(n, &model).await;
     eprintln!("built in {:.1} s", build_started.elapsed().as_secs_f64());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("cluster.toml");
-    let mut text = String::from("cluster = \"bench\"\n");
-    for (name, pg) in ["a", "b", "c"].iter().zip(&pgs) {
-        text.push_str(&format!(
-            "[[nodes]]\nname = \"{name}\"\nindex = \"{}\"\n",
-            pg.dsn()
-        ));
+    let mut servers = Vec::new();
+    for pg in &pgs {
+        servers.push(server::Server::find(pg).await);
     }
-    std::fs::write(&config, text).expect("config");
-
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<u16> = pgs.iter().map(|p| p.port).collect();
+    let lo = target(dir.path(), "loopback", &ports);
     let mut rows = Vec::new();
-    println!("| n per node | d | method | wall s | vs baseline wall | rounds | SQL statements / node | bytes / node | bytes ÷ (d × 8 B) | rows scanned / node | peak RSS MiB | projected wall s at 100 Mbit/s |");
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut watch_row = Json::Null;
     for d in ds {
-        // Half of d: another tip on b; the other half: missing on c (disjoint, spread evenly).
-        let step = if d > 0 { 2 * n / d } else { 0 };
-        if d > 0 {
-            pgs[1]
-                .execute(&format!(
-                    "UPDATE \"{model}\" SET tip = tip || 'q' WHERE n % {step} = 0"
-                ))
-                .await;
-            pgs[2]
-                .execute(&format!(
-                    "DELETE FROM \"{model}\" WHERE n % {step} = {}",
-                    step / 2
-                ))
-                .await;
+        diverge(&pgs, &model, n, d, false).await;
+        let methods = methods(
+            "loopback",
+            &lo,
+            &servers,
+            &model,
+            d as u64,
+            dir.path(),
+            &reladiff,
+        )
+        .await;
+        rows.push(json!({"link": "loopback", "d": d, "methods": Json::Object(methods.into_iter().collect())}));
+        if d == 100 {
+            watch_row =
+                watch::incremental_cycle(&pgs, &model, &lo.config, dir.path(), n, d as u64).await;
+            if netns.is_some() {
+                rows.extend(
+                    over_links(&pgs, &servers, &model, d as u64, dir.path(), &reladiff).await,
+                );
+            }
         }
-        let base = baseline(&pgs, &model, d as u64).await;
-        let runs: Vec<Json> = [
-            ("pushdown", "all", "push"),
-            ("pushdown", "tips", "tips"),
-            ("download", "all", "down"),
-        ]
-        .iter()
-        .map(|(mode, compare, tag)| {
-            let out = dir.path().join(format!("{tag}-{d}"));
-            audit(&config, mode, compare, &out, d as u64)
-        })
-        .collect();
-        let (push, tips, down) = (&runs[0], &runs[1], &runs[2]);
-        let bw = base["wall_s"].as_f64().unwrap_or(f64::NAN);
-        for (name, m) in [
-            ("pushdown", push),
-            ("pushdown --compare tips", tips),
-            ("download", down),
-            ("baseline", &base),
-        ] {
+        diverge(&pgs, &model, n, d, true).await;
+    }
+    print_table(n, &rows);
+    write_report(n, &rows, &watch_row, netns.is_some());
+}
+
+/// The COPY baseline a method is compared with: the one reading the same columns.
+fn baseline_of(method: &str) -> &'static str {
+    match method {
+        "pushdown" | "download" | "reladiff all" | "copy all" => "copy all",
+        _ => "copy tips",
+    }
+}
+
+fn print_table(n: i64, rows: &[Json]) {
+    println!("| link | n per node | d | method | wall s | COPY baseline wall ÷ this | rounds | bytes / node | server CPU s (3 servers) | longest statement s | peak RSS MiB |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let Some(methods) = row["methods"].as_object() else {
+            continue;
+        };
+        for (name, m) in methods {
             let f = |k: &str| match m[k].as_f64() {
                 Some(x) if x.fract() != 0.0 => format!("{x:.2}"),
                 Some(x) => format!("{x}"),
                 None => "–".into(),
             };
+            let base = methods[baseline_of(name)]["wall_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
             println!(
-                "| {n} | {d} | {name} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {n} | {} | {name} | {} | {:.2}× | {} | {} | {} | {} | {} |",
+                row["link"].as_str().unwrap_or(""),
+                row["d"],
                 f("wall_s"),
-                m["wall_s"].as_f64().unwrap_or(f64::NAN) / bw,
+                base / m["wall_s"].as_f64().unwrap_or(f64::NAN),
                 f("rounds"),
-                f("statements_per_node"),
                 f("bytes_per_node"),
-                f("bytes_over_bound"),
-                f("rows_scanned_per_node"),
+                f("server_cpu_s_total"),
+                f("longest_statement_s"),
                 f("peak_rss_mib"),
-                f("projected_wall_s_100mbit"),
             );
         }
-        rows.push(json!({"n": n, "d": d, "pushdown": push, "pushdown_tips": tips, "download": down, "baseline": base,
-                         "pushdown_speedup_vs_baseline": bw / push["wall_s"].as_f64().unwrap_or(f64::NAN),
-                         "pushdown_tips_speedup_vs_baseline": bw / tips["wall_s"].as_f64().unwrap_or(f64::NAN),
-                         "pushdown_bytes_vs_baseline": push["bytes_per_node"].as_f64().unwrap_or(0.0) / base["bytes_per_node"].as_f64().unwrap_or(1.0)}));
-        if d > 0 {
-            pgs[1]
-                .execute(&format!(
-                    "UPDATE \"{model}\" SET tip = left(tip, -1) WHERE n % {step} = 0"
-                ))
-                .await;
-            pgs[2]
-                .execute(&populate_sql(
-                    &model,
-                    1,
-                    n,
-                    &format!("WHERE i % {step} = {}", step / 2),
-                ))
-                .await;
-        }
     }
-    write_report(n, &rows);
 }
 
-fn write_report(n: i64, rows: &[Json]) {
+fn write_report(n: i64, rows: &[Json], watch: &Json, links: bool) {
     let report = json!({
-        "schema_version": 1,
+        "schema_version": 2,
         "benchmark": "index-audit",
         "command": "cargo bench --bench index_audit",
         "generated_at_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "rows_per_node": n,
         "nodes": 3,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "postgres": "temporary servers from tests/common/pg.rs (shared_buffers 128MB, fsync off), one per node, same machine",
+        "postgres": "temporary servers from tests/common/pg.rs (shared_buffers 128MB, fsync off), one per node, same machine, every statement's duration logged",
+        "links_measured": links,
         "rows": rows,
+        "watch_incremental": watch,
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench");
     std::fs::create_dir_all(&out).expect("reports/bench");

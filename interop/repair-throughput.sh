@@ -8,7 +8,7 @@
 # 50 streams with --concurrency 1 (one action at a time, as before issue 16). A last audit must
 # find b equal to a. Writes reports/bench/repair-throughput.json and prints a Markdown row.
 #
-# usage: interop/repair-throughput.sh   (about 6 minutes on 2 cores; not in CI for that reason)
+# usage: interop/repair-throughput.sh   (about 7 minutes on 2 cores; not in CI for that reason)
 # env:   THROUGHPUT_STREAMS (300), THROUGHPUT_CONCURRENCY (8), THROUGHPUT_RATE (requests/s, 500)
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${THROUGHPUT_STREAMS:-300}

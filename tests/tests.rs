@@ -84,6 +84,8 @@ mod log_format;
 mod logs;
 #[path = "suite/pg_hash.rs"]
 mod pg_hash;
+#[path = "suite/pg_rounds.rs"]
+mod pg_rounds;
 #[path = "suite/progress.rs"]
 mod progress;
 #[path = "suite/purity.rs"]

@@ -108,8 +108,9 @@ async fn identical_nodes_are_consistent_in_both_modes() {
         assert_eq!(report.models[0].model, model);
         assert_eq!(report.models[0].nodes_compared, ["a", "b", "c"]);
         let cost = report.models[0].cost.as_ref().expect("compared");
-        // Push-down: a bounds-only look, then one hashing scan; download: one memory round.
-        let rounds = if mode == Mode::Pushdown { 2 } else { 1 };
+        // Push-down: one hashing scan (the bounds-only look comes from the row check, no round
+        // trip); download: one memory round.
+        let rounds = 1;
         assert_eq!(cost.rounds, rounds, "equal nodes settle at once ({mode:?})");
         for n in &report.nodes {
             assert!(n.reachable && n.rows >= 300, "{n:?}");

@@ -78,6 +78,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
             any::<bool>(),
             // The sized first level, planned for an estimate that may be far off.
             proptest::option::weighted(0.3, 0..400u64),
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -87,7 +88,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                 leaf_threshold,
                 leaf_digests,
                 max_rounds,
-                (alphabet, root_bounds_only, sized),
+                (alphabet, root_bounds_only, sized, grid),
             )| {
                 // Small max_rounds exercise the safety net (fetch every open range whole).
                 DescentParams {
@@ -98,6 +99,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                     max_rounds,
                     alphabet,
                     root_bounds_only,
+                    grid,
                     sized_first_level: sized.is_some(),
                     expected_diffs: sized.unwrap_or(0),
                     ..DescentParams::default()

@@ -16,11 +16,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::cost::Cost;
+
+#[path = "grid.rs"]
+mod grid;
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
 use super::sizing::{self, SizeHint};
 use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
-use super::store::{answers_wire_len, entries_wire_len, queries_wire_len, Answer, Query, Summary};
+use super::store::{
+    answers_wire_len, check_entries, entries_wire_len, queries_wire_len, Answer, Query, Summary,
+};
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
 /// cluster is audited in groups.
@@ -56,6 +62,12 @@ pub struct DescentParams {
     /// scan and the first split hashes every row again; a bounds-only root is a cheap scan, so
     /// equal sets cost 2 rounds but only one hashing scan. Memory stores answer either for free.
     pub root_bounds_only: bool,
+    /// SQL stores (default false): below the first split, cut a differing range at every key
+    /// prefix of one length (the grid, see `grid.rs`: ~`leaf_threshold` keys a cell) and fetch
+    /// a differing cell whole, so a descent takes 3 rounds and the store answers the cells from
+    /// one grouped pass. Off for memory stores: a cell costs a fingerprint even where no key
+    /// differs, and whole cells send ~`leaf_threshold` entries per difference.
+    pub grid: bool,
     /// Where the driver can tell the stores' sizes up front ([`RangeStore::size`]: stores held
     /// in memory), start with a first level sized for them ([`super::sizing`]) instead of the
     /// root fingerprint and the fixed fanouts above (default false: a SQL store's first level
@@ -80,6 +92,7 @@ impl Default for DescentParams {
             max_rounds: 64,
             alphabet: Alphabet::Base36,
             root_bounds_only: false,
+            grid: false,
             sized_first_level: false,
             expected_diffs: 0,
             trace: false,
@@ -120,39 +133,6 @@ pub enum DescentError {
     Finished,
 }
 
-/// What the descent cost, as every audit report shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Cost {
-    /// Round trips: batches sent (each store gets each batch once, all stores concurrently).
-    pub rounds: u64,
-    /// Ranges whose fingerprints were compared across the stores.
-    pub ranges_compared: u64,
-    /// Of those, ranges whose fingerprints differed.
-    pub ranges_differing: u64,
-    /// Fingerprints received, all stores together.
-    pub fingerprints: u64,
-    /// Ranges asked again for their first/last key after a split that separated nothing.
-    pub bounds_probes: u64,
-    /// Ranges compared row by row.
-    pub leaf_ranges: u64,
-    /// Row digests received, all stores together.
-    pub digests: u64,
-    /// Full entries received, all stores together.
-    pub entries: u64,
-    /// Bytes of queries, all stores together (per store: this ÷ number of stores).
-    pub bytes_sent: u64,
-    /// Bytes of answers, all stores together.
-    pub bytes_received: u64,
-    /// Bytes of answers per store, in store order.
-    pub bytes_received_per_store: Vec<u64>,
-    /// Of `bytes_received`, the full entries (key, tip, column digest) of the differing rows:
-    /// the payload a report needs, beyond what identifying the differences cost.
-    pub entry_bytes_received: u64,
-    /// Rows each store holds in the whole key space (from the first round's answers), in store
-    /// order; empty until the first round is fed.
-    pub rows_per_store: Vec<u64>,
-}
-
 /// A key that is not the same on every store, with each store's value (`None`: absent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Difference {
@@ -189,6 +169,8 @@ enum Work {
     Leaf,
     /// Entries of a leaf range (all, or those with the listed digests).
     Fetch,
+    /// A grid cell (`DescentParams::grid`): fetched whole when it differs.
+    Cell { hull: Option<(Key, Key)> },
 }
 
 /// The descent's state between rounds.
@@ -201,6 +183,8 @@ pub struct Descent<H> {
     differences: Vec<Difference>,
     cost: Cost,
     trace: Vec<String>,
+    /// Key length of the grid cells, once the first split has set it (`DescentParams::grid`).
+    grid_len: Option<usize>,
     _hash: std::marker::PhantomData<H>,
 }
 
@@ -253,6 +237,7 @@ impl<H: AssociativeHash> Descent<H> {
                 ..Cost::default()
             },
             trace: Vec::new(),
+            grid_len: None,
             _hash: std::marker::PhantomData,
         })
     }
@@ -314,12 +299,23 @@ impl<H: AssociativeHash> Descent<H> {
     /// Takes every store's answers to this round's batch (`answers[store][query]`) and prepares
     /// the next round. Answers are checked against the questions before anything is used.
     pub fn feed(&mut self, answers: Vec<Vec<Answer<H>>>) -> Result<(), DescentError> {
+        self.feed_round(answers, true)
+    }
+
+    /// As [`Descent::feed`], for a round every store answered from what it had already read
+    /// (no round trip: e.g. the bounds-only root from a SQL store's row check). It is not
+    /// counted in `rounds`; its bytes are.
+    pub fn feed_local(&mut self, answers: Vec<Vec<Answer<H>>>) -> Result<(), DescentError> {
+        self.feed_round(answers, false)
+    }
+
+    fn feed_round(&mut self, answers: Vec<Vec<Answer<H>>>, trip: bool) -> Result<(), DescentError> {
         if self.current.is_empty() {
             return Err(DescentError::Finished);
         }
         self.check(&answers)?;
         let round = std::mem::take(&mut self.current);
-        self.cost.rounds += 1;
+        self.cost.rounds += u64::from(trip);
         if self.params.trace {
             self.trace.push(format!("round {}", self.cost.rounds));
         }
@@ -375,6 +371,19 @@ impl<H: AssociativeHash> Descent<H> {
                             summaries.iter().map(|s| s.fingerprint.count).collect();
                     }
                     self.probe(range, depth, parent_total, hull, &summaries, &mut next);
+                }
+                Work::Cell { hull } => {
+                    let summaries = column
+                        .into_iter()
+                        .map(|a| match a {
+                            Answer::Summary(s) => s,
+                            _ => Summary {
+                                fingerprint: HashCount::zero(),
+                                bounds: None,
+                            },
+                        })
+                        .collect::<Vec<_>>();
+                    self.cell(range, hull, &summaries, &mut next);
                 }
                 Work::Leaf => {
                     let lists = column
@@ -507,9 +516,22 @@ impl<H: AssociativeHash> Descent<H> {
         } else {
             self.params.fanout
         };
-        let fanout = self.fanout(widest, max);
         // The union of the stores' first and last keys, where the stores reported them.
         let bounds = union_bounds(summaries.iter().filter_map(|s| s.bounds.as_ref()));
+        if depth == 0 {
+            self.set_grid(bounds.as_ref(), max);
+        } else if let Some(cells) = self.grid_cells(&range, depth, hull.as_ref()) {
+            self.note(|| {
+                format!(
+                    "  summary {range} {} -> {} grid cells",
+                    shown(),
+                    cells.len()
+                )
+            });
+            next.extend(cells);
+            return;
+        }
+        let fanout = self.fanout(widest, max);
         let points = match (&bounds, &hull) {
             (Some((first, last)), _) => split_between(first, last, fanout, self.params.alphabet),
             // A split that left all of the parent's entries here separated nothing: learn the
@@ -592,6 +614,7 @@ impl<H: AssociativeHash> Descent<H> {
             next.push(self.leaf_work(range));
             return;
         }
+        self.set_grid(Some(&(first.clone(), last.clone())), max);
         let fanout = self.fanout(self.params.root_fanout, max);
         let points = split_between(&first, &last, fanout, self.params.alphabet);
         self.note(|| {
@@ -747,25 +770,4 @@ fn push_children(
         ));
         start = end.unwrap_or_default();
     }
-}
-
-/// Entries answered for `range` must lie in it, each key at most once.
-fn check_entries(store: usize, range: &Range, entries: &[Entry]) -> Result<(), DescentError> {
-    let mut seen = BTreeSet::new();
-    for e in entries {
-        if !range.contains(&e.key) {
-            return Err(DescentError::OutOfRange {
-                store,
-                key: e.key.to_string(),
-                range: range.to_string(),
-            });
-        }
-        if !seen.insert(&e.key) {
-            return Err(DescentError::DuplicateKey {
-                store,
-                key: e.key.to_string(),
-            });
-        }
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! exhaustively in memory and every source (Postgres push-down, SQLite, HTTP, snapshot files)
 //! plugs into the same descent.
 
+mod cost;
 mod descent;
 mod hash;
 mod key;
@@ -13,7 +14,8 @@ mod sizing;
 mod split;
 mod store;
 
-pub use descent::{Cost, Descent, DescentError, DescentParams, Difference, Outcome, MAX_STORES};
+pub use cost::Cost;
+pub use descent::{Descent, DescentError, DescentParams, Difference, Outcome, MAX_STORES};
 pub use hash::{pg_hash_bytes_extended, AssociativeHash, HashCount, Md5Lanes, PgHash64, Sha256a};
 pub use key::{Entry, Key, Range, Value};
 pub use run::{run_descent, RunError};

@@ -325,3 +325,29 @@ impl<H: AssociativeHash> RangeStore for MemoryStore<H> {
             .collect())
     }
 }
+
+/// Entries answered for `range` must lie in it, each key at most once.
+pub(crate) fn check_entries(
+    store: usize,
+    range: &Range,
+    entries: &[Entry],
+) -> Result<(), super::descent::DescentError> {
+    use super::descent::DescentError;
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        if !range.contains(&e.key) {
+            return Err(DescentError::OutOfRange {
+                store,
+                key: e.key.to_string(),
+                range: range.to_string(),
+            });
+        }
+        if !seen.insert(&e.key) {
+            return Err(DescentError::DuplicateKey {
+                store,
+                key: e.key.to_string(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -16,6 +16,7 @@
 //! fingerprints locally; both modes hash the same SQL-built text, so they agree by construction
 //! (a test checks it).
 
+mod cells;
 mod connect;
 pub mod hashed;
 mod index;

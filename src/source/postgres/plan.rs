@@ -24,18 +24,45 @@ impl Shape {
         if self.last.is_empty() {
             return self.rows;
         }
-        Some(
-            self.last
-                .iter()
-                .filter(|(r, _)| ranges.iter().any(|q| ranges_meet(r, q)))
-                .map(|(_, n)| n)
-                .sum(),
-        )
+        Some(self.parents(ranges).map(|(_, n)| n).sum())
+    }
+
+    /// The ranges last summarised that meet any of `ranges`. A round holds thousands of grid
+    /// cells against hundreds (or thousands) of last ranges: each is looked up among the
+    /// round's ranges sorted by start, not compared with all of them.
+    pub(super) fn parents<'a>(
+        &'a self,
+        ranges: &[&Range],
+    ) -> impl Iterator<Item = &'a (Range, u64)> + 'a {
+        let mut sorted: Vec<Range> = ranges.iter().map(|r| (*r).clone()).collect();
+        sorted.sort_by(|a, b| a.start.cmp(&b.start));
+        // Longest end among ranges starting at or before each position (ranges may overlap
+        // when a round mixes kinds), so one binary search finds any range meeting `r`.
+        let mut reach: Vec<Option<crate::recon::Key>> = Vec::with_capacity(sorted.len());
+        for q in &sorted {
+            let prev = reach
+                .last()
+                .cloned()
+                .unwrap_or(Some(crate::recon::Key::from_bytes(Vec::new())));
+            reach.push(match (prev, &q.end) {
+                (None, _) | (_, None) => None,
+                (Some(p), Some(e)) => Some(p.max(e.clone())),
+            });
+        }
+        self.last.iter().filter(move |(r, _)| {
+            // Ranges starting before r's end; the last of them reaching past r's start meets r.
+            let k = match &r.end {
+                Some(end) => sorted.partition_point(|q| q.start < *end),
+                None => sorted.len(),
+            };
+            k > 0 && reach[k - 1].as_ref().is_none_or(|e| r.start < *e)
+        })
     }
 }
 
 /// Whether two half-open ranges share a key.
-pub(super) fn ranges_meet(a: &Range, b: &Range) -> bool {
+#[cfg(test)]
+fn ranges_meet(a: &Range, b: &Range) -> bool {
     a.end.as_ref().is_none_or(|e| b.start < *e) && b.end.as_ref().is_none_or(|e| a.start < *e)
 }
 
@@ -52,6 +79,12 @@ pub(super) const SCAN_SHARE: f64 = 0.2;
 /// the groups are at most 36^(L − common prefix) for base36 ids. More digits than this would
 /// make the hash table outgrow `work_mem` (set at connect) and spill to disk.
 pub(super) const SCAN_GROUP_DIGITS: usize = 3;
+
+/// Or any prefix length, when the round touches at most this many rows (so at most this many
+/// groups): ~150 bytes a group stays inside `work_mem` (64 MB, set at connect). Higher spills
+/// the group table to disk; lower sends grid rounds over ids with a fixed head (real StreamIDs
+/// share ~13 characters and more digits of their CID header) to range scans of every cell.
+pub(super) const SCAN_MAX_GROUPS: u64 = 400_000;
 
 /// Every base36 string of exactly `len` characters inside the stream-id ranges `spans`
 /// (`[lo, hi)`, `None` for an open end, clipped to the table's first and last id), or `None`
@@ -303,7 +336,10 @@ impl PgSource {
                 }
             }
         }
-        (len.saturating_sub(shape.common_prefix) <= SCAN_GROUP_DIGITS).then_some(len)
+        // Few enough groups: bounded by the digits, or by the rows touched (each row is in one
+        // group; a prefix-filtered round of the grid touches a third of the table).
+        (len.saturating_sub(shape.common_prefix) <= SCAN_GROUP_DIGITS || touched <= SCAN_MAX_GROUPS)
+            .then_some(len)
     }
 
     /// The filter for a scan-plan round: the base36 prefixes of the last round's ranges that
@@ -311,11 +347,7 @@ impl PgSource {
     pub(super) fn prefix_filter(&self, model: &str, ranges: &[&Range]) -> Option<PrefixFilter> {
         let shape = self.shapes.get(model)?;
         let (first, last) = shape.bounds.clone().flatten()?;
-        let parents: Vec<&(Range, u64)> = shape
-            .last
-            .iter()
-            .filter(|(r, _)| ranges.iter().any(|q| ranges_meet(r, q)))
-            .collect();
+        let parents: Vec<&(Range, u64)> = shape.parents(ranges).collect();
         if parents.is_empty() || parents.len() == shape.last.len() {
             return None; // nothing learned, or every range differs: filtering saves nothing
         }
@@ -346,5 +378,53 @@ impl PgSource {
 
     pub(super) fn range_scans(&self, model: &str) -> bool {
         self.collation_ok && self.plain_keys.get(model) == Some(&true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(v: u32) -> Key {
+        Key::new("m", &format!("k{v:05}"))
+    }
+
+    /// The sorted lookup finds exactly the last ranges that meet the round's, as comparing
+    /// every pair does (overlapping and open-ended ranges included).
+    #[test]
+    fn parents_are_the_ranges_that_meet() {
+        let mut seed = 0x5eed_u32;
+        let mut next = move |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % m
+        };
+        let range = move |next: &mut dyn FnMut(u32) -> u32| {
+            let open = next(10) == 0;
+            let a = next(1000);
+            let b = a + 1 + next(200);
+            Range::new(key(a), (!open).then(|| key(b)))
+        };
+        for _ in 0..200 {
+            let mut last: Vec<(Range, u64)> = Vec::new();
+            for i in 0..next(30) {
+                last.push((range(&mut next), u64::from(i)));
+            }
+            let mut round: Vec<Range> = Vec::new();
+            for _ in 0..next(30) {
+                round.push(range(&mut next));
+            }
+            let refs: Vec<&Range> = round.iter().collect();
+            let shape = Shape {
+                last: last.clone(),
+                ..Shape::default()
+            };
+            let fast: Vec<u64> = shape.parents(&refs).map(|(_, n)| *n).collect();
+            let slow: Vec<u64> = last
+                .iter()
+                .filter(|(r, _)| refs.iter().any(|q| ranges_meet(r, q)))
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(fast, slow);
+        }
     }
 }

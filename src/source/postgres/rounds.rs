@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tokio_postgres::types::ToSql;
 
+use super::cells::{Grouped, CLIENT_BUCKET_MIN};
 use super::packed::Packed;
 use super::plan::{
     bucket_sql, buckets, from_sql, stream_bound, Buckets, PrefixFilter, StreamBound,
@@ -96,16 +97,20 @@ impl PgSource {
                     let filter = b
                         .scan_prefix
                         .and_then(|_| self.prefix_filter(model, &ranges));
-                    match self
-                        .summaries(model, table, &b, with_bounds, filter.as_ref())
-                        .await?
-                    {
-                        Some(answers) => answers,
-                        // A row outside base36 escaped the filter: ask again without it.
-                        None => self
-                            .summaries(model, table, &b, with_bounds, None)
+                    if let Some(g) = self.grouped(model, &b, with_bounds) {
+                        self.grid_round(model, table, &g, filter.as_ref()).await?
+                    } else {
+                        match self
+                            .summaries(model, table, &b, with_bounds, filter.as_ref())
                             .await?
-                            .unwrap_or_default(),
+                        {
+                            Some(answers) => answers,
+                            // A row outside base36 escaped the filter: ask again without it.
+                            None => self
+                                .summaries(model, table, &b, with_bounds, None)
+                                .await?
+                                .unwrap_or_default(),
+                        }
                     }
                 }
                 QueryKind::Digests => self.digests(model, table, &b).await?,
@@ -144,6 +149,46 @@ impl PgSource {
                 })
             })
             .collect()
+    }
+
+    /// How a summary round is answered by prefix groups assigned here (see [`super::cells`]),
+    /// when it should be.
+    fn grouped<'b>(&self, model: &str, b: &'b Buckets, with_bounds: bool) -> Option<Grouped<'b>> {
+        let len = b.scan_prefix?;
+        if with_bounds || b.thresholds.len() < CLIENT_BUCKET_MIN {
+            return None;
+        }
+        let shape = self.shapes.get(model)?;
+        let (first, _) = shape.bounds.clone().flatten()?;
+        let head = first.get(..shape.common_prefix.min(len))?.to_string();
+        Some(Grouped { b, len, head })
+    }
+
+    /// A grouped summary round, repeated unfiltered if the prefix filter missed rows.
+    async fn grid_round(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        g: &Grouped<'_>,
+        filter: Option<&PrefixFilter>,
+    ) -> Result<Vec<Answer<PgHash64>>, SourceError> {
+        let mut by_bucket = match self.grouped_summaries(model, table, g, filter).await? {
+            Some(found) => found,
+            None => self
+                .grouped_summaries(model, table, g, None)
+                .await?
+                .unwrap_or_default(),
+        };
+        Ok(g.b
+            .bucket
+            .iter()
+            .map(|bk| {
+                Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
+                    fingerprint: HashCount::zero(),
+                    bounds: None,
+                }))
+            })
+            .collect())
     }
 
     pub(super) fn params<'a>(
