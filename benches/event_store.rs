@@ -24,27 +24,12 @@ use std::time::Instant;
 use ceramic_audit::ids::{EventId, Network, StreamId, StreamType};
 use ceramic_audit::recon::{run_descent, Alphabet, DescentParams};
 use ceramic_audit::source::ceramic_one::interest::{model_interest, model_prefix, model_range};
+use ceramic_audit::source::ceramic_one::mirror::SCHEMA;
 use ceramic_audit::source::ceramic_one::{compare, EventStore, StoreNode, META_MODEL};
 use cid::Cid;
 use rusqlite::{params, Connection};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-const SCHEMA: &str = "
-CREATE TABLE ceramic_one_block (multihash BLOB NOT NULL PRIMARY KEY, bytes BLOB NOT NULL);
-CREATE TABLE ceramic_one_interest (order_key BLOB NOT NULL PRIMARY KEY,
-    ahash_0 INTEGER NOT NULL, ahash_1 INTEGER NOT NULL, ahash_2 INTEGER NOT NULL,
-    ahash_3 INTEGER NOT NULL, ahash_4 INTEGER NOT NULL, ahash_5 INTEGER NOT NULL,
-    ahash_6 INTEGER NOT NULL, ahash_7 INTEGER NOT NULL);
-CREATE TABLE ceramic_one_event (order_key BLOB NOT NULL UNIQUE,
-    ahash_0 INTEGER NOT NULL, ahash_1 INTEGER NOT NULL, ahash_2 INTEGER NOT NULL,
-    ahash_3 INTEGER NOT NULL, ahash_4 INTEGER NOT NULL, ahash_5 INTEGER NOT NULL,
-    ahash_6 INTEGER NOT NULL, ahash_7 INTEGER NOT NULL,
-    cid BLOB NOT NULL PRIMARY KEY, delivered INTEGER UNIQUE, init_cid BLOB NULL);
-CREATE TABLE ceramic_one_event_block (event_cid BLOB NOT NULL, block_multihash BLOB NOT NULL,
-    codec INTEGER NOT NULL, idx INTEGER NOT NULL, \"root\" BOOL NOT NULL,
-    PRIMARY KEY(event_cid, block_multihash));
-";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -29,8 +29,9 @@ use super::META_MODEL;
 use crate::api::NodeApi;
 use crate::ids::{Network, StreamId, StreamType};
 
-/// The tables [`super::EventStore`] reads, as ceramic-one creates them (§1.2).
-const SCHEMA: &str = "
+/// The tables [`super::EventStore`] reads, as ceramic-one creates them (§1.2); the
+/// event-store benchmark files its stores with it too.
+pub const SCHEMA: &str = "
 CREATE TABLE ceramic_one_block (multihash BLOB NOT NULL PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE TABLE ceramic_one_interest (order_key BLOB NOT NULL PRIMARY KEY,
     ahash_0 INTEGER NOT NULL, ahash_1 INTEGER NOT NULL, ahash_2 INTEGER NOT NULL,
