@@ -32,6 +32,8 @@
 //!   (model walk paging, init-first refusal, 404 states, faults naming node/model/offset); the
 //!   event repair: the plan copies exactly the missing events, init first; applied, the
 //!   re-audit keeps only `not_interested`; `--add-interest` registers both sides and converges.
+//! - `ceramic_one_settle` — events reaching a store during the settle pause are `in_flight`, the
+//!   other rows stand.
 //! - `cli` — the binary's help, version, `inspect` output and exit codes.
 //! - `log_format` — `CERAMIC_AUDIT_LOG_FORMAT=json` log lines on stdout; text logs on stderr
 //!   without colour escapes; an unknown format exits 2.
@@ -66,6 +68,8 @@ mod blame;
 mod ceramic_one;
 #[path = "suite/ceramic_one_repair.rs"]
 mod ceramic_one_repair;
+#[path = "suite/ceramic_one_settle.rs"]
+mod ceramic_one_settle;
 #[path = "suite/cli.rs"]
 mod cli;
 #[path = "suite/deploy.rs"]

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tracing::info;
 
 use crate::api::{ApiOptions, NodeApi};
 use crate::config::ClusterConfig;
@@ -16,6 +18,7 @@ use crate::source::ceramic_one::compare::store_models;
 use crate::source::ceramic_one::mirror::{meta_walk, mirror, models_defined};
 use crate::source::ceramic_one::{compare, EventStore, Findings, StoreNode, META_MODEL};
 
+use super::event_settle::{self, Reopen};
 use super::state_sample;
 
 /// `db.sqlite3` inside a `--store-dir`; a path to the file itself is taken as is.
@@ -178,8 +181,14 @@ pub fn run(config: &ClusterConfig, params: &DescentParams) -> EventStoreAudit {
     finish(open_stores(config), params, &BTreeSet::new())
 }
 
-/// [`run`], with every node that has a `ceramic_one_api` and no store read over HTTP first.
-pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventStoreAudit {
+/// [`run`], with every node that has a `ceramic_one_api` and no store read over HTTP first, and
+/// the settle re-check ([`event_settle`]): after `settle`, rows the stores no longer show are
+/// `in_flight`.
+pub async fn run_all(
+    config: &ClusterConfig,
+    params: &DescentParams,
+    settle: Duration,
+) -> EventStoreAudit {
     let http: Vec<_> = config
         .nodes
         .iter()
@@ -215,7 +224,41 @@ pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventSto
         .filter(|n| n.ceramic_one_api.is_some())
         .map(|n| n.name.clone())
         .collect();
-    let audit = tokio::task::spawn_blocking(move || finish(opened, &params, &sampled)).await;
+    let reopen = reopen_list(config, &opened);
+    let first_params = params.clone();
+    let mut audit =
+        tokio::task::spawn_blocking(move || finish(opened, &first_params, &sampled)).await;
+    if let Ok(first) = &mut audit {
+        if !settle.is_zero() && event_settle::needed(&reopen, &first.findings.divergences) {
+            info!(
+                seconds = settle.as_secs_f64(),
+                "Settling before comparing the ceramic-one stores again."
+            );
+            tokio::time::sleep(settle).await;
+            let mut rows = std::mem::take(&mut first.findings.divergences);
+            let seconds = settle.as_secs_f64();
+            let rechecked = tokio::task::spawn_blocking(move || {
+                event_settle::recheck(&reopen, &params, seconds, &mut rows);
+                rows
+            })
+            .await;
+            match rechecked {
+                Ok(rows) => first.findings.divergences = rows,
+                Err(e) => {
+                    // The rows went with the failed task: say the comparison is incomplete
+                    // rather than report fewer divergences than were seen.
+                    first.complete = false;
+                    first.findings.divergences.push(Divergence::node_level(
+                        "",
+                        "",
+                        Kind::Unreachable,
+                        format!("the ceramic-one settle re-check failed: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+    // The mirrors of HTTP nodes live in `scratch` until both looks are done.
     drop(scratch);
     let mut audit = audit.unwrap_or_else(|e| EventStoreAudit {
         nodes: Vec::new(),
@@ -235,6 +278,27 @@ pub async fn run_all(config: &ClusterConfig, params: &DescentParams) -> EventSto
     audit.findings.divergences.extend(rows);
     audit.complete &= complete;
     audit
+}
+
+/// The compared stores, to be opened again by the settle re-check: a node's own store is live
+/// when its file was written lately; an HTTP node's private mirror never changes.
+fn reopen_list(config: &ClusterConfig, opened: &Opened) -> Vec<Reopen> {
+    opened
+        .stores
+        .iter()
+        .map(|n| {
+            let own = config
+                .nodes
+                .iter()
+                .any(|c| c.name == n.name && c.ceramic_one_store.is_some());
+            let path = n.store.path().to_path_buf();
+            Reopen {
+                name: n.name.clone(),
+                live: own && crate::source::recently_written(&path),
+                path,
+            }
+        })
+        .collect()
 }
 
 /// Reads every HTTP-only node into a private store under `dir` and opens it beside the others.

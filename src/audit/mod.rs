@@ -10,6 +10,7 @@
 pub mod classify;
 mod compare;
 pub mod content;
+mod event_settle;
 pub mod event_store;
 pub mod index_behind;
 pub mod logs;
@@ -194,7 +195,7 @@ pub async fn run(config: &ClusterConfig, options: &AuditOptions) -> Report {
         // Event stores are fingerprinted with Recon's own hash, not the index hash.
         report.hash = crate::recon::Sha256a::NAME.into();
     }
-    let mut audit = event_store::run_all(config, &options.params).await;
+    let mut audit = event_store::run_all(config, &options.params, options.settle).await;
     let behind = index_behind::index_behind(config, options).await;
     audit.findings.divergences.extend(behind);
     event_store::merge(&mut report, audit);

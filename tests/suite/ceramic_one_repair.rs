@@ -382,7 +382,7 @@ async fn the_http_source_gives_the_same_rows_as_the_stores() {
     assert_eq!(by_store.len(), 21, "the fixture's rows");
     for http in [&["b", "c"][..], &["a", "b", "c"][..]] {
         let config = over_http(&bed, http);
-        let got = event_store::run_all(&config, &DescentParams::default()).await;
+        let got = event_store::run_all(&config, &DescentParams::default(), Duration::ZERO).await;
         assert!(got.complete, "{http:?}: {:#?}", got.findings.divergences);
         assert_eq!(rows(&got.findings.divergences), by_store, "{http:?}");
         for n in got.nodes.iter().filter(|n| http.contains(&n.name.as_str())) {
@@ -402,7 +402,7 @@ async fn a_page_that_cannot_be_read_makes_the_audit_incomplete_and_says_where() 
     let config = over_http(&bed, &["b", "c"]);
     for fault in [Fault::PageStatus500(0), Fault::PageTruncated(0)] {
         bed.nodes["c"].inject(fault.clone());
-        let got = event_store::run_all(&config, &DescentParams::default()).await;
+        let got = event_store::run_all(&config, &DescentParams::default(), Duration::ZERO).await;
         assert!(!got.complete, "{fault:?}");
         let c = got.nodes.iter().find(|n| n.name == "c").unwrap();
         assert!(!c.reachable);
@@ -444,7 +444,7 @@ async fn a_state_the_node_lost_is_state_missing_from_its_own_answer() {
     let bed = bed().await;
     let (ev, models) = names();
     // Every node has its store and its API: the states of a sample are asked for.
-    let before = event_store::run_all(&bed.config, &DescentParams::default()).await;
+    let before = event_store::run_all(&bed.config, &DescentParams::default(), Duration::ZERO).await;
     assert!(before.complete);
     assert_eq!(
         rows(&before.findings.divergences),
@@ -453,7 +453,7 @@ async fn a_state_the_node_lost_is_state_missing_from_its_own_answer() {
     // a holds note1 and the Note definition; its aggregator lost note1 (rust-ceramic#728).
     let note1 = ev["note1:init"].0.clone();
     bed.nodes["a"].inject(Fault::StateLost(note1.clone()));
-    let after = event_store::run_all(&bed.config, &DescentParams::default()).await;
+    let after = event_store::run_all(&bed.config, &DescentParams::default(), Duration::ZERO).await;
     assert!(after.complete);
     let new: Vec<_> = after
         .findings
