@@ -3,14 +3,17 @@
 //! 100; `CERAMIC_AUDIT_BENCH_DIFFS`): half missing on b, half on c, spread uniformly.
 //!
 //! The stores have ceramic-one's schema (reference `ceramic-one.md` §1.2) and are filled the way
-//! the node files events: `order_key` = a real EventId (network local-42, one model, 1000
+//! the node files events: `order_key` = a real EventId (network local-42, one model, 997
 //! controllers, each event its own stream's init event, CIDs from sha256), `ahash_0..7` = the
 //! Sha256a lanes of the key, all delivered, in one bulk transaction of prepared inserts (no
 //! blocks: the descent never reads them). Measured, reading the stores read-only as an audit
 //! does:
 //!
 //! - `descent`: the range descent alone over the model's key space (rounds, bytes each store
-//!   returned, wall);
+//!   returned, wall) with the first level sized from the stores' counts, as the audit runs it;
+//! - `descent_fixed_256_16`: the same with the fixed 256/16 split the audit used before;
+//! - `index_audit_same_n_d`: the index audit's push-down rounds and bytes at the same n and d,
+//!   read from the last `reports/bench/index-audit.json`, for the side-by-side reading;
 //! - `compare`: the whole comparison (`source::ceramic_one::compare`), which also scans each
 //!   store's key space for model prefixes, the model's name and undelivered events.
 //!
@@ -44,10 +47,11 @@ fn cid_of(codec: u64, bytes: &[u8]) -> Cid {
     Cid::new_v1(codec, mh)
 }
 
-/// Event `i`: an unsigned init event (its own stream) of `model` by one of 1000 controllers, as
+/// Event `i`: an unsigned init event (its own stream) of `model` by one of 997 controllers (a
+/// prime, so evenly spaced differences fall on different controllers), as
 /// a dag-cbor block, and its CID.
 fn event(i: u64, model: &[u8]) -> (Cid, Vec<u8>, String) {
-    init_event(&format!("did:key:z6Mkbench{}", i % 1000), model, i)
+    init_event(&format!("did:key:z6Mkbench{}", i % 997), model, i)
 }
 
 fn init_event(controller: &str, model: &[u8], i: u64) -> (Cid, Vec<u8>, String) {
@@ -182,6 +186,33 @@ fn build(path: &Path, store: usize, n: u64, d: u64, model: &[u8]) -> rusqlite::R
     tx.commit()
 }
 
+/// The index audit's push-down figures at the same n and d from the last index-audit benchmark
+/// (`reports/bench/index-audit.json`), so the two key spaces are read side by side; `null` when
+/// that run has no such row.
+fn index_audit_row(n: u64, d: u64) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench/index-audit.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return serde_json::Value::Null;
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return serde_json::Value::Null;
+    };
+    doc["rows"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["n"].as_u64() == Some(n) && r["d"].as_u64() == Some(d))
+        })
+        .map(|r| {
+            json!({
+                "generated_at_unix": doc["generated_at_unix"],
+                "pushdown_rounds": r["pushdown"]["rounds"],
+                "pushdown_bytes_per_node": r["pushdown"]["bytes_per_node"],
+            })
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
+
 fn main() {
     let n = env_u64("CERAMIC_AUDIT_BENCH_EVENTS", 1_000_000);
     let d = env_u64("CERAMIC_AUDIT_BENCH_DIFFS", 100);
@@ -209,25 +240,34 @@ fn main() {
             .collect()
     };
 
-    let nodes = open();
     let (start, end) = model_range(&model_prefix(Network::Local(42), "model", &model));
-    let mut views: Vec<_> = nodes
-        .iter()
-        .map(|n| n.store.view(start.clone(), end.clone()))
-        .collect();
-    let params = DescentParams {
+    // What the audit runs (a first level sized from the stores' counts), and the fixed
+    // 256/16 split it used before, side by side.
+    let sized = DescentParams {
         alphabet: Alphabet::Bytes,
+        sized_first_level: true,
         ..DescentParams::default()
     };
-    let t = Instant::now();
-    let outcome = run_descent(&mut views, params.clone()).expect("descent");
-    let descent_s = t.elapsed().as_secs_f64();
-    drop(views);
-    drop(nodes);
+    let fixed = DescentParams {
+        sized_first_level: false,
+        ..sized.clone()
+    };
+    let descend = |params: &DescentParams| {
+        let nodes = open();
+        let mut views: Vec<_> = nodes
+            .iter()
+            .map(|n| n.store.view(start.clone(), end.clone()))
+            .collect();
+        let t = Instant::now();
+        let outcome = run_descent(&mut views, params.clone()).expect("descent");
+        (outcome, t.elapsed().as_secs_f64())
+    };
+    let (outcome, descent_s) = descend(&sized);
+    let (fixed_outcome, fixed_s) = descend(&fixed);
 
     let nodes = open();
     let t = Instant::now();
-    let found = compare(&nodes, &params).expect("compare");
+    let found = compare(&nodes, &sized).expect("compare");
     let compare_s = t.elapsed().as_secs_f64();
 
     let cost = &outcome.cost;
@@ -247,6 +287,14 @@ fn main() {
             "fingerprints": cost.fingerprints,
             "entries": cost.entries,
         },
+        "descent_fixed_256_16": {
+            "wall_s": fixed_s,
+            "rounds": fixed_outcome.cost.rounds,
+            "differences": fixed_outcome.differences.len(),
+            "bytes_received_per_store": &fixed_outcome.cost.bytes_received_per_store,
+            "bytes_sent_per_store": fixed_outcome.cost.bytes_sent / 3,
+        },
+        "index_audit_same_n_d": index_audit_row(n, d),
         "compare": {
             "wall_s": compare_s,
             "rows": found.divergences.len(),

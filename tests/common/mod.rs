@@ -4,6 +4,7 @@ pub mod ceramic_one;
 pub mod composedb;
 pub mod http;
 pub mod pg;
+pub mod terminal;
 
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 

@@ -741,3 +741,52 @@ async fn backup_of_100k_streams_finishes_in_minutes() {
     // Measured: 588 s in a debug build on a shared 2-core machine (README "Backups").
     assert!(took < Duration::from_secs(900), "backup took {took:?}");
 }
+
+/// On a terminal a backup draws its layer and the blocks fetched so far, and clears the line
+/// before its summary; with `-q` nothing of it is drawn.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_draws_its_progress_on_a_terminal_only() {
+    let node = Node::new(50);
+    node.write_sqlite(&[]);
+    // ~200 blocks at 8 in flight and 100 ms each: ~2.5 s in the blocks layer, ten ticks.
+    let ipfs = node.ipfs_with(&[], Duration::from_millis(100)).await;
+    let cfg = node.config(
+        &format!("sqlite://{}", node.sqlite().display()),
+        &ipfs.url,
+        &node.state_store(),
+    );
+    let config = cfg.path.to_str().unwrap().to_string();
+    let run = |out: &str, quiet: bool| {
+        let (config, out) = (config.clone(), node.root.path().join(out));
+        tokio::task::spawn_blocking(move || {
+            let out = out.to_str().unwrap();
+            let mut args = vec!["backup", "--config", &config, "--node", "b", "--out", out];
+            if quiet {
+                args.push("-q");
+            }
+            crate::common::terminal::under_a_terminal(&args)
+        })
+    };
+    let shown = run("bk", false).await.unwrap();
+    assert!(
+        shown.contains("backup: blocks"),
+        "no layer drawn: {shown:?}"
+    );
+    assert!(
+        shown.contains("fetched of") && shown.contains("known so far"),
+        "no block count drawn: {shown:?}"
+    );
+    assert!(shown.contains("\r\u{1b}[2K"), "not cleared: {shown:?}");
+    assert!(
+        shown.contains("backup of node b") && shown.contains(", 0 missing"),
+        "no summary: {shown:?}"
+    );
+
+    let quiet = run("bk-quiet", true).await.unwrap();
+    assert!(!quiet.contains("backup: "), "drawn despite -q: {quiet:?}");
+    assert!(!quiet.contains('\u{1b}'), "escapes despite -q: {quiet:?}");
+    assert!(
+        quiet.contains("backup of node b") && quiet.contains(", 0 missing"),
+        "no summary with -q: {quiet:?}"
+    );
+}

@@ -1,33 +1,14 @@
 //! The progress display (`src/progress.rs`) as an operator meets it: drawn on a terminal,
-//! absent from pipes (no `\r`, no ANSI escape), hidden by `-q`. The terminal is a real
-//! pseudo-terminal from util-linux's `script` (Debian essential, so always installed).
+//! absent from pipes (no `\r`, no ANSI escape), hidden by `-q`, on a real pseudo-terminal
+//! (`common::terminal`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::terminal::under_a_terminal;
+
 fn config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-3/cluster.toml")
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Runs the binary with `args` under a pseudo-terminal (stdout and stderr both the terminal);
-/// returns everything the terminal received.
-fn under_a_terminal(args: &[&str]) -> String {
-    let bin = env!("CARGO_BIN_EXE_ceramic-audit");
-    let line = std::iter::once(bin)
-        .chain(args.iter().copied())
-        .map(quote)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let out = Command::new("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .env_remove("CERAMIC_AUDIT_QUIET")
-        .output()
-        .expect("util-linux `script` runs (the pseudo-terminal for this test)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

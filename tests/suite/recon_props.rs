@@ -80,6 +80,8 @@ fn params() -> impl Strategy<Value = DescentParams> {
             proptest::option::weighted(0.3, 0..400u64),
             any::<bool>(),
         ),
+        // Every range asked for its bounds; rounds priced from cheap to very dear.
+        (any::<bool>(), prop_oneof![Just(2048u64), 1..1_000_000u64]),
     )
         .prop_map(
             |(
@@ -89,6 +91,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                 leaf_digests,
                 max_rounds,
                 (alphabet, root_bounds_only, sized, grid),
+                (summary_bounds, round_bytes),
             )| {
                 // Small max_rounds exercise the safety net (fetch every open range whole).
                 DescentParams {
@@ -102,6 +105,8 @@ fn params() -> impl Strategy<Value = DescentParams> {
                     grid,
                     sized_first_level: sized.is_some(),
                     expected_diffs: sized.unwrap_or(0),
+                    summary_bounds,
+                    round_bytes,
                     ..DescentParams::default()
                 }
             },

@@ -78,6 +78,17 @@ pub struct DescentParams {
     /// Differences the sized first level is planned for (default 0; the previous audit's count
     /// is a good estimate). Off by 10× costs bytes or a round, never a difference.
     pub expected_diffs: u64,
+    /// What one more round is worth in bytes per store when the sized first level is planned
+    /// (default [`sizing::ROUND_BYTES`], 2 KiB, for stores across a network). A store read
+    /// locally, where a round is only more queries, prices it higher to take fewer, wider
+    /// levels; too high and equal ranges' fingerprints cost more than the rounds saved.
+    pub round_bytes: u64,
+    /// Ask every range for its first and last key with its fingerprint (default false), so
+    /// each split falls between real keys. For stores that find them in the same pass (SQLite's
+    /// `MIN`/`MAX` beside the sums, memory): keys that share long prefixes (EventIds of one
+    /// model and controller) otherwise leave whole levels of splits with all keys in one
+    /// child, each costing two rounds. Costs two keys per range in the answers.
+    pub summary_bounds: bool,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -95,6 +106,8 @@ impl Default for DescentParams {
             grid: false,
             sized_first_level: false,
             expected_diffs: 0,
+            round_bytes: sizing::ROUND_BYTES,
+            summary_bounds: false,
             trace: false,
         }
     }
@@ -251,7 +264,13 @@ impl<H: AssociativeHash> Descent<H> {
         hint: &SizeHint,
     ) -> Result<Self, DescentError> {
         let rows = hint.rows_per_store.iter().copied().max().unwrap_or(0);
-        let plan = sizing::plan(rows, hint.diffs(), stores, H::WIRE_BYTES);
+        let plan = sizing::plan(
+            rows,
+            hint.diffs(),
+            stores,
+            H::WIRE_BYTES,
+            params.round_bytes,
+        );
         let (Some(plan), Some((first, last))) = (plan, &hint.hull) else {
             return Self::new(stores, params);
         };
@@ -267,7 +286,16 @@ impl<H: AssociativeHash> Descent<H> {
         let total = hint.rows_per_store.iter().sum();
         descent.current.clear();
         let hull = Some((first.clone(), last.clone()));
-        push_children(&Range::full(), points, 1, total, hull, &mut descent.current);
+        let bounds = descent.params.summary_bounds;
+        push_children(
+            &Range::full(),
+            points,
+            1,
+            total,
+            hull,
+            bounds,
+            &mut descent.current,
+        );
         descent.cost.rows_per_store = hint.rows_per_store.clone();
         Ok(descent)
     }
@@ -582,7 +610,8 @@ impl<H: AssociativeHash> Descent<H> {
                     .join(", ")
             )
         });
-        push_children(&range, points, depth + 1, total, hull, next);
+        let bounds = self.params.summary_bounds;
+        push_children(&range, points, depth + 1, total, hull, bounds, next);
     }
 
     /// The bounds-only first look: split the key space between the first and last key any
@@ -624,7 +653,8 @@ impl<H: AssociativeHash> Descent<H> {
                 points.len() + 1
             )
         });
-        push_children(&range, points, 1, total, Some((first, last)), next);
+        let bounds = self.params.summary_bounds;
+        push_children(&range, points, 1, total, Some((first, last)), bounds, next);
     }
 
     /// Sub-ranges for a split of a range whose largest store holds `max` entries: at most
@@ -753,6 +783,7 @@ fn push_children(
     depth: usize,
     parent_total: u64,
     hull: Option<(Key, Key)>,
+    bounds: bool,
     next: &mut Vec<(Work, Query)>,
 ) {
     let mut start = range.start.clone();
@@ -765,7 +796,7 @@ fn push_children(
             },
             Query::Summary {
                 range: Range::new(start, end.clone()),
-                bounds: false,
+                bounds,
             },
         ));
         start = end.unwrap_or_default();

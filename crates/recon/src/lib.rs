@@ -19,7 +19,7 @@ pub use descent::{Descent, DescentError, DescentParams, Difference, Outcome, MAX
 pub use hash::{pg_hash_bytes_extended, AssociativeHash, HashCount, Md5Lanes, PgHash64, Sha256a};
 pub use key::{Entry, Key, Range, Value};
 pub use run::{run_descent, RunError};
-pub use sizing::{plan as plan_first_level, Plan, SizeHint};
+pub use sizing::{plan as plan_first_level, Plan, SizeHint, ROUND_BYTES};
 pub use split::{base36_text, base36_value, interpolate, split_between, Alphabet};
 pub use store::{
     answers_wire_len, entries_wire_len, queries_wire_len, Answer, Bounds, MemoryStore, Query,

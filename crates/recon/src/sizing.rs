@@ -49,11 +49,12 @@ pub struct Plan {
     pub levels: usize,
 }
 
-/// The price of one round in bytes per store when plans are compared. A round trip costs
-/// latency that bytes do not: at 1 ms RTT and 1 Gbit/s it costs as much time as ~125 KB. Far
-/// lower and the plan takes 6–7 rounds to save a few hundred bytes (the fixed 256/16 plan);
-/// far higher and it buys one round less with tens of kilobytes of fingerprints that agree.
-const ROUND_BYTES: f64 = 2048.0;
+/// The default price of one round in bytes per store when plans are compared
+/// (`DescentParams::round_bytes`). A round trip costs latency that bytes do not: at 1 ms RTT
+/// and 1 Gbit/s it costs as much time as ~125 KB. Far lower and the plan takes 6–7 rounds to
+/// save a few hundred bytes (the fixed 256/16 plan); far higher and it buys one round less with
+/// tens of kilobytes of fingerprints that agree.
+pub const ROUND_BYTES: u64 = 2048;
 
 /// Bytes of one range's question in the cost model, per store: a tag and two interpolated
 /// bounds, which share most of their characters with the bound before. Measured in the recon
@@ -101,9 +102,15 @@ fn expected(rows: f64, d: f64, stores: f64, per_range: f64, plan: &Plan) -> (f64
 }
 
 /// The cheapest plan for `stores` stores of `rows` keys each with `d` differences, when a
-/// fingerprint takes `fingerprint_bytes`; `None` when no split is worth it (`d` = 0, or so few
-/// keys that one leaf holds them all).
-pub fn plan(rows: u64, d: u64, stores: usize, fingerprint_bytes: usize) -> Option<Plan> {
+/// fingerprint takes `fingerprint_bytes` and a round is priced at `round_bytes` per store;
+/// `None` when no split is worth it (`d` = 0, or so few keys that one leaf holds them all).
+pub fn plan(
+    rows: u64,
+    d: u64,
+    stores: usize,
+    fingerprint_bytes: usize,
+    round_bytes: u64,
+) -> Option<Plan> {
     if d == 0 || rows <= 32 {
         return None;
     }
@@ -130,7 +137,7 @@ pub fn plan(rows: u64, d: u64, stores: usize, fingerprint_bytes: usize) -> Optio
                     levels,
                 };
                 let (bytes, rounds) = expected(n, d, s, per_range, &candidate);
-                let score = bytes + ROUND_BYTES * s * rounds as f64;
+                let score = bytes + round_bytes as f64 * s * rounds as f64;
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
                     best = Some((score, candidate));
                 }
@@ -146,8 +153,8 @@ mod tests {
 
     #[test]
     fn no_plan_without_expected_differences_or_keys() {
-        assert_eq!(plan(1_000_000, 0, 3, 8), None);
-        assert_eq!(plan(32, 5, 2, 8), None);
+        assert_eq!(plan(1_000_000, 0, 3, 8, ROUND_BYTES), None);
+        assert_eq!(plan(32, 5, 2, 8, ROUND_BYTES), None);
     }
 
     #[test]
@@ -156,7 +163,7 @@ mod tests {
         // Up to 1 % of the keys; beyond that, leaves of a few keys under a narrower first
         // level beat a very wide one.
         for d in [1u64, 10, 100, 1_000, 10_000] {
-            let p = plan(1_000_000, d, 2, 8).expect("a plan");
+            let p = plan(1_000_000, d, 2, 8, ROUND_BYTES).expect("a plan");
             assert!((16..=65_536).contains(&p.first), "{p:?}");
             assert!(
                 FANOUTS.contains(&p.fanout) && p.leaf_threshold >= 2,
@@ -170,6 +177,13 @@ mod tests {
             );
             last_first = p.first;
         }
+    }
+
+    #[test]
+    fn a_dearer_round_buys_fewer_levels() {
+        let cheap = plan(1_000_000, 100, 3, 32, ROUND_BYTES).expect("a plan");
+        let dear = plan(1_000_000, 100, 3, 32, 64 * 1024).expect("a plan");
+        assert!(dear.levels < cheap.levels, "{cheap:?} vs {dear:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use thiserror::Error;
 use super::event::{parse_event, EventInfo};
 use super::interest::Interest;
 use crate::ids::read_cid;
-use crate::recon::{Entry, HashCount, Key, Range, RangeStore, Sha256a, Summary, Value};
+use crate::recon::{Bounds, Entry, HashCount, Key, Range, RangeStore, Sha256a, Summary, Value};
 
 /// How long a read waits on a lock held by the node (a checkpoint or a WAL restart) before it
 /// fails. Too short and an audit beside a busy node fails spuriously; too long and a stuck node
@@ -299,6 +299,31 @@ impl RangeStore for ModelView<'_> {
             })
         })
         .map_err(|e| s.sql(sql, e))
+    }
+
+    /// The model's event count and first/last EventId, read from the local file before the
+    /// first round so the descent can size its first level (issue 15: without it a model of
+    /// 10^6 events took 9 rounds, the fixed 256/16 split made for SQL push-down). One pass
+    /// over the model's slice of the primary key and nothing sent over a network: the file is
+    /// the auditor's own read-only view. A failed read gives `None`: the descent then starts
+    /// with the usual root fingerprint, and the error shows up on that query with its context.
+    fn size(&mut self) -> Option<(u64, Bounds)> {
+        let sql = "SELECT COUNT(*), MIN(order_key), MAX(order_key) FROM ceramic_one_event \
+                   WHERE order_key >= ?1 AND order_key < ?2";
+        let s = self.store;
+        let mut stmt = s.conn.prepare_cached(sql).ok()?;
+        stmt.query_row(params![self.start, self.end], |r| {
+            let count: i64 = r.get(0)?;
+            let first: Option<Vec<u8>> = r.get(1)?;
+            let last: Option<Vec<u8>> = r.get(2)?;
+            Ok((
+                count.max(0) as u64,
+                first
+                    .zip(last)
+                    .map(|(f, l)| (Key::from_bytes(f), Key::from_bytes(l))),
+            ))
+        })
+        .ok()
     }
 
     fn digests(&mut self, range: &Range) -> Result<Vec<u64>, StoreError> {
