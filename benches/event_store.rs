@@ -10,7 +10,7 @@
 //! does:
 //!
 //! - `descent`: the range descent alone over the model's key space (rounds, bytes each store
-//!   returned, wall) with the first level sized from the stores' counts, as the audit runs it;
+//!   returned, wall) with the audit's parameters (`event_store_params`);
 //! - `descent_fixed_256_16`: the same with the fixed 256/16 split the audit used before;
 //! - `index_audit_same_n_d`: the index audit's push-down rounds and bytes at the same n and d,
 //!   read from the last `reports/bench/index-audit.json`, for the side-by-side reading;
@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use ceramic_audit::ids::{EventId, Network, StreamId, StreamType};
 use ceramic_audit::recon::{run_descent, Alphabet, DescentParams};
+use ceramic_audit::source::ceramic_one::compare::event_store_params;
 use ceramic_audit::source::ceramic_one::interest::{model_interest, model_prefix, model_range};
 use ceramic_audit::source::ceramic_one::mirror::SCHEMA;
 use ceramic_audit::source::ceramic_one::{compare, EventStore, StoreNode, META_MODEL};
@@ -197,17 +198,23 @@ fn index_audit_row(n: u64, d: u64) -> serde_json::Value {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
         return serde_json::Value::Null;
     };
+    if doc["rows_per_node"].as_u64() != Some(n) {
+        return serde_json::Value::Null;
+    }
     doc["rows"]
         .as_array()
         .and_then(|rows| {
             rows.iter()
-                .find(|r| r["n"].as_u64() == Some(n) && r["d"].as_u64() == Some(d))
+                .find(|r| r["link"].as_str() == Some("loopback") && r["d"].as_u64() == Some(d))
         })
         .map(|r| {
+            let m = &r["methods"];
             json!({
                 "generated_at_unix": doc["generated_at_unix"],
-                "pushdown_rounds": r["pushdown"]["rounds"],
-                "pushdown_bytes_per_node": r["pushdown"]["bytes_per_node"],
+                "pushdown_rounds": m["pushdown"]["rounds"],
+                "pushdown_bytes_per_node": m["pushdown"]["bytes_per_node"],
+                "pushdown_tips_rounds": m["pushdown --compare tips"]["rounds"],
+                "pushdown_tips_bytes_per_node": m["pushdown --compare tips"]["bytes_per_node"],
             })
         })
         .unwrap_or(serde_json::Value::Null)
@@ -241,16 +248,13 @@ fn main() {
     };
 
     let (start, end) = model_range(&model_prefix(Network::Local(42), "model", &model));
-    // What the audit runs (a first level sized from the stores' counts), and the fixed
-    // 256/16 split it used before, side by side.
-    let sized = DescentParams {
-        alphabet: Alphabet::Bytes,
-        sized_first_level: true,
-        ..DescentParams::default()
-    };
+    // What the audit runs (`event_store_params`: a first level sized from the stores' counts,
+    // rounds priced for a local file, the first level's real bounds), and the fixed 256/16
+    // split it used before, side by side.
+    let sized = event_store_params(&DescentParams::default());
     let fixed = DescentParams {
-        sized_first_level: false,
-        ..sized.clone()
+        alphabet: Alphabet::Bytes,
+        ..DescentParams::default()
     };
     let descend = |params: &DescentParams| {
         let nodes = open();
@@ -298,6 +302,12 @@ fn main() {
         "compare": {
             "wall_s": compare_s,
             "rows": found.divergences.len(),
+            // The descent of the model with the differences, as the audit's report has it.
+            "model_cost": found.models.iter().find(|m| m.differing_streams > 0).and_then(|m| m.cost.as_ref()).map(|c| json!({
+                "rounds": c.rounds,
+                "bytes_received_per_store": c.bytes_received_per_store,
+                "bytes_sent_per_store": c.bytes_sent / 3,
+            })),
         },
         "command": "cargo bench --bench event_store",
     });

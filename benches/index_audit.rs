@@ -350,8 +350,10 @@ fn setup() -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let links = std::env::var("CERAMIC_AUDIT_BENCH_LINKS").as_deref() != Ok("0");
-    let netns = link::enter_namespace(links);
+    // Installed before the namespace is entered: it has no route out, and pip needs PyPI (in
+    // the namespace the second call finds reladiff already installed).
     let reladiff = setup();
+    let netns = link::enter_namespace(links);
     let n: i64 = std::env::var("CERAMIC_AUDIT_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())

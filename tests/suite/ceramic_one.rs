@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ceramic_audit::ids::{parse_cid, Network};
-use ceramic_audit::recon::{DescentParams, Key, Range, RangeStore};
+use ceramic_audit::recon::{
+    run_descent, Alphabet, Bounds, DescentParams, Entry, Key, Outcome, Range, RangeStore, Summary,
+};
 use ceramic_audit::report::Kind;
-use ceramic_audit::source::ceramic_one::compare::rebuild_event_id;
+use ceramic_audit::source::ceramic_one::compare::{event_store_params, rebuild_event_id};
 use ceramic_audit::source::ceramic_one::event::{event_id, parse_event, Car};
 use ceramic_audit::source::ceramic_one::{compare, EventStore, StoreNode, META_MODEL};
 use proptest::prelude::*;
@@ -494,16 +496,12 @@ async fn an_index_behind_its_own_event_store_is_index_behind_events() {
     assert_eq!(report.counts.get(&Kind::IndexBehindEvents), Some(&1));
 }
 
-/// A model of 20,000 events on three stores, 33 missing on b and 33 others on c: the audit
-/// sizes its first level from the stores' counts (`ModelView::size`), prices rounds for a local
-/// file, and reaches every missing event in at most 4 rounds (3 when no first-level range holds
-/// more than twice its share), fewer than the fixed 256/16 split made for SQL push-down (9 at
-/// 10^6 events in the event-store benchmark). Events are written by 1000 controllers, whose
-/// EventIds share 20+ leading bytes per controller: splits must fall between real keys
-/// (`summary_bounds`) to cut them.
-#[test]
-fn a_large_model_is_compared_in_few_rounds() {
+/// Three stores of one model's 20,000 events by `controllers` controllers, every 301st event
+/// (so spread over the controllers) missing on b and c alternately (33 each); and the model's
+/// key range.
+fn model_stores(dir: &Path, controllers: u32) -> (Vec<StoreNode>, Vec<u8>, Vec<u8>) {
     use ceramic_audit::ids::{EventId, StreamId, StreamType};
+    use ceramic_audit::source::ceramic_one::interest::{model_range, prefix_of};
     let cid_of = |bytes: &[u8]| {
         let mh = multihash::Multihash::<64>::wrap(0x12, &Sha256::digest(bytes)).unwrap();
         cid::Cid::new_v1(0x71, mh)
@@ -512,19 +510,17 @@ fn a_large_model_is_compared_in_few_rounds() {
     let events: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000u32)
         .map(|i| {
             let cid = cid_of(&i.to_le_bytes());
-            let controller = format!("did:key:z6Mktest{}", i % 1000);
+            let controller = format!("did:key:z6Mktest{}", i % controllers);
             let key = EventId::build(Network::Local(42), "model", &model, &controller, &cid, &cid);
             (key.to_bytes(), cid.to_bytes())
         })
         .collect();
-    // Every 301st event (so spread over the controllers), alternately missing on b and c.
     let lacks = |store: usize, i: usize| i % 301 == 150 && (i / 301) % 2 + 1 == store;
-    let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<StoreNode> = ["a", "b", "c"]
+    let nodes = ["a", "b", "c"]
         .iter()
         .enumerate()
         .map(|(s, name)| {
-            let path = dir.path().join(format!("{name}.sqlite3"));
+            let path = dir.join(format!("{name}.sqlite3"));
             let held = events
                 .iter()
                 .enumerate()
@@ -534,6 +530,27 @@ fn a_large_model_is_compared_in_few_rounds() {
             open(&path, name)
         })
         .collect();
+    let (start, end) = model_range(&prefix_of(&events[0].0).unwrap());
+    (nodes, start, end)
+}
+
+fn descend(nodes: &[StoreNode], start: &[u8], end: &[u8], params: DescentParams) -> Outcome {
+    let mut views: Vec<_> = nodes
+        .iter()
+        .map(|n| n.store.view(start.to_vec(), end.to_vec()))
+        .collect();
+    run_descent(&mut views, params).unwrap()
+}
+
+/// A model of 20,000 events by 1000 controllers on three stores, 33 missing on b and 33 others
+/// on c: the audit sizes its first level from the stores' counts (`ModelView::size`), prices
+/// rounds for a local file, cuts the first level at the largest store's key quantiles, and
+/// reaches every missing event in 3 rounds (sums, leaf digests, rows), fewer than under the
+/// fixed 256/16 split made for SQL push-down.
+#[test]
+fn a_large_model_is_compared_in_few_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, start, end) = model_stores(dir.path(), 1000);
     let found = compare(&nodes, &DescentParams::default()).unwrap();
     // (No interests and no blocks are filed, so no rows: the descent's findings are counted.)
     let model_report = found
@@ -543,25 +560,68 @@ fn a_large_model_is_compared_in_few_rounds() {
         .expect("the model with the missing events");
     assert_eq!(model_report.differing_streams, 66);
     let rounds = model_report.cost.as_ref().unwrap().rounds;
-    assert!(rounds <= 4, "{rounds} rounds");
+    assert_eq!(rounds, 3);
 
     // The same stores under the fixed split (what the audit ran before).
-    let (start, end) = ceramic_audit::source::ceramic_one::interest::model_range(
-        &ceramic_audit::source::ceramic_one::interest::prefix_of(&events[0].0).unwrap(),
-    );
-    let mut views: Vec<_> = nodes
-        .iter()
-        .map(|n| n.store.view(start.clone(), end.clone()))
-        .collect();
     let fixed = DescentParams {
-        alphabet: ceramic_audit::recon::Alphabet::Bytes,
+        alphabet: Alphabet::Bytes,
         ..DescentParams::default()
     };
-    let outcome = ceramic_audit::recon::run_descent(&mut views, fixed).unwrap();
+    let outcome = descend(&nodes, &start, &end, fixed);
     assert_eq!(outcome.differences.len(), 66);
     assert!(
         outcome.cost.rounds > rounds,
         "fixed split: {} rounds, sized: {rounds}",
         outcome.cost.rounds
+    );
+}
+
+/// A store that cannot list its key quantiles: the first level is then interpolated.
+struct NoQuantiles<S>(S);
+
+impl<S: RangeStore> RangeStore for NoQuantiles<S> {
+    type Hash = S::Hash;
+    type Error = S::Error;
+    fn summary(&mut self, range: &Range, bounds: bool) -> Result<Summary<S::Hash>, S::Error> {
+        self.0.summary(range, bounds)
+    }
+    fn digests(&mut self, range: &Range) -> Result<Vec<u64>, S::Error> {
+        self.0.digests(range)
+    }
+    fn entries(
+        &mut self,
+        range: &Range,
+        only: Option<&BTreeSet<u64>>,
+    ) -> Result<Vec<Entry>, S::Error> {
+        self.0.entries(range, only)
+    }
+    fn size(&mut self) -> Option<(u64, Bounds)> {
+        self.0.size()
+    }
+}
+
+/// 10 controllers of 2000 events each: the EventIds of one controller share 20+ leading bytes,
+/// so a first level interpolated between the first and last key holds whole controllers in a
+/// few ranges and nothing in the rest, and those ranges take more levels. Cut at the store's
+/// key quantiles (`ModelView::quantiles`, as the audit does) it takes 3 rounds; both find
+/// every difference.
+#[test]
+fn quantiles_cut_clustered_event_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, start, end) = model_stores(dir.path(), 10);
+    let audit = event_store_params(&DescentParams::default());
+    let with = descend(&nodes, &start, &end, audit.clone());
+    let mut views: Vec<_> = nodes
+        .iter()
+        .map(|n| NoQuantiles(n.store.view(start.clone(), end.clone())))
+        .collect();
+    let without = run_descent(&mut views, audit).unwrap();
+    assert_eq!(with.differences.len(), 66);
+    assert_eq!(without.differences.len(), 66);
+    assert_eq!(with.cost.rounds, 3);
+    assert!(
+        without.cost.rounds > with.cost.rounds,
+        "without quantiles: {} rounds",
+        without.cost.rounds
     );
 }

@@ -2,11 +2,12 @@
 //! every key is placed on some subset of 2–5 stores, sometimes with a different value on one of
 //! them; the descent must report exactly the keys the oracle finds, with every store's value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ceramic_audit::recon::{
-    interpolate, run_descent, split_between, Alphabet, AssociativeHash, DescentParams, Difference,
-    Entry, Key, Md5Lanes, MemoryStore, Sha256a, Value,
+    interpolate, quantile_ranks, run_descent, separator, split_between, Alphabet, AssociativeHash,
+    Bounds, DescentParams, Difference, Entry, Key, Md5Lanes, MemoryStore, Range, RangeStore,
+    Sha256a, Summary, Value,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -64,6 +65,8 @@ struct Case {
     stores: usize,
     keys: Vec<Placement>,
     params: DescentParams,
+    /// The stores list their key quantiles (a sized first level is cut at them).
+    quantiles: bool,
 }
 
 fn params() -> impl Strategy<Value = DescentParams> {
@@ -80,8 +83,8 @@ fn params() -> impl Strategy<Value = DescentParams> {
             proptest::option::weighted(0.3, 0..400u64),
             any::<bool>(),
         ),
-        // Every range asked for its bounds; rounds priced from cheap to very dear.
-        (any::<bool>(), prop_oneof![Just(2048u64), 1..1_000_000u64]),
+        // Rounds priced from cheap to very dear.
+        prop_oneof![Just(2048u64), 1..1_000_000u64],
     )
         .prop_map(
             |(
@@ -91,7 +94,7 @@ fn params() -> impl Strategy<Value = DescentParams> {
                 leaf_digests,
                 max_rounds,
                 (alphabet, root_bounds_only, sized, grid),
-                (summary_bounds, round_bytes),
+                round_bytes,
             )| {
                 // Small max_rounds exercise the safety net (fetch every open range whole).
                 DescentParams {
@@ -105,7 +108,6 @@ fn params() -> impl Strategy<Value = DescentParams> {
                     grid,
                     sized_first_level: sized.is_some(),
                     expected_diffs: sized.unwrap_or(0),
-                    summary_bounds,
                     round_bytes,
                     ..DescentParams::default()
                 }
@@ -118,11 +120,13 @@ fn case(key: impl Strategy<Value = Key>) -> impl Strategy<Value = Case> {
         2..=5usize,
         proptest::collection::vec(placement(key), 0..300),
         params(),
+        any::<bool>(),
     )
-        .prop_map(|(stores, keys, params)| Case {
+        .prop_map(|(stores, keys, params, quantiles)| Case {
             stores,
             keys,
             params,
+            quantiles,
         })
 }
 
@@ -171,10 +175,64 @@ fn oracle(stores: &[BTreeMap<Key, Value>]) -> Vec<Difference> {
         .collect()
 }
 
+/// A memory store that also lists its key quantiles, as an event store does: a sized first
+/// level is then cut at them (`RangeStore::quantiles`).
+struct Quantiled<H> {
+    keys: Vec<Key>,
+    store: MemoryStore<H>,
+}
+
+impl<H: AssociativeHash> RangeStore for Quantiled<H> {
+    type Hash = H;
+    type Error = std::convert::Infallible;
+    fn summary(&mut self, range: &Range, bounds: bool) -> Result<Summary<H>, Self::Error> {
+        self.store.summary(range, bounds)
+    }
+    fn digests(&mut self, range: &Range) -> Result<Vec<u64>, Self::Error> {
+        self.store.digests(range)
+    }
+    fn entries(
+        &mut self,
+        range: &Range,
+        only: Option<&BTreeSet<u64>>,
+    ) -> Result<Vec<Entry>, Self::Error> {
+        self.store.entries(range, only)
+    }
+    fn size(&mut self) -> Option<(u64, Bounds)> {
+        self.store.size()
+    }
+    fn quantiles(&mut self, parts: usize) -> Option<Vec<Key>> {
+        let ranks = quantile_ranks(self.keys.len(), parts);
+        Some(
+            ranks
+                .iter()
+                .map(|&r| separator(&self.keys[r - 1], &self.keys[r]))
+                .collect(),
+        )
+    }
+}
+
 fn descend<H: AssociativeHash>(case: &Case, stores: &[BTreeMap<Key, Value>]) -> Vec<Difference> {
+    let entries = |s: &BTreeMap<Key, Value>| {
+        s.iter()
+            .map(|(k, v)| Entry::new(k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    if case.quantiles {
+        let mut mem: Vec<Quantiled<H>> = stores
+            .iter()
+            .map(|s| Quantiled {
+                keys: s.keys().cloned().collect(),
+                store: MemoryStore::new(entries(s)),
+            })
+            .collect();
+        return run_descent(&mut mem, case.params.clone())
+            .expect("memory stores cannot fail")
+            .differences;
+    }
     let mut mem: Vec<MemoryStore<H>> = stores
         .iter()
-        .map(|s| MemoryStore::new(s.iter().map(|(k, v)| Entry::new(k.clone(), v.clone()))))
+        .map(|s| MemoryStore::new(entries(s)))
         .collect();
     run_descent(&mut mem, case.params.clone())
         .expect("memory stores cannot fail")

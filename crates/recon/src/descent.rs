@@ -22,7 +22,7 @@ use super::cost::Cost;
 mod grid;
 use super::hash::{AssociativeHash, HashCount};
 use super::key::{Entry, Key, Range, Value};
-use super::sizing::{self, SizeHint};
+use super::sizing::{self, Plan, SizeHint};
 use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
 use super::store::{
     answers_wire_len, check_entries, entries_wire_len, queries_wire_len, Answer, Query, Summary,
@@ -83,12 +83,6 @@ pub struct DescentParams {
     /// locally, where a round is only more queries, prices it higher to take fewer, wider
     /// levels; too high and equal ranges' fingerprints cost more than the rounds saved.
     pub round_bytes: u64,
-    /// Ask every range for its first and last key with its fingerprint (default false), so
-    /// each split falls between real keys. For stores that find them in the same pass (SQLite's
-    /// `MIN`/`MAX` beside the sums, memory): keys that share long prefixes (EventIds of one
-    /// model and controller) otherwise leave whole levels of splits with all keys in one
-    /// child, each costing two rounds. Costs two keys per range in the answers.
-    pub summary_bounds: bool,
     /// Record a human-readable trace of every round (tests, `--explain`); off for speed.
     pub trace: bool,
 }
@@ -107,7 +101,6 @@ impl Default for DescentParams {
             sized_first_level: false,
             expected_diffs: 0,
             round_bytes: sizing::ROUND_BYTES,
-            summary_bounds: false,
             trace: false,
         }
     }
@@ -263,14 +256,33 @@ impl<H: AssociativeHash> Descent<H> {
         params: DescentParams,
         hint: &SizeHint,
     ) -> Result<Self, DescentError> {
+        Self::sized_at(stores, params, hint, None)
+    }
+
+    /// The plan [`Descent::sized`] follows for `hint`, when it sizes at all: a driver that can
+    /// read key quantiles asks for `plan.first` parts.
+    pub fn plan_for(stores: usize, params: &DescentParams, hint: &SizeHint) -> Option<Plan> {
         let rows = hint.rows_per_store.iter().copied().max().unwrap_or(0);
-        let plan = sizing::plan(
+        sizing::plan(
             rows,
             hint.diffs(),
             stores,
             H::WIRE_BYTES,
             params.round_bytes,
-        );
+        )
+        .filter(|_| hint.hull.is_some())
+    }
+
+    /// [`Descent::sized`] with the first level cut at `points` (a store's key quantiles,
+    /// [`RangeStore::quantiles`](super::RangeStore::quantiles)) instead of interpolated between
+    /// the hull's ends; points that are not strictly increasing are ignored.
+    pub fn sized_at(
+        stores: usize,
+        params: DescentParams,
+        hint: &SizeHint,
+        points: Option<Vec<Key>>,
+    ) -> Result<Self, DescentError> {
+        let plan = Self::plan_for(stores, &params, hint);
         let (Some(plan), Some((first, last))) = (plan, &hint.hull) else {
             return Self::new(stores, params);
         };
@@ -282,20 +294,17 @@ impl<H: AssociativeHash> Descent<H> {
             ..params
         };
         let mut descent = Self::new(stores, params)?;
-        let points = split_between(first, last, plan.first, descent.params.alphabet);
+        let increasing = |p: &Vec<Key>| {
+            !p.is_empty() && !p[0].as_bytes().is_empty() && p.windows(2).all(|w| w[0] < w[1])
+        };
+        let points = match points.filter(increasing) {
+            Some(points) => points,
+            None => split_between(first, last, plan.first, descent.params.alphabet),
+        };
         let total = hint.rows_per_store.iter().sum();
         descent.current.clear();
         let hull = Some((first.clone(), last.clone()));
-        let bounds = descent.params.summary_bounds;
-        push_children(
-            &Range::full(),
-            points,
-            1,
-            total,
-            hull,
-            bounds,
-            &mut descent.current,
-        );
+        push_children(&Range::full(), points, 1, total, hull, &mut descent.current);
         descent.cost.rows_per_store = hint.rows_per_store.clone();
         Ok(descent)
     }
@@ -610,8 +619,7 @@ impl<H: AssociativeHash> Descent<H> {
                     .join(", ")
             )
         });
-        let bounds = self.params.summary_bounds;
-        push_children(&range, points, depth + 1, total, hull, bounds, next);
+        push_children(&range, points, depth + 1, total, hull, next);
     }
 
     /// The bounds-only first look: split the key space between the first and last key any
@@ -653,8 +661,7 @@ impl<H: AssociativeHash> Descent<H> {
                 points.len() + 1
             )
         });
-        let bounds = self.params.summary_bounds;
-        push_children(&range, points, 1, total, Some((first, last)), bounds, next);
+        push_children(&range, points, 1, total, Some((first, last)), next);
     }
 
     /// Sub-ranges for a split of a range whose largest store holds `max` entries: at most
@@ -783,7 +790,6 @@ fn push_children(
     depth: usize,
     parent_total: u64,
     hull: Option<(Key, Key)>,
-    bounds: bool,
     next: &mut Vec<(Work, Query)>,
 ) {
     let mut start = range.start.clone();
@@ -796,7 +802,7 @@ fn push_children(
             },
             Query::Summary {
                 range: Range::new(start, end.clone()),
-                bounds,
+                bounds: false,
             },
         ));
         start = end.unwrap_or_default();

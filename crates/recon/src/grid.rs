@@ -41,15 +41,7 @@ impl<H: AssociativeHash> Descent<H> {
         let len = len.max(bound_len + 1);
         let points = grid_points(range, first, last, len).filter(|p| !p.is_empty())?;
         let mut cells = Vec::new();
-        push_children(
-            range,
-            points,
-            2,
-            0,
-            None,
-            self.params.summary_bounds,
-            &mut cells,
-        );
+        push_children(range, points, 2, 0, None, &mut cells);
         let hull = Some((first.clone(), last.clone()));
         Some(
             cells

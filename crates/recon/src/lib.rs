@@ -22,6 +22,6 @@ pub use run::{run_descent, RunError};
 pub use sizing::{plan as plan_first_level, Plan, SizeHint, ROUND_BYTES};
 pub use split::{base36_text, base36_value, interpolate, split_between, Alphabet};
 pub use store::{
-    answers_wire_len, entries_wire_len, queries_wire_len, Answer, Bounds, MemoryStore, Query,
-    RangeStore, Summary,
+    answers_wire_len, entries_wire_len, quantile_ranks, queries_wire_len, separator, Answer,
+    Bounds, MemoryStore, Query, RangeStore, Summary,
 };

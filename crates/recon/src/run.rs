@@ -39,7 +39,13 @@ pub fn run_descent<S: RangeStore>(
                 hull: union_bounds(sizes.iter().filter_map(|(_, b)| b.as_ref())),
                 expected_diffs: params.expected_diffs,
             };
-            Descent::<S::Hash>::sized(stores.len(), params, &hint)?
+            // The first level cut at the largest store's key quantiles, where it can list them.
+            let points =
+                Descent::<S::Hash>::plan_for(stores.len(), &params, &hint).and_then(|plan| {
+                    let largest = (0..stores.len()).max_by_key(|&i| hint.rows_per_store[i])?;
+                    stores[largest].quantiles(plan.first)
+                });
+            Descent::<S::Hash>::sized_at(stores.len(), params, &hint, points)?
         }
         None => Descent::<S::Hash>::new(stores.len(), params)?,
     };

@@ -133,6 +133,29 @@ pub fn answers_wire_len<H: AssociativeHash>(answers: &[Answer<H>]) -> usize {
     total
 }
 
+/// The shortest key above `prev` and at most `key` (`prev` < `key`): `key` cut one byte past
+/// what the two share. A range starting there holds `key` and not `prev`, as one starting at
+/// `key` would, and its bound costs a few bytes in a question instead of a whole key.
+pub fn separator(prev: &Key, key: &Key) -> Key {
+    let (p, k) = (prev.as_bytes(), key.as_bytes());
+    let shared = p.iter().zip(k).take_while(|(a, b)| a == b).count();
+    Key::from_bytes(k[..(shared + 1).min(k.len())].to_vec())
+}
+
+/// The ranks `n·i / parts` (i = 1 … parts − 1) among `n` sorted keys, ascending; ranks that
+/// repeat (fewer keys than parts) are taken once, rank 0 never (the first range would be
+/// empty).
+pub fn quantile_ranks(n: usize, parts: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for i in 1..parts.max(1) {
+        let rank = ((n as u128 * i as u128) / parts as u128) as usize;
+        if rank > out.last().copied().unwrap_or(0) && rank < n {
+            out.push(rank);
+        }
+    }
+    out
+}
+
 /// Bytes of one list of entries in the cost model: a count, then per entry its key
 /// (prefix-compressed against the previous entry's), its tip with a length varint, and its
 /// 8-byte column digest.
@@ -174,6 +197,17 @@ pub trait RangeStore {
     /// store held in memory); `None` by default. [`super::run_descent`] sizes its first level
     /// from these when `DescentParams::sized_first_level` is on.
     fn size(&mut self) -> Option<(u64, Bounds)> {
+        None
+    }
+
+    /// Split points at the store's key ranks `n·i / parts` for i = 1 … parts − 1 (strictly
+    /// increasing; each the shortest [`separator`] from the key before it),
+    /// when it can list them without asking anything (a store held in memory or a local file);
+    /// `None` by default. [`super::run_descent`] cuts a sized first level at these instead of
+    /// interpolating between the first and last key, so every first-level range holds its
+    /// share of keys however they cluster (EventIds of one controller share 20+ leading bytes,
+    /// and interpolated ranges then hold whole controllers or nothing).
+    fn quantiles(&mut self, _parts: usize) -> Option<Vec<Key>> {
         None
     }
 

@@ -132,15 +132,31 @@ fn event_cid_of(key: &[u8]) -> Option<Cid> {
     EventId::from_bytes(key).ok()?.event
 }
 
-/// Compares every model the stores hold or are interested in.
 /// The price of a round in the sized plan for event stores (bytes per store). A round over a
 /// local SQLite file sends nothing over a network; it is one more query per differing range,
-/// each re-reading that range's rows, so fewer and wider levels pay. Measured at 10^6 events
-/// and d = 100 (event-store benchmark): 4 rounds. At the network default (2 KiB) the plan goes
-/// 4–5 levels deep with fanouts of 4 and the descent takes 6+ rounds; far higher and the
-/// first level alone (one fingerprint of 32 bytes per range) outweighs everything else.
-const LOCAL_ROUND_BYTES: u64 = 64 * 1024;
+/// each re-reading that range's rows, so fewer and wider levels pay. At this price the plan
+/// keeps one level at 10^6 events and d = 100 (3 rounds: first-level sums, leaf digests, rows;
+/// event-store benchmark); at the network default (2 KiB) it goes 4 levels deep with fanouts
+/// of 4 (6 rounds); far higher buys nothing more once one level is reached.
+const LOCAL_ROUND_BYTES: u64 = 1 << 20;
 
+/// The descent parameters an event-store comparison runs with, from the audit's: the audit's
+/// `--root-fanout`, `--fanout` and `--leaf-threshold` hold only where the plan declines to
+/// size the first level (stores of equal counts and no `expected_diffs`, or tiny ones).
+pub fn event_store_params(params: &DescentParams) -> DescentParams {
+    DescentParams {
+        // EventIds are binary: interpolate splits over all byte values.
+        alphabet: Alphabet::Bytes,
+        // The stores are local files that tell their sizes and key quantiles up front
+        // (`ModelView::size`, `quantiles`): plan the first level for them and cut it at the
+        // largest store's quantiles, instead of the fixed split made for SQL push-down.
+        sized_first_level: true,
+        round_bytes: LOCAL_ROUND_BYTES,
+        ..params.clone()
+    }
+}
+
+/// Compares every model the stores hold or are interested in.
 pub fn compare(nodes: &[StoreNode], params: &DescentParams) -> Result<Findings, CompareError> {
     let interests: Vec<Vec<Interest>> = nodes
         .iter()
@@ -155,16 +171,7 @@ pub fn compare(nodes: &[StoreNode], params: &DescentParams) -> Result<Findings, 
                 .filter_map(|(s, _)| prefix_of(s)),
         );
     }
-    let mut params = params.clone();
-    // EventIds are binary: interpolate splits over all byte values.
-    params.alphabet = Alphabet::Bytes;
-    // The stores are local files that tell their sizes up front (`ModelView::size`): plan the
-    // first level for them instead of the fixed split made for SQL push-down.
-    params.sized_first_level = true;
-    params.round_bytes = LOCAL_ROUND_BYTES;
-    // SQLite finds a range's first and last key in the pass that sums it; EventIds of one
-    // controller share 20+ leading bytes, and splits between range bounds would not cut them.
-    params.summary_bounds = true;
+    let params = event_store_params(params);
     let mut findings = Findings::default();
     for prefix in prefixes {
         let network = EventId::from_bytes(&model_range(&prefix).0).map(|id| id.network);

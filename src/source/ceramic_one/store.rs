@@ -23,7 +23,10 @@ use thiserror::Error;
 use super::event::{parse_event, EventInfo};
 use super::interest::Interest;
 use crate::ids::read_cid;
-use crate::recon::{Bounds, Entry, HashCount, Key, Range, RangeStore, Sha256a, Summary, Value};
+use crate::recon::{
+    quantile_ranks, separator, Bounds, Entry, HashCount, Key, Range, RangeStore, Sha256a, Summary,
+    Value,
+};
 
 /// How long a read waits on a lock held by the node (a checkpoint or a WAL restart) before it
 /// fails. Too short and an audit beside a busy node fails spuriously; too long and a stuck node
@@ -305,13 +308,21 @@ impl RangeStore for ModelView<'_> {
     /// first round so the descent can size its first level (issue 15: without it a model of
     /// 10^6 events took 9 rounds, the fixed 256/16 split made for SQL push-down). One pass
     /// over the model's slice of the primary key and nothing sent over a network: the file is
-    /// the auditor's own read-only view. A failed read gives `None`: the descent then starts
-    /// with the usual root fingerprint, and the error shows up on that query with its context.
+    /// the auditor's own read-only view; not counted as a round (like the index audit's first
+    /// look, which comes with its row check). A failed read gives `None`, logged as a warning:
+    /// the descent then starts with the usual root fingerprint (results unchanged, more
+    /// rounds), and a store that keeps failing fails that query with its context.
     fn size(&mut self) -> Option<(u64, Bounds)> {
         let sql = "SELECT COUNT(*), MIN(order_key), MAX(order_key) FROM ceramic_one_event \
                    WHERE order_key >= ?1 AND order_key < ?2";
         let s = self.store;
-        let mut stmt = s.conn.prepare_cached(sql).ok()?;
+        let warn = |e: rusqlite::Error| {
+            tracing::warn!(
+                "{}: the descent is not sized for this model's stores",
+                s.sql(sql, e)
+            );
+        };
+        let mut stmt = s.conn.prepare_cached(sql).map_err(warn).ok()?;
         stmt.query_row(params![self.start, self.end], |r| {
             let count: i64 = r.get(0)?;
             let first: Option<Vec<u8>> = r.get(1)?;
@@ -323,7 +334,45 @@ impl RangeStore for ModelView<'_> {
                     .map(|(f, l)| (Key::from_bytes(f), Key::from_bytes(l))),
             ))
         })
+        .map_err(warn)
         .ok()
+    }
+
+    /// Split points at the model's EventIds of even ranks (shortest separators), from one pass
+    /// over its slice of the primary key (keys only). A failed read gives `None`, logged, and
+    /// the first level is interpolated instead (results unchanged, possibly more rounds).
+    fn quantiles(&mut self, parts: usize) -> Option<Vec<Key>> {
+        let sql = "SELECT order_key FROM ceramic_one_event \
+                   WHERE order_key >= ?1 AND order_key < ?2 ORDER BY order_key";
+        let s = self.store;
+        let warn = |e: rusqlite::Error| {
+            tracing::warn!(
+                "{}: the first level is interpolated, not cut at key quantiles",
+                s.sql(sql, e)
+            );
+        };
+        let (n, _) = self.size()?;
+        let mut stmt = s.conn.prepare_cached(sql).map_err(warn).ok()?;
+        let mut rows = stmt
+            .query(params![self.start, self.end])
+            .map_err(warn)
+            .ok()?;
+        // The ranks wanted, ascending; rows are read once, keys kept only at those ranks.
+        let mut ranks = quantile_ranks(n as usize, parts).into_iter();
+        let mut next = ranks.next();
+        let mut out = Vec::new();
+        let mut rank = 0usize;
+        let mut prev = Key::default();
+        while let (Some(want), Some(row)) = (next, rows.next().map_err(warn).ok()?) {
+            let key = Key::from_bytes(row.get::<_, Vec<u8>>(0).map_err(warn).ok()?);
+            if rank == want {
+                out.push(separator(&prev, &key));
+                next = ranks.next();
+            }
+            prev = key;
+            rank += 1;
+        }
+        Some(out)
     }
 
     fn digests(&mut self, range: &Range) -> Result<Vec<u64>, StoreError> {
