@@ -249,7 +249,7 @@ fn main() {
 
     let (start, end) = model_range(&model_prefix(Network::Local(42), "model", &model));
     // What the audit runs (`event_store_params`: a first level sized from the stores' counts,
-    // rounds priced for a local file, the first level's real bounds), and the fixed 256/16
+    // rounds priced for a local file, cut at the largest store's key quantiles), and the fixed 256/16
     // split it used before, side by side.
     let sized = event_store_params(&DescentParams::default());
     let fixed = DescentParams {
