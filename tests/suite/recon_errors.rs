@@ -113,6 +113,31 @@ fn malformed_answers_are_typed_errors() {
             expected: "summary"
         })
     );
+    // A first/last key outside the sub-range asked about is rejected before it is used.
+    let mut sub = Descent::<Md5Lanes>::new(2, DescentParams::default()).expect("valid");
+    sub.feed(vec![vec![summary(500)], vec![summary(400)]])
+        .expect("root");
+    let batch = sub.queries().expect("a split");
+    let Query::Summary { range, .. } = &batch[1] else {
+        panic!("summaries: {batch:?}")
+    };
+    let outside = Key::new("m", "zzzz-past-every-split");
+    assert!(!range.contains(&outside));
+    let mut answers: Vec<Vec<Answer<Md5Lanes>>> = (0..2)
+        .map(|_| batch.iter().map(|_| summary(1)).collect())
+        .collect();
+    answers[0][1] = Answer::Summary(Summary {
+        fingerprint: HashCount {
+            hash: Md5Lanes::default(),
+            count: 1,
+        },
+        bounds: Some((outside.clone(), outside)),
+    });
+    assert!(matches!(
+        sub.feed(answers),
+        Err(DescentError::OutOfRange { store: 0, .. })
+    ));
+
     // Nothing was consumed by the rejected answers: a correct answer still works.
     d.feed(vec![vec![summary(1)], vec![summary(2)]])
         .expect("valid answers");

@@ -25,7 +25,8 @@ use super::key::{Entry, Key, Range, Value};
 use super::sizing::{self, Plan, SizeHint};
 use super::split::{interpolate, split_between, split_within, union_bounds, Alphabet};
 use super::store::{
-    answers_wire_len, check_entries, entries_wire_len, queries_wire_len, Answer, Query, Summary,
+    answers_wire_len, check_bounds, check_entries, entries_wire_len, queries_wire_len, Answer,
+    Query, Summary,
 };
 
 /// Most stores a descent compares at once. Bounded so per-range bookkeeping stays small; a larger
@@ -481,9 +482,12 @@ impl<H: AssociativeHash> Descent<H> {
                         check_entries(store, range, entries)?;
                         continue;
                     }
-                    (Query::Bounds { .. }, Answer::Bounds { .. })
-                    | (Query::Summary { .. }, Answer::Summary(_))
-                    | (Query::Digests { .. }, Answer::Digests(_)) => continue,
+                    (Query::Bounds { range }, Answer::Bounds { bounds, .. })
+                    | (Query::Summary { range, .. }, Answer::Summary(Summary { bounds, .. })) => {
+                        check_bounds(store, range, bounds.as_ref())?;
+                        continue;
+                    }
+                    (Query::Digests { .. }, Answer::Digests(_)) => continue,
                     (Query::Bounds { .. }, _) => "bounds",
                     (Query::Summary { .. }, _) => "summary",
                     (Query::Digests { .. }, _) => "digests",

@@ -360,6 +360,28 @@ impl<H: AssociativeHash> RangeStore for MemoryStore<H> {
     }
 }
 
+/// A range's reported first and last key: both inside it, the first not after the last.
+/// Split points are drawn between them, and points outside would make children overlap.
+pub(crate) fn check_bounds(
+    store: usize,
+    range: &Range,
+    bounds: Option<&(Key, Key)>,
+) -> Result<(), super::descent::DescentError> {
+    let Some((first, last)) = bounds else {
+        return Ok(());
+    };
+    for key in [first, last] {
+        if !range.contains(key) || first > last {
+            return Err(super::descent::DescentError::OutOfRange {
+                store,
+                key: key.to_string(),
+                range: range.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Entries answered for `range` must lie in it, each key at most once.
 pub(crate) fn check_entries(
     store: usize,
