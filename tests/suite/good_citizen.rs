@@ -100,4 +100,14 @@ async fn a_server_idle_in_transaction_timeout_does_not_break_settle_or_verify_st
         .map(|r| r.body.matches("streamId").count())
         .sum();
     assert_eq!(asked, 39);
+    // The snapshot is ended once, re-opened for the re-check and closed once: never a COMMIT
+    // or ROLLBACK outside a transaction, which the server logs as a warning and sends to the
+    // client as a notice (it reached the container's JSON log after the shutdown summary).
+    for pg in &pgs {
+        let log = pg.server_log();
+        assert!(
+            !log.contains("there is no transaction in progress"),
+            "{log}"
+        );
+    }
 }

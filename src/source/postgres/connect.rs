@@ -67,6 +67,7 @@ impl PgSource {
             bytes_received: 0,
             rows_scanned: 0,
             busy: Duration::ZERO,
+            in_snapshot: false,
             collation_ok: false,
             plain_keys: HashMap::new(),
             not_listed: HashMap::new(),
@@ -95,6 +96,7 @@ impl PgSource {
             .batch_execute(&setup)
             .await
             .map_err(|e| source.error("starting the read-only snapshot", &setup, &e))?;
+        source.in_snapshot = true;
         // Index range scans compare in the database's collation; use them only if it orders
         // base36 strings (and '' and 'l' around them) exactly as bytes do.
         let probe =

@@ -52,6 +52,10 @@ pub struct PgSource {
     pub bytes_received: u64,
     pub rows_scanned: u64,
     pub busy: Duration,
+    /// A snapshot transaction is open (from connect until [`PgSource::end_snapshot`], and
+    /// again after [`PgSource::refresh_snapshot`]): ending one that is not makes the server
+    /// log and send a "there is no transaction in progress" warning.
+    in_snapshot: bool,
     /// The database collation orders base36 strings like bytes (probed at connect).
     collation_ok: bool,
     /// Models whose stream ids are all `k[0-9a-z]+` (learned from the malformed-row scan).

@@ -216,23 +216,34 @@ impl PgSource {
     /// `idle in transaction` through the settle pause and the HTTP phases (a server's
     /// `idle_in_transaction_session_timeout` would end it; vacuum would be held back).
     pub async fn end_snapshot(&mut self) -> Result<(), SourceError> {
+        if !self.in_snapshot {
+            return Ok(());
+        }
         let sql = "COMMIT";
         self.statements += 1;
         self.client
             .batch_execute(sql)
             .await
-            .map_err(|e| self.error("ending the read-only snapshot", sql, &e))
+            .map_err(|e| self.error("ending the read-only snapshot", sql, &e))?;
+        self.in_snapshot = false;
+        Ok(())
     }
 
     /// Starts a new read-only snapshot, for the settle re-check: the crawl's snapshot would
     /// show the same (possibly in-flight) state again.
     pub async fn refresh_snapshot(&mut self) -> Result<(), SourceError> {
-        let sql = "ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        let sql = if self.in_snapshot {
+            "ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        };
         self.statements += 1;
         self.client
             .batch_execute(sql)
             .await
-            .map_err(|e| self.error("starting a new snapshot for the re-check", sql, &e))
+            .map_err(|e| self.error("starting a new snapshot for the re-check", sql, &e))?;
+        self.in_snapshot = true;
+        Ok(())
     }
 
     /// The current `(tip, column digest)` of each of `streams` (absent streams are left out).
@@ -358,8 +369,10 @@ impl PgSource {
         Ok((out, newest))
     }
 
-    /// Ends the snapshot transaction (read-only: nothing to commit).
+    /// Ends the snapshot transaction if one is open (read-only: nothing to commit).
     pub async fn close(self) {
-        let _ = self.client.batch_execute("ROLLBACK").await;
+        if self.in_snapshot {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
     }
 }
