@@ -98,9 +98,12 @@ build_image() {
   source=$(git -C "$ROOT" remote get-url origin 2>/dev/null || echo "file://$ROOT")
   # --network none: the runtime stage needs no network with this base; --format docker: OCI
   # image configs have no HEALTHCHECK.
+  # --no-cache: buildah 1.28 (Debian bookworm's podman 4.3) reuses a cached LABEL layer whose
+  # ${REVISION} came from an earlier build (the ARG is not part of its cache key), so a rebuild
+  # after a new commit carried the old revision (seen in CI). The stage is a few file copies.
   # The previous build of this tag is removed afterwards, so reruns do not pile up images.
   local old; old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-  podman build --quiet --format docker --network none -f "$DEPLOY/Dockerfile" --target runtime \
+  podman build --quiet --no-cache --format docker --network none -f "$DEPLOY/Dockerfile" --target runtime \
     --build-context "build=$ctx" --build-arg "BASE=$base" --build-arg "VERSION=$version" \
     --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD)" --build-arg "SOURCE=$source" \
     -t "$IMAGE" "$ROOT" >/dev/null || { rm -rf "$ctx"; fail "podman build failed"; }
