@@ -4,7 +4,8 @@
 //! another tip on b, half missing on c). Methods:
 //!
 //! - `pushdown`, `pushdown --compare tips`, `download`: the real `ceramic-audit audit` command
-//!   (release, child process, `--settle-seconds 0`);
+//!   (release, child process, `--settle-seconds 0`); the two push-down methods also with
+//!   `--statement-rows` (`CERAMIC_AUDIT_BENCH_STATEMENT_ROWS`, default 100000);
 //! - `copy tips`, `copy all`: each node's `stream_id` and tip (or every compared column) copied
 //!   out with `COPY … TO STDOUT`, all nodes at once, joined in hash maps here;
 //! - `naive script`: benches/naive_audit.sh, `psql \copy | sort | comm` on the tips;
@@ -16,7 +17,9 @@
 //! statement (server log). On loopback at every d of `CERAMIC_AUDIT_BENCH_DS` (default
 //! 0,100,10000,100000), then at d = 100 over shaped links (see `index_audit/link.rs`;
 //! `CERAMIC_AUDIT_BENCH_LINKS=0` skips them), then one incremental `watch` cycle after 0.1 %
-//! of rows changed. Writes `reports/bench/index-audit.json` and prints a Markdown table.
+//! of rows changed. Writes `reports/bench/index-audit.json` (`CERAMIC_AUDIT_BENCH_REPORT`: another
+//! name) and prints a Markdown table. `CERAMIC_AUDIT_BENCH_METHODS` runs a comma-separated subset
+//! of the methods (with both COPY baselines).
 //! Not a test: `cargo bench --bench index_audit` (as root, for the network namespace).
 
 #[path = "index_audit/link.rs"]
@@ -98,9 +101,23 @@ fn run_measured(cmd: &mut std::process::Command) -> (f64, i64, i32) {
     )
 }
 
+/// Rows per statement of the `… --statement-rows` methods (`CERAMIC_AUDIT_BENCH_STATEMENT_ROWS`):
+/// about 0.3 s of the first level's scan on this machine with every column compared.
+fn statement_rows() -> String {
+    std::env::var("CERAMIC_AUDIT_BENCH_STATEMENT_ROWS").unwrap_or_else(|_| "100000".into())
+}
+
 /// The real audit command on `config`; fails the run unless it finds exactly `expected`.
-fn audit(config: &Path, mode: &str, compare: &str, out: &Path, expected: u64) -> Json {
+fn audit(
+    config: &Path,
+    mode: &str,
+    compare: &str,
+    out: &Path,
+    expected: u64,
+    extra: &[&str],
+) -> Json {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ceramic-audit"));
+    cmd.args(extra);
     cmd.args([
         "audit",
         "--compare",
@@ -211,6 +228,8 @@ async fn methods(
     let names = [
         "pushdown",
         "pushdown --compare tips",
+        "pushdown --statement-rows",
+        "pushdown --compare tips --statement-rows",
         "download",
         "copy tips",
         "copy all",
@@ -218,7 +237,18 @@ async fn methods(
         "reladiff tips",
         "reladiff all",
     ];
+    // `CERAMIC_AUDIT_BENCH_METHODS`: a comma-separated subset (their COPY baselines are kept,
+    // so every ratio is still taken in the same run).
+    let only: Option<Vec<String>> = std::env::var("CERAMIC_AUDIT_BENCH_METHODS")
+        .ok()
+        .map(|v| v.split(',').map(|m| m.trim().to_string()).collect());
+    let pieces = statement_rows();
     for name in names {
+        if only.as_ref().is_some_and(|o| {
+            !o.iter().any(|m| m == name) && name != "copy tips" && name != "copy all"
+        }) {
+            continue;
+        }
         // Download streams every row hash: over links it only repeats what `copy` shows.
         if name == "download" && !loopback {
             continue;
@@ -231,9 +261,25 @@ async fn methods(
         let meter = server::Meter::start(servers);
         let run_dir = dir.join(format!("{tag}-{d}-{}", name.replace([' ', '-'], "")));
         let mut m = match name {
-            "pushdown" => audit(&t.config, "pushdown", "all", &run_dir, d),
-            "pushdown --compare tips" => audit(&t.config, "pushdown", "tips", &run_dir, d),
-            "download" => audit(&t.config, "download", "all", &run_dir, d),
+            "pushdown" => audit(&t.config, "pushdown", "all", &run_dir, d, &[]),
+            "pushdown --compare tips" => audit(&t.config, "pushdown", "tips", &run_dir, d, &[]),
+            "pushdown --statement-rows" => audit(
+                &t.config,
+                "pushdown",
+                "all",
+                &run_dir,
+                d,
+                &["--statement-rows", &pieces],
+            ),
+            "pushdown --compare tips --statement-rows" => audit(
+                &t.config,
+                "pushdown",
+                "tips",
+                &run_dir,
+                d,
+                &["--statement-rows", &pieces],
+            ),
+            "download" => audit(&t.config, "download", "all", &run_dir, d, &[]),
             "copy tips" => {
                 peers::copy_baseline(&t.dsns, model, &peers::columns(false, AUTHOR), d).await
             }
@@ -410,7 +456,9 @@ async fn main() {
 /// The COPY baseline a method is compared with: the one reading the same columns.
 fn baseline_of(method: &str) -> &'static str {
     match method {
-        "pushdown" | "download" | "reladiff all" | "copy all" => "copy all",
+        "pushdown" | "pushdown --statement-rows" | "download" | "reladiff all" | "copy all" => {
+            "copy all"
+        }
         _ => "copy tips",
     }
 }
@@ -458,12 +506,18 @@ fn write_report(n: i64, rows: &[Json], watch: &Json, links: bool) {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "postgres": "temporary servers from tests/common/pg.rs (shared_buffers 128MB, fsync off), one per node, same machine, every statement's duration logged",
         "links_measured": links,
+        "methods": std::env::var("CERAMIC_AUDIT_BENCH_METHODS").unwrap_or_else(|_| "all".into()),
+        "statement_rows": statement_rows(),
         "rows": rows,
         "watch_incremental": watch,
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench");
     std::fs::create_dir_all(&out).expect("reports/bench");
-    let path = out.join("index-audit.json");
+    // `CERAMIC_AUDIT_BENCH_REPORT`: another file name, for a partial run (a subset of methods
+    // or of d) that must not replace the full one.
+    let name =
+        std::env::var("CERAMIC_AUDIT_BENCH_REPORT").unwrap_or_else(|_| "index-audit.json".into());
+    let path = out.join(name);
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&report).expect("json") + "\n",

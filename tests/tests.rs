@@ -44,6 +44,9 @@
 //!   node and no more, never two on one stream, the circuit breaker with workers in flight, a
 //!   stop letting the actions in flight finish. (Throughput on real nodes:
 //!   `interop/repair-throughput.sh`.)
+//! - `statement_rows` — `--statement-rows` on real Postgres nodes: audits in pieces of the
+//!   heap find exactly what whole-table statements find (both modes, both comparisons); no
+//!   statement sent reads a model table whole, and every piece holds about the rows asked.
 //! - `tls` — Postgres `sslmode`/`sslrootcert` against a real server with `ssl = on` and a CA
 //!   the test generates; `https://` api_urls against a TLS endpoint served here.
 //! - `watch` — scheduling under paused time, incremental vs full cycles on real Postgres,
@@ -104,6 +107,8 @@ mod recon_snapshots;
 mod repair;
 #[path = "suite/repair_concurrency.rs"]
 mod repair_concurrency;
+#[path = "suite/statement_rows.rs"]
+mod statement_rows;
 #[path = "suite/tls.rs"]
 mod tls;
 #[path = "suite/watch.rs"]

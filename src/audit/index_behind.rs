@@ -38,8 +38,7 @@ pub async fn index_behind(config: &ClusterConfig, options: &AuditOptions) -> Vec
         else {
             continue;
         };
-        let Ok(mut index) = Node::open(node, options.mode, options.timeout, options.compare).await
-        else {
+        let Ok(mut index) = Node::open(node, &options.reading()).await else {
             continue;
         };
         let mut tips = IndexTips::new();

@@ -64,6 +64,9 @@ pub struct AuditOptions {
     pub scope: Option<Scope>,
     /// Where the phases show how far they are (hidden unless a command asked for it).
     pub progress: crate::progress::Progress,
+    /// Postgres: rows a statement that would read a whole table reads at most, about
+    /// (`--statement-rows`); `None`: one statement per table.
+    pub statement_rows: Option<u64>,
 }
 
 /// Streams to compare, per model.
@@ -93,6 +96,19 @@ impl Default for AuditOptions {
             verify_state: verify::VerifyState::Off,
             scope: None,
             progress: crate::progress::Progress::hidden(),
+            statement_rows: None,
+        }
+    }
+}
+
+impl AuditOptions {
+    /// How each node's index is read.
+    pub fn reading(&self) -> crate::source::Reading {
+        crate::source::Reading {
+            mode: self.mode,
+            timeout: self.timeout,
+            compare: self.compare,
+            statement_rows: self.statement_rows,
         }
     }
 }
@@ -258,10 +274,7 @@ async fn open(config: &ClusterConfig, options: &AuditOptions) -> Nodes {
             crate::config::IndexLocation::Snapshot { .. } => "snapshot",
             crate::config::IndexLocation::None => "none",
         };
-        (
-            source,
-            Node::open(n, options.mode, options.timeout, options.compare).await,
-        )
+        (source, Node::open(n, &options.reading()).await)
     }))
     .await;
     let mut nodes = Nodes {

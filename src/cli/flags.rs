@@ -181,7 +181,23 @@ pub struct AuditFlags {
     /// row left behind on every node at once. Costs one HTTP load per row asked.
     #[arg(long, env = "CERAMIC_AUDIT_VERIFY_STATE", default_value = "off", value_parser = parse_verify)]
     pub verify_state: VerifyState,
+    /// Postgres: cut every statement that would read a whole table (the row check, a round
+    /// answered by a sequential scan, a download) into statements of about this many rows
+    /// each, over ranges of the table's blocks (1000 to 1000000000; PostgreSQL 14 or later).
+    /// For servers with a `statement_timeout`: each piece costs a round trip and its answer.
+    #[arg(
+        long,
+        env = "CERAMIC_AUDIT_STATEMENT_ROWS",
+        value_parser = clap::value_parser!(u64).range(MIN_STATEMENT_ROWS..=MAX_STATEMENT_ROWS)
+    )]
+    pub statement_rows: Option<u64>,
 }
+
+/// `--statement-rows` bounds. Below the minimum a 10^6-row table would take over a thousand
+/// statements, each a round trip and a first-level answer (~5 KB); the maximum is past any
+/// table this tool was measured on (the option is then a no-op).
+const MIN_STATEMENT_ROWS: u64 = 1000;
+const MAX_STATEMENT_ROWS: u64 = 1_000_000_000;
 
 /// [`seconds`], kept as the number given (so `--help` shows `3`, not a `Duration`).
 fn seconds_f64(s: &str) -> Result<f64, String> {
@@ -216,6 +232,7 @@ impl AuditFlags {
             max_duration: self.max_seconds.map(Duration::from_secs_f64),
             settle: Duration::from_secs_f64(self.settle_seconds),
             progress: crate::progress::Progress::hidden(),
+            statement_rows: self.statement_rows,
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::ClusterConfig;
-use crate::source::{Compare, Mode, Node};
+use crate::source::{Compare, Mode, Node, Reading};
 
 /// Reads one node's index rows afresh, for verification.
 pub(super) struct IndexReader {
@@ -15,7 +15,7 @@ impl IndexReader {
     pub(super) async fn open(config: &ClusterConfig, name: &str, timeout: Duration) -> Self {
         let node = match config.nodes.iter().find(|n| n.name == name) {
             None => Err(format!("node {name} is not in the config")),
-            Some(n) => Node::open(n, Mode::Pushdown, timeout, Compare::Tips)
+            Some(n) => Node::open(n, &Reading::new(Mode::Pushdown, timeout, Compare::Tips))
                 .await
                 .map_err(|e| e.to_string()),
         };

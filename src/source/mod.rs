@@ -109,6 +109,30 @@ pub enum Mode {
     Download,
 }
 
+/// How a node's index is read: what an audit's flags say about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub mode: Mode,
+    /// Per connection attempt and per SQL statement.
+    pub timeout: Duration,
+    pub compare: Compare,
+    /// Postgres: cut every statement that would read a whole table into pieces of about this
+    /// many rows (`--statement-rows`; `None`: one statement).
+    pub statement_rows: Option<u64>,
+}
+
+impl Reading {
+    /// Push-down or download, with the defaults for the rest.
+    pub fn new(mode: Mode, timeout: Duration, compare: Compare) -> Self {
+        Self {
+            mode,
+            timeout,
+            compare,
+            statement_rows: None,
+        }
+    }
+}
+
 /// Which columns the comparison covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -337,15 +361,11 @@ pub(crate) fn recently_written(path: &std::path::Path) -> bool {
 impl Node {
     /// Opens a node's index (reads files whole; for Postgres, connects and lists models). The
     /// one place kinds of node are chosen.
-    pub async fn open(
-        config: &NodeConfig,
-        mode: Mode,
-        timeout: Duration,
-        compare: Compare,
-    ) -> Result<Self, SourceError> {
+    pub async fn open(config: &NodeConfig, reading: &Reading) -> Result<Self, SourceError> {
+        let compare = reading.compare;
         let (backend, models): (Box<dyn Backend>, _) = match &config.index {
             IndexLocation::Postgres { dsn } => {
-                boxed(postgres::PgIndex::open(config, dsn, mode, timeout, compare).await?)
+                boxed(postgres::PgIndex::open(config, dsn, reading).await?)
             }
             IndexLocation::Sqlite { path } => {
                 boxed(sqlite::SqliteIndex::open(config, path, compare).await?)

@@ -170,7 +170,11 @@ pub async fn crawl(
         crate::config::IndexLocation::None => "none",
     };
     let crawled_at = crate::audit::now_rfc3339();
-    let mut node = super::Node::open(config, super::Mode::Download, timeout, Compare::All).await?;
+    let mut node = super::Node::open(
+        config,
+        &super::Reading::new(super::Mode::Download, timeout, Compare::All),
+    )
+    .await?;
     let mut models = BTreeMap::new();
     let states: Vec<(String, ModelState)> = node.models.clone().into_iter().collect();
     for (model, state) in states {

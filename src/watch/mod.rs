@@ -240,14 +240,7 @@ impl Watcher {
         let mut marks: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         let mut ok = true;
         for n in &self.config.nodes {
-            let mut node = match Node::open(
-                n,
-                self.options.audit.mode,
-                self.options.audit.timeout,
-                self.options.audit.compare,
-            )
-            .await
-            {
+            let mut node = match Node::open(n, &self.options.audit.reading()).await {
                 Ok(node) => node,
                 Err(e) => {
                     tracing::warn!("watch: {e}; this cycle is full");

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use super::packed::Packed;
 use super::plan::{Buckets, PrefixFilter};
-use super::sql::{quote_ident, wrap_sql};
+use super::sql::wrap_sql;
 use super::PgSource;
 use crate::recon::{HashCount, PgHash64, Summary};
 use crate::source::{SourceError, TableInfo};
@@ -32,15 +32,15 @@ pub(super) struct Grouped<'a> {
 }
 
 impl PgSource {
-    /// Per-bucket sums of a grouped round; `None` when the prefix filter missed rows (the
-    /// caller repeats the round unfiltered).
+    /// Per-bucket sums of a grouped round, and the rows the prefix filter let through (the
+    /// caller repeats the round unfiltered if that is not every row it expected).
     pub(super) async fn grouped_summaries(
         &mut self,
         model: &str,
         table: &TableInfo,
         g: &Grouped<'_>,
         filter: Option<&PrefixFilter>,
-    ) -> Result<Option<HashMap<i32, Summary<PgHash64>>>, SourceError> {
+    ) -> Result<(HashMap<i32, Summary<PgHash64>>, u64), SourceError> {
         let (prefix_where, filtered_rows) = match filter {
             Some(f) => (
                 format!(
@@ -66,7 +66,7 @@ impl PgSource {
             len = g.len,
             from = g.head.len() + 1,
             hash = self.hash_sql(&table.custom),
-            table = quote_ident(model),
+            table = self.table_sql(model),
             sum = wrap_sql("s"),
         );
         // `$1` is the model (in the row hash), `$2` the prefix filter.
@@ -80,11 +80,6 @@ impl PgSource {
             .ok_or_else(|| self.node_error("grid cell fingerprints: no row returned".into()))?;
         let packed: Option<Vec<u8>> = row.try_get(0).map_err(get)?;
         let filtered: Option<i64> = row.try_get(1).map_err(get)?;
-        if let Some(f) = filter {
-            if filtered.unwrap_or(0).max(0) as u64 != f.expected_rows {
-                return Ok(None);
-            }
-        }
         let packed = packed.unwrap_or_default();
         self.bytes_received += packed.len() as u64;
         let wanted: std::collections::HashSet<i32> = g.b.bucket.iter().flatten().copied().collect();
@@ -109,7 +104,7 @@ impl PgSource {
             slot.fingerprint.count += count;
             slot.fingerprint.hash = PgHash64(slot.fingerprint.hash.0.wrapping_add(sum));
         }
-        Ok(Some(by_bucket))
+        Ok((by_bucket, filtered.unwrap_or(0).max(0) as u64))
     }
 }
 

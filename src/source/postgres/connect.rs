@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::PgSource;
 use crate::config::{redact_dsn, NodeConfig};
 use crate::recon::pg_hash_bytes_extended;
-use crate::source::{Compare, SourceError};
+use crate::source::{Reading, SourceError};
 
 /// (The session also sets `jit = off`: the planner's cost estimates for range joins are large,
 /// which made Postgres spend ~350 ms compiling each small leaf statement that then ran in
@@ -22,14 +22,41 @@ pub(super) const WORK_MEM: &str = "64MB";
 pub(super) const HASH_PROBE: &str = "ceramic-audit hash probe: kjzl6kcym7w8y ✓";
 
 impl PgSource {
+    /// `--statement-rows` cuts tables by heap blocks, which only TID range scans read without
+    /// scanning the rest of the table: refused on an older server rather than multiplying
+    /// its work by the number of pieces.
+    async fn check_tid_range_scans(&mut self) -> Result<(), SourceError> {
+        let sql =
+            "SELECT current_setting('server_version_num')::int4, current_setting('server_version')";
+        let row = self
+            .client
+            .query_one(sql, &[])
+            .await
+            .map_err(|e| self.error("reading the server version", sql, &e))?;
+        self.statements += 1;
+        let num: i32 = row
+            .try_get(0)
+            .map_err(|e| self.error("reading the server version", sql, &e))?;
+        let text: String = row
+            .try_get(1)
+            .map_err(|e| self.error("reading the server version", sql, &e))?;
+        if num < super::pieces::MIN_SERVER_VERSION {
+            return Err(self.node_error(format!(
+                "--statement-rows needs PostgreSQL 14 or later (TID range scans); this server \
+                 runs {text}: audit it without the option"
+            )));
+        }
+        Ok(())
+    }
+
     /// Connects, pins the session read-only and opens the crawl's snapshot transaction.
     pub async fn connect(
         node: &NodeConfig,
         dsn: &str,
         password: Option<String>,
-        timeout: Duration,
-        compare: Compare,
+        reading: &Reading,
     ) -> Result<Self, SourceError> {
+        let (timeout, compare) = (reading.timeout, reading.compare);
         let err = |what: &str, e: &dyn std::fmt::Display| SourceError::Node {
             node: node.name.clone(),
             message: format!("{what} {}: {e}", redact_dsn(dsn)),
@@ -74,6 +101,8 @@ impl PgSource {
             shapes: HashMap::new(),
             compare,
             tls: String::new(),
+            statement_rows: reading.statement_rows,
+            piece: None,
         };
         // Observed, not assumed: `prefer` may have fallen back to plain text.
         let probe = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
@@ -129,6 +158,9 @@ impl PgSource {
             )));
         }
         source.statements += 3;
+        if source.statement_rows.is_some() {
+            source.check_tid_range_scans().await?;
+        }
         Ok(source)
     }
 }

@@ -3,7 +3,6 @@
 //! store ([`super::hashed`]) and fingerprinted here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -13,7 +12,7 @@ use crate::config::NodeConfig;
 use crate::recon::{Answer, Entry, Query};
 use crate::source::rows::RowContent;
 use crate::source::{
-    invalid_rows, Backend, Compare, IndexHash, InvalidRow, Mode, ModelState, NodeStats, RowCheck,
+    invalid_rows, Backend, IndexHash, InvalidRow, Mode, ModelState, NodeStats, Reading, RowCheck,
     SourceError, TableInfo,
 };
 
@@ -32,9 +31,7 @@ impl PgIndex {
     pub async fn open(
         config: &NodeConfig,
         dsn: &str,
-        mode: Mode,
-        timeout: Duration,
-        compare: Compare,
+        reading: &Reading,
     ) -> Result<(Self, BTreeMap<String, ModelState>), SourceError> {
         let password = config
             .password
@@ -43,11 +40,11 @@ impl PgIndex {
                 node: config.name.clone(),
                 message,
             })?;
-        let mut pg = PgSource::connect(config, dsn, password, timeout, compare).await?;
+        let mut pg = PgSource::connect(config, dsn, password, reading).await?;
         let models = pg.models().await?;
         let index = Self {
             pg,
-            mode,
+            mode: reading.mode,
             hashed: HashMap::new(),
             download_models: HashSet::new(),
         };

@@ -21,6 +21,7 @@ mod connect;
 pub mod hashed;
 mod index;
 mod packed;
+mod pieces;
 mod plan;
 mod queries;
 mod rounds;
@@ -69,6 +70,10 @@ pub struct PgSource {
     compare: Compare,
     /// How the connection is protected, as observed (`NodeReport::tls`).
     pub tls: String,
+    /// Rows a whole-table statement may read before it is cut into pieces (`--statement-rows`).
+    statement_rows: Option<u64>,
+    /// The piece of the table the statement being built reads (see [`pieces`]).
+    piece: Option<pieces::Piece>,
 }
 
 impl Drop for PgSource {

@@ -15,6 +15,11 @@ pub(super) struct Shape {
     /// First and last stream id in byte order, read with the row check (`Some(None)`: empty).
     pub(super) bounds: Option<Option<(String, String)>>,
     pub(super) last: Vec<(Range, u64)>,
+    /// The table's size in heap blocks and the server's rows-per-block statistic, read once
+    /// when a statement is first cut into pieces (see [`super::pieces`]).
+    pub(super) heap: Option<(u64, Option<f64>)>,
+    /// Rows per heap block as counted by the row check's pieces.
+    pub(super) rows_per_block: Option<f64>,
 }
 
 impl Shape {
@@ -25,6 +30,36 @@ impl Shape {
             return self.rows;
         }
         Some(self.parents(ranges).map(|(_, n)| n).sum())
+    }
+
+    /// Per range of `ranges`: the rows of the ranges last summarised that meet it (an upper
+    /// bound on the rows it holds), or the table's rows when nothing was summarised yet.
+    pub(super) fn estimate_each(&self, ranges: &[&Range]) -> Vec<u64> {
+        if self.last.is_empty() {
+            return vec![self.rows.unwrap_or(0); ranges.len()];
+        }
+        let mut last: Vec<&(Range, u64)> = self.last.iter().collect();
+        last.sort_by(|a, b| a.0.start.cmp(&b.0.start));
+        let disjoint = last
+            .windows(2)
+            .all(|w| w[0].0.end.as_ref().is_some_and(|e| *e <= w[1].0.start));
+        ranges
+            .iter()
+            .map(|r| {
+                if !disjoint {
+                    return self.parents(&[*r]).map(|(_, n)| n).sum();
+                }
+                // Sorted and disjoint: the first range ending past r's start, then every one
+                // starting before r's end.
+                let i =
+                    last.partition_point(|(l, _)| l.end.as_ref().is_some_and(|e| *e <= r.start));
+                last[i..]
+                    .iter()
+                    .take_while(|(l, _)| r.end.as_ref().is_none_or(|e| l.start < *e))
+                    .map(|(_, n)| n)
+                    .sum()
+            })
+            .collect()
     }
 
     /// The ranges last summarised that meet any of `ranges`. A round holds thousands of grid
@@ -425,6 +460,62 @@ mod tests {
                 .map(|(_, n)| *n)
                 .collect();
             assert_eq!(fast, slow);
+        }
+    }
+
+    /// Per-range estimates: the counts of the last ranges each range meets, by the sorted
+    /// lookup when the last ranges are disjoint and by comparing every pair when not.
+    #[test]
+    fn each_range_is_estimated_from_the_last_ranges_it_meets() {
+        let mut seed = 0xfeed_u32;
+        let mut next = move |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % m
+        };
+        for case in 0..200 {
+            // A partition of the key space (disjoint), or random ranges (overlapping).
+            let mut last: Vec<(Range, u64)> = Vec::new();
+            if case % 2 == 0 {
+                let mut cuts: Vec<u32> = (0..next(20)).map(|_| next(1000)).collect();
+                cuts.sort_unstable();
+                cuts.dedup();
+                let mut start = Key::from_bytes(Vec::new());
+                for (i, c) in cuts.iter().enumerate() {
+                    last.push((Range::new(start, Some(key(*c))), i as u64 + 1));
+                    start = key(*c);
+                }
+                last.push((Range::new(start, None), 1000));
+                last.reverse();
+            } else {
+                for i in 0..next(20) {
+                    let a = next(1000);
+                    last.push((
+                        Range::new(key(a), Some(key(a + 1 + next(200)))),
+                        u64::from(i),
+                    ));
+                }
+            }
+            let round: Vec<Range> = (0..next(20))
+                .map(|_| {
+                    let a = next(1000);
+                    Range::new(key(a), (next(8) > 0).then(|| key(a + 1 + next(300))))
+                })
+                .collect();
+            let refs: Vec<&Range> = round.iter().collect();
+            let shape = Shape {
+                last: last.clone(),
+                ..Shape::default()
+            };
+            let slow: Vec<u64> = refs
+                .iter()
+                .map(|q| {
+                    last.iter()
+                        .filter(|(r, _)| ranges_meet(r, q))
+                        .map(|(_, n)| n)
+                        .sum()
+                })
+                .collect();
+            assert_eq!(shape.estimate_each(&refs), slow, "case {case}");
         }
     }
 }

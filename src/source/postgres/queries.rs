@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::plan::plain;
 use super::sql::quote_ident;
+
 use super::{PgSource, INVALID_ROWS_LISTED};
 use crate::recon::{Entry, Key, Value};
 use crate::source::rows::RowContent;
@@ -71,22 +72,34 @@ impl PgSource {
         model: &str,
         table: &TableInfo,
     ) -> Result<super::hashed::Downloaded, SourceError> {
-        let sql = format!(
-            "SELECT stream_id, {hash} FROM {table}",
-            hash = self.hash_sql(&table.custom),
-            table = quote_ident(model),
-        );
         let mut out = super::hashed::Downloaded::default();
         let mut too_large = None;
-        self.stream_rows("downloading row hashes", &sql, &[&model], |row| {
-            let s: &str = row.try_get(0)?;
-            let h: i64 = row.try_get(1)?;
-            if let Err(m) = out.push(s.as_bytes(), h as u64) {
-                too_large.get_or_insert(m);
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let sql = format!(
+                    "SELECT stream_id, {hash} FROM {table}",
+                    hash = self.hash_sql(&table.custom),
+                    table = self.table_sql(model),
+                );
+                self.stream_rows("downloading row hashes", &sql, &[&model], |row| {
+                    let s: &str = row.try_get(0)?;
+                    let h: i64 = row.try_get(1)?;
+                    if let Err(m) = out.push(s.as_bytes(), h as u64) {
+                        too_large.get_or_insert(m);
+                    }
+                    Ok(s.len() as u64 + 8)
+                })
+                .await?;
             }
-            Ok(s.len() as u64 + 8)
-        })
-        .await?;
+            Ok(())
+        }
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
         match too_large {
             Some(m) => Err(self.node_error(format!("model {model}: {m}"))),
             None => Ok(out),
@@ -99,24 +112,36 @@ impl PgSource {
         model: &str,
         table: &TableInfo,
     ) -> Result<Vec<Entry>, SourceError> {
-        let sql = format!(
-            "SELECT stream_id, tip, {digest} FROM {table}",
-            digest = self.digest_sql(&table.custom),
-            table = quote_ident(model),
-        );
         let mut out = Vec::new();
-        self.stream_rows("downloading rows", &sql, &[], |row| {
-            let s: String = row.try_get(0)?;
-            let tip: Option<String> = row.try_get(1)?;
-            let d: i64 = row.try_get(2)?;
-            let bytes = (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
-            out.push(Entry::new(
-                Key::new(model, &s),
-                Value::new(tip.unwrap_or_default(), d as u64),
-            ));
-            Ok(bytes)
-        })
-        .await?;
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let sql = format!(
+                    "SELECT stream_id, tip, {digest} FROM {table}",
+                    digest = self.digest_sql(&table.custom),
+                    table = self.table_sql(model),
+                );
+                self.stream_rows("downloading rows", &sql, &[], |row| {
+                    let s: String = row.try_get(0)?;
+                    let tip: Option<String> = row.try_get(1)?;
+                    let d: i64 = row.try_get(2)?;
+                    let bytes = (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
+                    out.push(Entry::new(
+                        Key::new(model, &s),
+                        Value::new(tip.unwrap_or_default(), d as u64),
+                    ));
+                    Ok(bytes)
+                })
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
         Ok(out)
     }
 
@@ -138,56 +163,43 @@ impl PgSource {
                  OR tip COLLATE \"C\" !~ '^(b[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]+)$'"
             ),
         };
-        let table = quote_ident(model);
-        // First and last id: from the primary key where the collation orders ids like bytes
-        // (two index probes), else compared row by row in byte order (0.2 s on 10^6 rows).
-        let sql = if self.collation_ok {
-            format!(
-                "SELECT count(*)::int8, (count(*) FILTER (WHERE {suspicious}))::int8, \
-                        (SELECT min(stream_id) FROM {table}), (SELECT max(stream_id) FROM {table}) \
-                 FROM {table}"
-            )
-        } else {
-            format!(
-                "SELECT count(*)::int8, (count(*) FILTER (WHERE {suspicious}))::int8, \
-                        min(stream_id COLLATE \"C\"), max(stream_id COLLATE \"C\") FROM {table}"
-            )
-        };
-        let rows = self.query("checking rows", &sql, &[]).await?;
-        let get = |e: tokio_postgres::Error| self.error("reading the row check", &sql, &e);
-        let row = rows
-            .first()
-            .ok_or_else(|| self.node_error("checking rows: no row returned".into()))?;
-        let total: i64 = row.try_get(0).map_err(get)?;
-        let bad: i64 = row.try_get(1).map_err(get)?;
-        let first: Option<String> = row.try_get(2).map_err(get)?;
-        let last: Option<String> = row.try_get(3).map_err(get)?;
-        self.bytes_received += 16
-            + first.as_ref().map_or(0, String::len) as u64
-            + last.as_ref().map_or(0, String::len) as u64;
-        self.rows_scanned += total.max(0) as u64;
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let mut counted = Counted::default();
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let c = self.count_rows(model, &suspicious).await?;
+                pieces.saw(piece, c.total);
+                counted.add(c);
+            }
+            Ok::<(), SourceError>(())
+        }
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
+        self.learn(model, &pieces);
+        let Counted {
+            total,
+            bad,
+            first,
+            last,
+        } = counted;
+        self.rows_scanned += total;
         let shape = self.shapes.entry(model.to_string()).or_default();
-        shape.rows = Some(total.max(0) as u64);
+        shape.rows = Some(total);
         shape.common_prefix = match (&first, &last) {
             (Some(f), Some(l)) => f.bytes().zip(l.bytes()).take_while(|(x, y)| x == y).count(),
             _ => 0,
         };
         shape.bounds = Some(first.zip(last));
-        let mut out = Vec::new();
-        if bad > 0 {
-            let sql = format!(
-                "SELECT stream_id, tip FROM {table} WHERE {suspicious} \
-                 ORDER BY stream_id COLLATE \"C\" LIMIT {INVALID_ROWS_LISTED}"
-            );
-            let rows = self.query("listing invalid rows", &sql, &[]).await?;
-            for row in rows {
-                let get = |e: tokio_postgres::Error| self.error("reading invalid rows", &sql, &e);
-                let s: String = row.try_get(0).map_err(get)?;
-                let tip: Option<String> = row.try_get(1).map_err(get)?;
-                self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len)) as u64;
-                out.push((s, tip));
-            }
-        }
+        let out = if bad > 0 {
+            self.list_invalid_rows(model, &suspicious).await?
+        } else {
+            Vec::new()
+        };
+        let bad = bad as i64;
         // Stream ids are taken as plain base36 (index range scans and prefix grouping rely on
         // it) when no row failed the check. The quick check only proves the `k` prefix and the
         // length; a non-base36 id that slips through can at worst be placed in a neighbouring
@@ -202,6 +214,84 @@ impl PgSource {
         self.plain_keys.insert(model.to_string(), plain_keys);
         let not_listed = (bad.max(0) as u64).saturating_sub(out.len() as u64);
         self.not_listed.insert(model.to_string(), not_listed);
+        Ok(out)
+    }
+
+    /// The row check over the table or the current piece of it: rows, suspicious rows, and
+    /// the first and last id in byte order.
+    async fn count_rows(&mut self, model: &str, suspicious: &str) -> Result<Counted, SourceError> {
+        let (table, from) = (quote_ident(model), self.table_sql(model));
+        // First and last id: from the primary key where the collation orders ids like bytes
+        // (two index probes on the whole table, whatever the piece), else compared row by row
+        // in byte order (0.2 s on 10^6 rows).
+        let sql = if self.collation_ok {
+            format!(
+                "SELECT count(*)::int8, (count(*) FILTER (WHERE {suspicious}))::int8, \
+                        (SELECT min(stream_id) FROM {table}), (SELECT max(stream_id) FROM {table}) \
+                 FROM {from}"
+            )
+        } else {
+            format!(
+                "SELECT count(*)::int8, (count(*) FILTER (WHERE {suspicious}))::int8, \
+                        min(stream_id COLLATE \"C\"), max(stream_id COLLATE \"C\") FROM {from}"
+            )
+        };
+        let rows = self.query("checking rows", &sql, &[]).await?;
+        let get = |e: tokio_postgres::Error| self.error("reading the row check", &sql, &e);
+        let row = rows
+            .first()
+            .ok_or_else(|| self.node_error("checking rows: no row returned".into()))?;
+        let total: i64 = row.try_get(0).map_err(get)?;
+        let bad: i64 = row.try_get(1).map_err(get)?;
+        let first: Option<String> = row.try_get(2).map_err(get)?;
+        let last: Option<String> = row.try_get(3).map_err(get)?;
+        self.bytes_received += 16
+            + first.as_ref().map_or(0, String::len) as u64
+            + last.as_ref().map_or(0, String::len) as u64;
+        Ok(Counted {
+            total: total.max(0) as u64,
+            bad: bad.max(0) as u64,
+            first,
+            last,
+        })
+    }
+
+    /// Up to [`INVALID_ROWS_LISTED`] suspicious rows, first in byte order (over every piece).
+    async fn list_invalid_rows(
+        &mut self,
+        model: &str,
+        suspicious: &str,
+    ) -> Result<Vec<(String, Option<String>)>, SourceError> {
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let sql = format!(
+                    "SELECT stream_id, tip FROM {} WHERE {suspicious} \
+                     ORDER BY stream_id COLLATE \"C\" LIMIT {INVALID_ROWS_LISTED}",
+                    self.table_sql(model)
+                );
+                let rows = self.query("listing invalid rows", &sql, &[]).await?;
+                for row in rows {
+                    let get =
+                        |e: tokio_postgres::Error| self.error("reading invalid rows", &sql, &e);
+                    let s: String = row.try_get(0).map_err(get)?;
+                    let tip: Option<String> = row.try_get(1).map_err(get)?;
+                    self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len)) as u64;
+                    out.push((s, tip));
+                }
+                // Each piece lists its first rows; the first of all are among them.
+                out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                out.truncate(INVALID_ROWS_LISTED as usize);
+            }
+            Ok::<(), SourceError>(())
+        }
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
         Ok(out)
     }
 
@@ -307,30 +397,51 @@ impl PgSource {
     }
 
     /// `(stream_id, tip)` of every row of `model`, or of `sample` rows drawn at random (one
-    /// scan with a top-N sort: `ORDER BY random() LIMIT n`). Rows with a NULL tip are left out
-    /// (they are `invalid_row` already).
+    /// scan with a top-N sort: the rows with the `n` smallest `random()` keys; cut into pieces,
+    /// the `n` smallest over every piece's `n` smallest, as uniform as one scan). Rows with a
+    /// NULL tip are left out (they are `invalid_row` already).
     pub async fn tips(
         &mut self,
         model: &str,
         sample: Option<u64>,
     ) -> Result<Vec<(String, String)>, SourceError> {
-        let table = quote_ident(model);
-        let sql = match sample {
-            Some(n) => format!(
-                "SELECT stream_id, tip FROM {table} WHERE tip IS NOT NULL ORDER BY random() LIMIT {n}"
-            ),
-            None => format!("SELECT stream_id, tip FROM {table} WHERE tip IS NOT NULL"),
-        };
-        let rows = self.query("reading tips to verify", &sql, &[]).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let get = |e: tokio_postgres::Error| self.error("reading tips", &sql, &e);
-            let s: String = row.try_get(0).map_err(get)?;
-            let tip: String = row.try_get(1).map_err(get)?;
-            self.bytes_received += (s.len() + tip.len()) as u64;
-            out.push((s, tip));
+        let mut out: Vec<(f64, String, String)> = Vec::new();
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let table = self.table_sql(model);
+                let sql = match sample {
+                    Some(n) => format!(
+                        "SELECT stream_id, tip, r FROM (SELECT stream_id, tip, random() AS r \
+                         FROM {table} WHERE tip IS NOT NULL) s ORDER BY r LIMIT {n}"
+                    ),
+                    None => format!(
+                        "SELECT stream_id, tip, 0::float8 FROM {table} WHERE tip IS NOT NULL"
+                    ),
+                };
+                let rows = self.query("reading tips to verify", &sql, &[]).await?;
+                for row in rows {
+                    let get = |e: tokio_postgres::Error| self.error("reading tips", &sql, &e);
+                    let s: String = row.try_get(0).map_err(get)?;
+                    let tip: String = row.try_get(1).map_err(get)?;
+                    let r: f64 = row.try_get(2).map_err(get)?;
+                    self.bytes_received += (s.len() + tip.len()) as u64;
+                    out.push((r, s, tip));
+                }
+                if let Some(n) = sample {
+                    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    out.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+            }
+            Ok(())
         }
-        Ok(out)
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
+        Ok(out.into_iter().map(|(_, s, tip)| (s, tip)).collect())
     }
 
     /// Stream ids of `model`'s rows with `updated_at` at or after `since_ms` (unix ms; all rows
@@ -340,28 +451,41 @@ impl PgSource {
         model: &str,
         since_ms: Option<i64>,
     ) -> Result<(Vec<String>, Option<i64>), SourceError> {
-        let table = quote_ident(model);
-        let sql = format!(
-            "SELECT stream_id, (extract(epoch FROM updated_at) * 1000)::int8 FROM {table} \
-             WHERE $1::int8 IS NULL OR updated_at >= to_timestamp($1::int8 / 1000.0)"
-        );
-        let rows = self
-            .query(
-                "reading rows changed since the last cycle",
-                &sql,
-                &[&since_ms],
-            )
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out = Vec::new();
         let mut newest: Option<i64> = None;
-        for row in rows {
-            let get = |e: tokio_postgres::Error| self.error("reading changed rows", &sql, &e);
-            let s: String = row.try_get(0).map_err(get)?;
-            let at: Option<i64> = row.try_get(1).map_err(get)?;
-            self.bytes_received += s.len() as u64 + 8;
-            newest = newest.max(at);
-            out.push(s);
+        let mut pieces = self.pieces(model).await?;
+        let opened = self.begin_pieces(&pieces).await?;
+        let run = async {
+            while let Some(piece) = pieces.next_piece() {
+                self.piece = piece;
+                let sql = format!(
+                    "SELECT stream_id, (extract(epoch FROM updated_at) * 1000)::int8 FROM {} \
+                     WHERE $1::int8 IS NULL OR updated_at >= to_timestamp($1::int8 / 1000.0)",
+                    self.table_sql(model)
+                );
+                let rows = self
+                    .query(
+                        "reading rows changed since the last cycle",
+                        &sql,
+                        &[&since_ms],
+                    )
+                    .await?;
+                for row in rows {
+                    let get =
+                        |e: tokio_postgres::Error| self.error("reading changed rows", &sql, &e);
+                    let s: String = row.try_get(0).map_err(get)?;
+                    let at: Option<i64> = row.try_get(1).map_err(get)?;
+                    self.bytes_received += s.len() as u64 + 8;
+                    newest = newest.max(at);
+                    out.push(s);
+                }
+            }
+            Ok::<(), SourceError>(())
         }
+        .await;
+        let ended = self.end_pieces(opened).await;
+        run?;
+        ended?;
         if since_ms.is_some() {
             // The newest row may be older than the watermark asked for: keep the watermark.
             newest = newest.max(since_ms);
@@ -374,5 +498,30 @@ impl PgSource {
         if self.in_snapshot {
             let _ = self.client.batch_execute("ROLLBACK").await;
         }
+    }
+}
+
+/// The row check's counts, over one piece or added up over all.
+#[derive(Default)]
+struct Counted {
+    total: u64,
+    bad: u64,
+    first: Option<String>,
+    last: Option<String>,
+}
+
+impl Counted {
+    fn add(&mut self, c: Counted) {
+        self.total += c.total;
+        self.bad += c.bad;
+        // Byte order, as the ids were compared in SQL (`COLLATE "C"` or a checked collation).
+        self.first = match (self.first.take(), c.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last.take(), c.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }

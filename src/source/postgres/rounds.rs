@@ -7,10 +7,11 @@ use tokio_postgres::types::ToSql;
 
 use super::cells::{Grouped, CLIENT_BUCKET_MIN};
 use super::packed::Packed;
+use super::pieces::Pieces;
 use super::plan::{
     bucket_sql, buckets, from_sql, stream_bound, Buckets, PrefixFilter, StreamBound,
 };
-use super::sql::{quote_ident, wrap_sql};
+use super::sql::wrap_sql;
 use super::PgSource;
 use crate::recon::{Answer, Entry, HashCount, Key, PgHash64, Query, Range, Summary, Value};
 use crate::source::{SourceError, TableInfo};
@@ -44,7 +45,9 @@ impl QueryKind {
 }
 
 impl PgSource {
-    /// Answers one round of the descent for `model` in at most three statements.
+    /// Answers one round of the descent for `model`: one statement per kind of query, or, with
+    /// `--statement-rows`, one per piece of the table (sequential scans) or per group of ranges
+    /// (index range scans).
     pub async fn answer(
         &mut self,
         model: &str,
@@ -80,50 +83,28 @@ impl PgSource {
                 },
                 "round plan"
             );
-            let filled = match kind {
-                QueryKind::Bounds => {
-                    let whole = ranges.len() == 1
-                        && stream_bound(model, &ranges[0].start) == StreamBound::Below
-                        && ranges[0]
-                            .end
-                            .as_ref()
-                            .is_none_or(|e| stream_bound(model, e) == StreamBound::Above);
-                    self.bounds(model, &b, whole).await?
+            let groups = if b.ranges.is_some() {
+                self.range_groups(model, &ranges)
+            } else {
+                std::iter::once(0..ranges.len()).collect()
+            };
+            let filled = if groups.len() == 1 {
+                self.fill(model, table, kind, batch, &idx, &ranges, &b)
+                    .await?
+            } else {
+                // Index range scans in groups of about `--statement-rows` rows; each group's
+                // ranges keep their plan (a subset of base36 bounds is base36).
+                tracing::debug!(node = %self.node, model, groups = groups.len(), "range groups");
+                let mut filled = Vec::with_capacity(ranges.len());
+                for g in groups {
+                    let sub = &ranges[g.clone()];
+                    let sub_b = buckets(model, sub, true);
+                    filled.extend(
+                        self.fill(model, table, kind, batch, &idx[g], sub, &sub_b)
+                            .await?,
+                    );
                 }
-                QueryKind::Summary => {
-                    let with_bounds = idx
-                        .iter()
-                        .any(|&i| matches!(batch[i], Query::Summary { bounds: true, .. }));
-                    let filter = b
-                        .scan_prefix
-                        .and_then(|_| self.prefix_filter(model, &ranges));
-                    if let Some(g) = self.grouped(model, &b, with_bounds) {
-                        self.grid_round(model, table, &g, filter.as_ref()).await?
-                    } else {
-                        match self
-                            .summaries(model, table, &b, with_bounds, filter.as_ref())
-                            .await?
-                        {
-                            Some(answers) => answers,
-                            // A row outside base36 escaped the filter: ask again without it.
-                            None => self
-                                .summaries(model, table, &b, with_bounds, None)
-                                .await?
-                                .unwrap_or_default(),
-                        }
-                    }
-                }
-                QueryKind::Digests => self.digests(model, table, &b).await?,
-                QueryKind::Entries => {
-                    let only: Vec<Option<&BTreeSet<u64>>> = idx
-                        .iter()
-                        .map(|&i| match &batch[i] {
-                            Query::Entries { only, .. } => only.as_ref(),
-                            _ => None,
-                        })
-                        .collect();
-                    self.entries(model, table, &b, &only).await?
-                }
+                filled
             };
             if kind == QueryKind::Summary {
                 let last = ranges
@@ -151,6 +132,112 @@ impl PgSource {
             .collect()
     }
 
+    /// The answers to the queries `idx` of `batch` (all of `kind`, over `ranges`, planned as
+    /// `b`): one statement, or one per piece of the table added up. A summary round filtered by
+    /// key prefix is repeated unfiltered if the filter missed rows.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill(
+        &mut self,
+        model: &str,
+        table: &TableInfo,
+        kind: QueryKind,
+        batch: &[Query],
+        idx: &[usize],
+        ranges: &[&Range],
+        b: &Buckets,
+    ) -> Result<Vec<Answer<PgHash64>>, SourceError> {
+        let whole = ranges.len() == 1
+            && stream_bound(model, &ranges[0].start) == StreamBound::Below
+            && ranges[0]
+                .end
+                .as_ref()
+                .is_none_or(|e| stream_bound(model, e) == StreamBound::Above);
+        if kind == QueryKind::Bounds {
+            if let Some(cached) = self.cached_bounds(model, whole) {
+                return Ok(vec![cached]);
+            }
+        }
+        let with_bounds = idx
+            .iter()
+            .any(|&i| matches!(batch[i], Query::Summary { bounds: true, .. }));
+        let only: Vec<Option<&BTreeSet<u64>>> = idx
+            .iter()
+            .map(|&i| match &batch[i] {
+                Query::Entries { only, .. } => only.as_ref(),
+                _ => None,
+            })
+            .collect();
+        let mut filter = match kind {
+            QueryKind::Summary => b
+                .scan_prefix
+                .and_then(|_| self.prefix_filter(model, ranges)),
+            _ => None,
+        };
+        let grouped = match kind {
+            QueryKind::Summary => self.grouped(model, b, with_bounds),
+            _ => None,
+        };
+        let cut = if b.ranges.is_some() {
+            Pieces::whole()
+        } else {
+            self.pieces(model).await?
+        };
+        loop {
+            let mut pieces = cut.clone();
+            let opened = self.begin_pieces(&pieces).await?;
+            let mut acc: Option<Vec<Answer<PgHash64>>> = None;
+            let mut filtered = 0u64;
+            let run = async {
+                while let Some(piece) = pieces.next_piece() {
+                    self.piece = piece;
+                    let (answers, passed) = match kind {
+                        QueryKind::Bounds => (self.bounds(model, b).await?, 0),
+                        QueryKind::Summary => match &grouped {
+                            Some(g) => self.grid_round(model, table, g, filter.as_ref()).await?,
+                            None => {
+                                self.summaries(model, table, b, with_bounds, filter.as_ref())
+                                    .await?
+                            }
+                        },
+                        QueryKind::Digests => (self.digests(model, table, b).await?, 0),
+                        QueryKind::Entries => (self.entries(model, table, b, &only).await?, 0),
+                    };
+                    filtered += passed;
+                    acc = Some(match acc.take() {
+                        None => answers,
+                        Some(prev) => add_answers(prev, answers),
+                    });
+                }
+                Ok::<(), SourceError>(())
+            }
+            .await;
+            let ended = self.end_pieces(opened).await;
+            run?;
+            ended?;
+            let mut answers = acc.unwrap_or_default();
+            if cut.cut() && kind == QueryKind::Entries {
+                for a in &mut answers {
+                    if let Answer::Entries(list) = a {
+                        list.sort_by(|x, y| x.key.cmp(&y.key));
+                    }
+                }
+            }
+            match filter.take() {
+                Some(f) if filtered != f.expected_rows => {
+                    // A row outside base36 escaped the filter: ask again without it.
+                    tracing::debug!(
+                        node = %self.node,
+                        model,
+                        found = filtered,
+                        expected = f.expected_rows,
+                        "prefix filter missed rows; repeating the round unfiltered"
+                    );
+                }
+                _ => return Ok(answers),
+            }
+        }
+    }
+
     /// How a summary round is answered by prefix groups assigned here (see [`super::cells`]),
     /// when it should be.
     fn grouped<'b>(&self, model: &str, b: &'b Buckets, with_bounds: bool) -> Option<Grouped<'b>> {
@@ -164,31 +251,26 @@ impl PgSource {
         Some(Grouped { b, len, head })
     }
 
-    /// A grouped summary round, repeated unfiltered if the prefix filter missed rows.
+    /// A grouped summary round's answers, and the rows the prefix filter let through.
     async fn grid_round(
         &mut self,
         model: &str,
         table: &TableInfo,
         g: &Grouped<'_>,
         filter: Option<&PrefixFilter>,
-    ) -> Result<Vec<Answer<PgHash64>>, SourceError> {
-        let mut by_bucket = match self.grouped_summaries(model, table, g, filter).await? {
-            Some(found) => found,
-            None => self
-                .grouped_summaries(model, table, g, None)
-                .await?
-                .unwrap_or_default(),
-        };
-        Ok(g.b
-            .bucket
-            .iter()
-            .map(|bk| {
-                Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
-                    fingerprint: HashCount::zero(),
-                    bounds: None,
-                }))
-            })
-            .collect())
+    ) -> Result<(Vec<Answer<PgHash64>>, u64), SourceError> {
+        let (mut by_bucket, filtered) = self.grouped_summaries(model, table, g, filter).await?;
+        let answers =
+            g.b.bucket
+                .iter()
+                .map(|bk| {
+                    Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
+                        fingerprint: HashCount::zero(),
+                        bounds: None,
+                    }))
+                })
+                .collect();
+        Ok((answers, filtered))
     }
 
     pub(super) fn params<'a>(
@@ -249,9 +331,10 @@ impl PgSource {
         b: &Buckets,
         with_bounds: bool,
         filter: Option<&PrefixFilter>,
-    ) -> Result<Option<Vec<Answer<PgHash64>>>, SourceError> {
+    ) -> Result<(Vec<Answer<PgHash64>>, u64), SourceError> {
         let wanted: Vec<i32> = b.bucket.iter().flatten().copied().collect();
         let mut by_bucket: HashMap<i32, Summary<PgHash64>> = HashMap::new();
+        let mut passed = 0;
         if !wanted.is_empty() {
             // One row back: per range `int4 bucket, int8 count, int8 sum` packed in a bytea (20
             // bytes a range; as rows of three binary columns the protocol would add 19 more).
@@ -308,7 +391,7 @@ impl PgSource {
                         ""
                     },
                     hash = self.hash_sql(&table.custom),
-                    table = quote_ident(model),
+                    table = self.table_sql(model),
                 ),
                 None => format!(
                     "{packing}, NULL::int8 \
@@ -319,7 +402,7 @@ impl PgSource {
                            GROUP BY bucket) g",
                     bucket = bucket_sql(b, 2),
                     hash = self.hash_sql(&table.custom),
-                    from = from_sql(b, &quote_ident(model), 4),
+                    from = from_sql(b, &self.table_sql(model), 4),
                 ),
             };
             let prefixes: Vec<String> = filter.map(|f| f.prefixes.clone()).unwrap_or_default();
@@ -340,18 +423,7 @@ impl PgSource {
             let hi: Option<Vec<Option<String>>> = row.try_get(2).map_err(get)?;
             let filtered: Option<i64> = row.try_get(3).map_err(get)?;
             let packed = packed.unwrap_or_default();
-            if let Some(f) = filter {
-                if filtered.unwrap_or(0).max(0) as u64 != f.expected_rows {
-                    tracing::debug!(
-                        node = %self.node,
-                        model,
-                        found = filtered.unwrap_or(0),
-                        expected = f.expected_rows,
-                        "prefix filter missed rows; repeating the round unfiltered"
-                    );
-                    return Ok(None);
-                }
-            }
+            passed = filtered.unwrap_or(0).max(0) as u64;
             self.bytes_received += packed.len() as u64
                 + [&lo, &hi]
                     .iter()
@@ -383,19 +455,33 @@ impl PgSource {
                 );
             }
         }
-        Ok(Some(
-            b.bucket
-                .iter()
-                .map(|bk| {
-                    Answer::Summary(bk.and_then(|k| by_bucket.get(&k).cloned()).unwrap_or(
-                        Summary {
-                            fingerprint: HashCount::zero(),
-                            bounds: None,
-                        },
-                    ))
-                })
-                .collect(),
-        ))
+        let answers = b
+            .bucket
+            .iter()
+            .map(|bk| {
+                Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
+                    fingerprint: HashCount::zero(),
+                    bounds: None,
+                }))
+            })
+            .collect();
+        Ok((answers, passed))
+    }
+
+    /// The whole table's count and first and last id: the row check (which runs before every
+    /// descent) read them in this snapshot already, so only narrower bounds are asked of
+    /// Postgres.
+    fn cached_bounds(&self, model: &str, whole: bool) -> Option<Answer<PgHash64>> {
+        let (rows, bounds) = self
+            .shapes
+            .get(model)
+            .and_then(|s| s.rows.zip(s.bounds.clone()))
+            .filter(|_| whole)?;
+        let bounds = bounds.map(|(f, l)| (Key::new(model, &f), Key::new(model, &l)));
+        Some(Answer::Bounds {
+            count: rows,
+            bounds,
+        })
     }
 
     /// Count and first/last stream id per range: a scan without hashing (the descent's first
@@ -404,24 +490,9 @@ impl PgSource {
         &mut self,
         model: &str,
         b: &Buckets,
-        whole: bool,
     ) -> Result<Vec<Answer<PgHash64>>, SourceError> {
         let wanted: Vec<i32> = b.bucket.iter().flatten().copied().collect();
         let mut by_bucket: HashMap<i32, (u64, Option<(Key, Key)>)> = HashMap::new();
-        // The row check (which runs before every descent) read the whole table's size and first
-        // and last id in this snapshot already; only narrower bounds are asked of Postgres.
-        let cached = self
-            .shapes
-            .get(model)
-            .and_then(|s| s.rows.zip(s.bounds.clone()))
-            .filter(|_| whole);
-        if let Some((rows, bounds)) = cached {
-            let bounds = bounds.map(|(f, l)| (Key::new(model, &f), Key::new(model, &l)));
-            return Ok(vec![Answer::Bounds {
-                count: rows,
-                bounds,
-            }]);
-        }
         if !wanted.is_empty() {
             // `$1` (the model) is unused here but typed, so all statements share parameters.
             let sql = format!(
@@ -429,7 +500,7 @@ impl PgSource {
                  FROM (SELECT {bucket} AS bucket, stream_id COLLATE \"C\" AS sid FROM {from}) s \
                  WHERE bucket = ANY($3::int[]) AND $1::text IS NOT NULL GROUP BY bucket",
                 bucket = bucket_sql(b, 2),
-                from = from_sql(b, &quote_ident(model), 4),
+                from = from_sql(b, &self.table_sql(model), 4),
             );
             let rows = self
                 .round_query("range bounds", &sql, model, b, &wanted, &[])
@@ -479,7 +550,7 @@ impl PgSource {
                  WHERE bucket = ANY($3::int[]) GROUP BY bucket",
                 bucket = bucket_sql(b, 2),
                 hash = self.hash_sql(&table.custom),
-                from = from_sql(b, &quote_ident(model), 4),
+                from = from_sql(b, &self.table_sql(model), 4),
             );
             let rows = self
                 .round_query("row digests", &sql, model, b, &wanted, &[])
@@ -537,7 +608,7 @@ impl PgSource {
                  ORDER BY stream_id COLLATE \"C\"",
                 bucket = bucket_sql(b, 2),
                 digest = self.digest_sql(&table.custom),
-                from = from_sql(b, &quote_ident(model), 6),
+                from = from_sql(b, &self.table_sql(model), 6),
             );
             let rows = self
                 .round_query(
@@ -583,4 +654,46 @@ impl PgSource {
             })
             .collect())
     }
+}
+
+/// Two pieces' answers to the same queries, added up range by range: counts and sums add,
+/// bounds widen, digests and entries join (entries are put back in key order by the caller).
+fn add_answers(a: Vec<Answer<PgHash64>>, b: Vec<Answer<PgHash64>>) -> Vec<Answer<PgHash64>> {
+    let widen = |x: Option<(Key, Key)>, y: Option<(Key, Key)>| match (x, y) {
+        (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+        (x, None) => x,
+        (None, y) => y,
+    };
+    a.into_iter()
+        .zip(b)
+        .map(|pair| match pair {
+            (
+                Answer::Bounds { count, bounds },
+                Answer::Bounds {
+                    count: c2,
+                    bounds: b2,
+                },
+            ) => Answer::Bounds {
+                count: count + c2,
+                bounds: widen(bounds, b2),
+            },
+            (Answer::Summary(s1), Answer::Summary(s2)) => Answer::Summary(Summary {
+                fingerprint: HashCount {
+                    hash: PgHash64(s1.fingerprint.hash.0.wrapping_add(s2.fingerprint.hash.0)),
+                    count: s1.fingerprint.count + s2.fingerprint.count,
+                },
+                bounds: widen(s1.bounds, s2.bounds),
+            }),
+            (Answer::Digests(mut d1), Answer::Digests(d2)) => {
+                d1.extend(d2);
+                Answer::Digests(d1)
+            }
+            (Answer::Entries(mut e1), Answer::Entries(e2)) => {
+                e1.extend(e2);
+                Answer::Entries(e1)
+            }
+            // Each piece answers the same queries in the same order.
+            (a, _) => a,
+        })
+        .collect()
 }
