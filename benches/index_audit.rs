@@ -117,7 +117,6 @@ fn audit(
     extra: &[&str],
 ) -> Json {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ceramic-audit"));
-    cmd.args(extra);
     cmd.args([
         "audit",
         "--compare",
@@ -129,15 +128,19 @@ fn audit(
         "600",
         "--mode",
         mode,
-        "--config",
     ])
+    .args(extra)
+    .arg("--config")
     .arg(config)
     .arg("--out")
     .arg(out);
     let (wall, rss_kib, code) = run_measured(&mut cmd);
-    let report: Json =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
-            .expect("report is JSON");
+    let report: Json = match std::fs::read(out.join("report.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).expect("report is JSON"),
+        Err(e) => {
+            panic!("audit {mode} {compare} {extra:?} exited {code} without a report.json: {e}")
+        }
+    };
     let model = &report["models"][0];
     let found = model["differing_streams"].as_u64().unwrap_or(0);
     assert_eq!(

@@ -63,25 +63,29 @@ pub async fn restore(
     ensure_stopped(node).await?;
     let fail = |e: String| BackupError::new(format!("node {name}: {e}"));
 
-    // Preconditions, all before any write.
+    // Preconditions, all before any write. A backup holding a ceramic-one store is restored
+    // whole or not at all: js-ceramic on ceramic-one reads its events from that store, so
+    // putting back the js layers alone would leave a node whose index and state store point at
+    // events it does not have.
+    let ceramic_one_store =
+        match (&node.ceramic_one_store, &m.ceramic_one) {
+            (Some(store), Some(_)) => {
+                ceramic_one::check_target(store, opts.force).map_err(fail)?;
+                Some(store)
+            }
+            (None, Some(_)) => return Err(fail(
+                "the backup holds a ceramic-one store, and `ceramic_one_store` is not set in the \
+                 config: set it to the node's --store-dir so every layer is restored"
+                    .into(),
+            )
+            .into()),
+            _ => None,
+        };
     let js = m.index.is_some() || m.state_store.is_some() || m.blocks.is_some();
     let js_plan = if js {
         Some(check_js_targets(&m, node, opts).await?)
     } else {
         None
-    };
-    let ceramic_one_store = match (&node.ceramic_one_store, &m.ceramic_one) {
-        (Some(store), Some(_)) => {
-            ceramic_one::check_target(store, opts.force).map_err(fail)?;
-            Some(store)
-        }
-        (None, Some(_)) if !js => {
-            return Err(fail(
-                "the backup is of a ceramic-one store, and `ceramic_one_store` is not set in the config".into(),
-            )
-            .into())
-        }
-        _ => None,
     };
 
     let mut steps = Vec::new();

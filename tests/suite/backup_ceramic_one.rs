@@ -320,3 +320,62 @@ fn a_damaged_ceramic_one_copy_fails_verification() {
     assert!(text.contains("fails verification"), "{text}");
     assert!(!root.path().join("empty/db.sqlite3").exists());
 }
+
+/// A backup holding a ceramic-one store and js-ceramic layers is restored whole or not at all:
+/// a node configured without `ceramic_one_store` is refused before anything is written, even
+/// with `--force` (putting back the js layers alone would leave an index and a state store
+/// pointing at events the node does not have).
+#[test]
+fn restore_refuses_to_drop_the_ceramic_one_layer_silently() {
+    let root = tempfile::tempdir().unwrap();
+    let store = root.path().join("orig");
+    store_missing_late_events(&store);
+    let cfg = root.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        "cluster = \"c1\"\n[[nodes]]\nname = \"orig\"\nceramic_one_store = \"orig\"\n\
+         [[nodes]]\nname = \"js\"\nindex = \"sqlite://js/index.sqlite\"\n\
+         state_store = \"js/statestore\"\nipfs_api = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let bk = root.path().join("bk");
+    let (code, text) = run(
+        &[
+            "backup",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "orig",
+            "--out",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 0, "{text}");
+    // The same backup as if the node had run js-ceramic on top: an index layer beside the store.
+    let mut m: Json =
+        serde_json::from_slice(&std::fs::read(bk.join("manifest.json")).unwrap()).unwrap();
+    m["index"] = serde_json::json!({
+        "kind": "sqlite", "started_at": m["started_at"], "finished_at": m["started_at"],
+        "tool": "SQLite 3", "rows": {}, "files": []
+    });
+    std::fs::write(bk.join("manifest.json"), m.to_string()).unwrap();
+
+    let (code, text) = run(
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "js",
+            "--force",
+        ],
+        &[&bk],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("node js: the backup holds a ceramic-one store")
+            && text.contains("`ceramic_one_store` is not set"),
+        "{text}"
+    );
+    assert!(!root.path().join("js").exists(), "something was written");
+}
