@@ -25,6 +25,8 @@
 //!   reported and never fetched, damaged backups (tip not in the CAR, index row without state,
 //!   truncated CAR, checksum mismatch, no manifest) each a finding with exit 1, restore refusals,
 //!   a live copy of a store being written.
+//! - `backup_signals` — SIGTERM while pg_dump runs against a real Postgres (waiting on a lock):
+//!   exit 130, the pg_dump child killed and reaped, no dump finished on the server.
 //! - `ceramic_one` — ceramic-one event stores: the recorded 3-node fixture gives exactly its
 //!   rows; fingerprints = SQL `SUM(ahash_i)` mod 2^32 = an independent Sha256a (proptest); EventIds
 //!   rebuilt from the SDK's CARs = the stored order_keys; a live WAL store read without writing.
@@ -65,6 +67,8 @@ mod audit_pg;
 mod backup;
 #[path = "suite/backup_ceramic_one.rs"]
 mod backup_ceramic_one;
+#[path = "suite/backup_signals.rs"]
+mod backup_signals;
 #[path = "suite/blame.rs"]
 mod blame;
 #[path = "suite/ceramic_one.rs"]

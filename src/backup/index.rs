@@ -58,32 +58,76 @@ pub fn tool_version(tool: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Runs a PostgreSQL client program; its stderr becomes the error.
-fn run_pg(tool: &Path, args: &[&str], password: Option<&str>, what: &str) -> Result<(), String> {
+/// How often a running client program is checked for `stop`. Longer only delays the stop
+/// (an interrupted backup waits this long at most before pg_dump is killed); shorter polls more.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs a PostgreSQL client program; its stderr becomes the error. When `stop` is cancelled
+/// the program is killed and reaped before this returns: an interrupted backup must not leave
+/// a pg_dump behind, holding its snapshot on the production server and writing into a
+/// directory the operator was told to delete.
+fn run_pg(
+    tool: &Path,
+    args: &[&str],
+    password: Option<&str>,
+    what: &str,
+    stop: Option<&tokio_util::sync::CancellationToken>,
+) -> Result<(), String> {
     let mut cmd = Command::new(tool);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
     }
     cmd.env("PGCONNECT_TIMEOUT", "30");
-    let out = cmd
-        .stderr(Stdio::piped())
-        .output()
+    let mut child = cmd
+        .spawn()
         .map_err(|e| format!("{what}: cannot run {}: {e}", tool.display()))?;
-    if !out.status.success() {
+    // Drained beside the wait, so a chatty program never blocks on a full pipe.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if stop.is_some_and(|s| s.is_cancelled()) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what}: stopped; {} killed", tool.display()));
+            }
+            Ok(None) => std::thread::sleep(STOP_POLL),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what}: cannot wait for {}: {e}", tool.display()));
+            }
+        }
+    };
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !status.success() {
         return Err(format!(
-            "{what}: {} failed ({}): {}",
+            "{what}: {} failed ({status}): {}",
             tool.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            stderr.trim()
         ));
     }
     Ok(())
 }
 
 /// `pg_dump --format=custom` of the whole database into `file`: one connection, one
-/// transaction snapshot.
-pub fn dump_postgres(dsn: &str, password: Option<&str>, file: &Path) -> Result<String, String> {
+/// transaction snapshot. Killed when `stop` is cancelled.
+pub fn dump_postgres(
+    dsn: &str,
+    password: Option<&str>,
+    file: &Path,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<String, String> {
     let tool = pg_tool("pg_dump")?;
     let file_s = file.to_string_lossy();
     run_pg(
@@ -99,6 +143,7 @@ pub fn dump_postgres(dsn: &str, password: Option<&str>, file: &Path) -> Result<S
         ],
         password,
         &format!("pg_dump of {}", crate::config::redact_dsn(dsn)),
+        Some(stop),
     )?;
     Ok(tool_version(&tool))
 }
@@ -159,6 +204,7 @@ pub fn restore_postgres(
         &args,
         password,
         &format!("pg_restore into {}", crate::config::redact_dsn(dsn)),
+        None,
     )
 }
 

@@ -34,6 +34,9 @@ pub struct BackupOptions {
     pub block_requests: usize,
     /// The display on stderr (hidden in libraries and tests, and with `-q`).
     pub progress: crate::progress::Progress,
+    /// Cancelled when the backup is interrupted: a running `pg_dump` is killed and reaped (the
+    /// other layers are file copies and reads, simply abandoned).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// Block requests in flight by default. One request at a time spends its time waiting on the
@@ -78,7 +81,7 @@ pub async fn backup(
         // 1. Index.
         progress.stage("index", None);
         index = Some(
-            blocking(node, opts, |n, o| backup_index(n, &o.out))
+            blocking(node, opts, |n, o| backup_index(n, &o.out, &o.stop))
                 .await
                 .map_err(err("index"))?,
         );
@@ -235,14 +238,18 @@ pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), BackupError> {
         .map_err(|e| BackupError::new(format!("cannot write {}: {e}", path.display())))
 }
 
-fn backup_index(node: &NodeConfig, out: &Path) -> Result<IndexLayer, String> {
+fn backup_index(
+    node: &NodeConfig,
+    out: &Path,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<IndexLayer, String> {
     let started_at = manifest::now();
     std::fs::create_dir_all(out.join("index")).map_err(|e| format!("cannot create index/: {e}"))?;
     let (kind, rel, tool, rows) = match &node.index {
         IndexLocation::Postgres { dsn } => {
             let password = node.password.read(&node.name)?;
             let file = out.join(INDEX_PG);
-            let tool = index::dump_postgres(dsn, password.as_deref(), &file)?;
+            let tool = index::dump_postgres(dsn, password.as_deref(), &file, stop)?;
             let rows = index::rows_from_dump(&file)?;
             ("postgres", INDEX_PG, tool, rows)
         }

@@ -111,6 +111,11 @@ fn node_of(config: &std::path::Path, node: &str) -> Result<(ClusterConfig, NodeC
     Ok((cluster, n))
 }
 
+/// How long an interrupted backup waits for its layer's work to stop. Too short and a pg_dump
+/// being killed may outlive the process; too long only delays the exit when a file copy (which
+/// ignores the stop) is running.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
 pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     if let Some(BackupAction::Verify { dir, json }) = args.action {
         return verify_cmd(&dir, json, out);
@@ -119,6 +124,9 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         return Err(incomplete("backup needs --config, --node and --out".into()));
     };
     let (cluster, node) = node_of(&config, &node)?;
+    let rt = runtime()?;
+    // Set by the first Ctrl-C or SIGTERM: the backup stops, and a running pg_dump is killed.
+    let stop = rt.block_on(async { super::signals::cancel_on_signal() });
     let opts = BackupOptions {
         out: dir.clone(),
         stopped: args.stopped,
@@ -126,19 +134,20 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
         block_requests: args.block_requests as usize,
         progress: crate::progress::Progress::new("backup", args.quiet),
+        stop: stop.clone(),
     };
-    let rt = runtime()?;
     let taken = rt.block_on(async {
-        let stop = super::signals::cancel_on_signal();
         tokio::select! {
             m = take::backup(&cluster, &node, &opts) => Some(m),
             _ = stop.cancelled() => None,
         }
     });
     let Some(taken) = taken else {
-        // A layer's copy may still run on a blocking thread: do not wait for it. The directory
-        // has no manifest.json (written last), so `backup verify` calls it unfinished.
-        rt.shutdown_background();
+        // A layer's copy may still run on a blocking thread. A pg_dump there sees `stop` within
+        // 50 ms and is killed and reaped: wait for that, but not for a file copy, which has
+        // nothing to release. The directory has no manifest.json (written last), so `backup
+        // verify` calls it unfinished.
+        rt.shutdown_timeout(STOP_GRACE);
         return Err(Failure {
             code: EXIT_INTERRUPTED,
             message: format!(

@@ -307,6 +307,7 @@ fn opts(out: &Path) -> BackupOptions {
         timeout: Duration::from_secs(5),
         block_requests: take::DEFAULT_BLOCK_REQUESTS,
         progress: ceramic_audit::progress::Progress::hidden(),
+        stop: tokio_util::sync::CancellationToken::new(),
     }
 }
 
