@@ -144,9 +144,9 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     });
     let Some(taken) = taken else {
         // A layer's copy may still run on a blocking thread. A pg_dump there sees `stop` within
-        // 50 ms and is killed and reaped: wait for that, but not for a file copy, which has
-        // nothing to release. The directory has no manifest.json (written last), so `backup
-        // verify` calls it unfinished.
+        // 50 ms and is killed and reaped: wait for that, at most STOP_GRACE (a file copy
+        // ignores the stop and is abandoned then). The directory has no manifest.json (written
+        // last), so `backup verify` calls it unfinished.
         rt.shutdown_timeout(STOP_GRACE);
         return Err(Failure {
             code: EXIT_INTERRUPTED,
