@@ -260,17 +260,7 @@ impl PgSource {
         filter: Option<&PrefixFilter>,
     ) -> Result<(Vec<Answer<PgHash64>>, u64), SourceError> {
         let (mut by_bucket, filtered) = self.grouped_summaries(model, table, g, filter).await?;
-        let answers =
-            g.b.bucket
-                .iter()
-                .map(|bk| {
-                    Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
-                        fingerprint: HashCount::zero(),
-                        bounds: None,
-                    }))
-                })
-                .collect();
-        Ok((answers, filtered))
+        Ok((in_bucket_order(&g.b.bucket, &mut by_bucket), filtered))
     }
 
     pub(super) fn params<'a>(
@@ -455,17 +445,7 @@ impl PgSource {
                 );
             }
         }
-        let answers = b
-            .bucket
-            .iter()
-            .map(|bk| {
-                Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
-                    fingerprint: HashCount::zero(),
-                    bounds: None,
-                }))
-            })
-            .collect();
-        Ok((answers, passed))
+        Ok((in_bucket_order(&b.bucket, &mut by_bucket), passed))
     }
 
     /// The whole table's count and first and last id: the row check (which runs before every
@@ -694,6 +674,23 @@ fn add_answers(a: Vec<Answer<PgHash64>>, b: Vec<Answer<PgHash64>>) -> Vec<Answer
             }
             // Each piece answers the same queries in the same order.
             (a, _) => a,
+        })
+        .collect()
+}
+
+/// A summary round's answers in the ranges' order: each range's bucket summed by the server,
+/// or an empty summary for a range no row fell into.
+fn in_bucket_order(
+    buckets: &[Option<i32>],
+    by_bucket: &mut HashMap<i32, Summary<PgHash64>>,
+) -> Vec<Answer<PgHash64>> {
+    buckets
+        .iter()
+        .map(|bk| {
+            Answer::Summary(bk.and_then(|k| by_bucket.remove(&k)).unwrap_or(Summary {
+                fingerprint: HashCount::zero(),
+                bounds: None,
+            }))
         })
         .collect()
 }
