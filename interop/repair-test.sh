@@ -31,7 +31,7 @@ for k in 1; do "$C" mid a update "${s[0]}" "{\"title\":\"note 1 v$k\"}" >/dev/nu
 for k in 1 2; do "$C" mid a update "${s[1]}" "{\"title\":\"note 2 v$k\"}" >/dev/null; done
 for k in 1 2 3; do "$C" mid a update "${s[2]}" "{\"title\":\"note 3 v$k\"}" >/dev/null; done
 new_b=$("$C" mid a create note '{"title":"made while b was down"}' | stream_of)
-"$C" start-node b
+restart_after_missed_writes b
 genesis5=$(pg b "select tip from \"$NOTE_MODEL\" where stream_id = '${s[4]}'")
 "$C" mid a update "${s[4]}" '{"title":"note 5 v1"}' >/dev/null
 sleep 4
@@ -187,7 +187,7 @@ EOF
 "$C" stop-node b
 "$C" mid a update "${s[0]}" '{"title":"note 1 v2"}' >/dev/null
 "$C" mid a update "${s[1]}" '{"title":"note 2 v3"}' >/dev/null
-"$C" start-node b
+restart_after_missed_writes b
 sleep 3
 "$AUDIT" watch --config "$HERE/cluster.toml" --dir "$OUT/watch" --every 1s --jitter 0 --cycles 4 \
   --repair --nodes b --repair-after 2 --repair-max 1 > "$OUT/watch.log" 2>&1 \

@@ -80,7 +80,7 @@ echo "ok: a wrote $N notes and b indexed them"
 
 "$C" stop-node b
 missed=$(bulk update "$OUT/ids.txt")
-"$C" start-node b
+restart_after_missed_writes b
 sleep 4
 echo "b missed $missed commits on $N streams"
 audit_lagging before "$N"
@@ -91,7 +91,7 @@ echo "ok: repaired $actions streams, $sent commits in $secs s with --concurrency
 # Baseline: one action at a time, on the first $BASELINE streams.
 "$C" stop-node b
 missed1=$(bulk update "$OUT/ids.txt" 0 "$BASELINE")
-"$C" start-node b
+restart_after_missed_writes b
 sleep 4
 audit_lagging baseline "$BASELINE"
 read -r secs1 sent1 actions1 < <(timed_repair baseline 1)

@@ -41,7 +41,7 @@ for k in 1 2; do "$C" mid a update "${s[1]}" "{\"title\":\"note 2 v$k\"}" >/dev/
 for k in 1 2 3; do "$C" mid a update "${s[2]}" "{\"title\":\"note 3 v$k\"}" >/dev/null; done
 new1=$("$C" mid a create note '{"title":"made while b was down"}' | stream_of)
 new2=$("$C" mid a create note '{"title":"also made while b was down"}' | stream_of)
-"$C" start-node b
+restart_after_missed_writes b
 # c: the index row of s4 gets another (real) tip by SQL, as after a crash between the state
 # store save and the index upsert.
 tip_in_c() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select tip from \"%s\" where stream_id=?" % sys.argv[2], (sys.argv[3],)).fetchone()[0])' \
@@ -62,6 +62,10 @@ echo "b: index row of $comment deleted"
 # Wait for a to anchor (its own read is harmless: a holds the stream).
 wait_anchored "$anchored"
 sleep 8
+# Before any audit, b's index (read by SQL, which changes nothing) must lack the two new streams:
+# if it holds one, the test bed delivered it (see restart_after_missed_writes), not the audit.
+held=$(pg b "select count(*) from \"$NOTE_MODEL\" where stream_id in ('$new1', '$new2')")
+[ "$held" = 0 ] || { echo "FAIL: the test bed delivered $held of the streams b should miss before the audit ran"; exit 1; }
 
 check() { # report.json
 python3 - "$1" "${s[0]}" "${s[1]}" "${s[2]}" "${s[3]}" "$new1" "$new2" "$anchored" "$comment" <<'EOF'
