@@ -34,8 +34,8 @@ pub fn backup(store: &Path, out: &Path) -> Result<CeramicOneLayer, String> {
     Ok(CeramicOneLayer {
         started_at,
         finished_at: manifest::now(),
-        events: counts.events,
-        blocks: counts.blocks,
+        events: Some(counts.events),
+        blocks: Some(counts.blocks),
         files: manifest::entries(out, DIR)?,
     })
 }

@@ -91,12 +91,14 @@ pub struct BlocksLayer {
 pub struct CeramicOneLayer {
     pub started_at: String,
     pub finished_at: String,
-    /// Rows of `ceramic_one_event` in the copy (absent in backups before this field: 0).
+    /// Rows of `ceramic_one_event` in the copy. `None` in backups taken before the counts were
+    /// recorded: `backup verify` then says it could not compare them, rather than calling a
+    /// count of 0 a mismatch.
     #[serde(default)]
-    pub events: u64,
-    /// Rows of `ceramic_one_block` in the copy.
+    pub events: Option<u64>,
+    /// Rows of `ceramic_one_block` in the copy (`None` as for `events`).
     #[serde(default)]
-    pub blocks: u64,
+    pub blocks: Option<u64>,
     /// `pipeline/` (copied first) and `db.sqlite3` (online backup, second).
     pub files: Vec<FileEntry>,
 }

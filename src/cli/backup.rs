@@ -185,10 +185,11 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         );
     }
     if let Some(c) = &m.ceramic_one {
+        let count = |n: Option<u64>| n.map_or_else(|| "uncounted".to_string(), |n| n.to_string());
         text.push_str(&format!(
             "\n  ceramic-one: {} events, {} blocks ({} files, pipeline/ first)",
-            c.events,
-            c.blocks,
+            count(c.events),
+            count(c.blocks),
             c.files.len()
         ));
     }
@@ -233,6 +234,9 @@ fn verify_text(r: &VerifyReport) -> String {
             text.push_str(&format!(" cid {c}"));
         }
         text.push_str(&format!(": {}", f.detail));
+    }
+    for u in &r.unchecked {
+        text.push_str(&format!("\n  not checked: {u}"));
     }
     text
 }

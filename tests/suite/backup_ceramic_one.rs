@@ -294,6 +294,29 @@ fn a_damaged_ceramic_one_copy_fails_verification() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("count_mismatch [ceramic_one]"), "{text}");
 
+    // A manifest from before the counts were recorded: nothing to compare against, so no
+    // mismatch is claimed, and the report says the counts were not checked.
+    let uncounted = root.path().join("uncounted");
+    ceramic_audit::backup::ceramic_one::copy_tree(&bk, &uncounted).unwrap();
+    let mut m: Json =
+        serde_json::from_slice(&std::fs::read(uncounted.join("manifest.json")).unwrap()).unwrap();
+    let layer = m["ceramic_one"].as_object_mut().unwrap();
+    let events = layer.remove("events").unwrap();
+    layer.remove("blocks").unwrap();
+    std::fs::write(uncounted.join("manifest.json"), m.to_string()).unwrap();
+    let (code, text) = run(&["backup", "verify"], &[&uncounted]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("count_mismatch"), "{text}");
+    assert!(
+        text.contains("not checked: ceramic-one counts: the manifest records none")
+            && text.contains(&format!("the {events} events")),
+        "{text}"
+    );
+    let (code, json) = run(&["backup", "verify", "--json"], &[&uncounted]);
+    assert_eq!(code, 0, "{json}");
+    let r: Json = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["unchecked"].as_array().map(Vec::len), Some(1), "{r:#}");
+
     // Zeroed pages in the middle of the database file.
     let db = bk.join("ceramic-one/db.sqlite3");
     let mut bytes = std::fs::read(&db).unwrap();
