@@ -16,6 +16,7 @@
 //! The journal, rate, time boxes and circuit breaker are the ones of [`super::apply`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,12 +110,13 @@ async fn walk(
 }
 
 /// Clients for the nodes' ceramic-one APIs (`ceramic_one_api`), paced to `--rate`, one retry
-/// (posting an event twice is harmless, but a timed-out post is better re-planned).
+/// (posting an event twice is harmless, but a timed-out post is better re-planned), one
+/// request in flight per concurrent action (at least two, for the plan's model walks).
 fn c1_apis(config: &ClusterConfig, options: &RepairOptions) -> BTreeMap<String, NodeApi> {
     let api_options = ApiOptions {
         timeout: options.timeout,
         retries: 1,
-        concurrency: 2,
+        concurrency: options.concurrency.max(2),
         max_rate: Some(options.rate),
     };
     config
@@ -327,36 +329,56 @@ pub(super) async fn apply(
         by_target.entry(a.target.as_str()).or_default().push(a);
     }
     let per_node = by_target.into_iter().map(|(target, queue)| async move {
-        let mut out = Vec::new();
-        let mut failures = 0u32;
-        for a in queue {
-            let why = if stop.is_cancelled() {
-                Some("interrupted before this action".to_string())
-            } else if failures >= options.max_failures {
-                Some(format!(
-                    "circuit open: {failures} consecutive failures on {target}"
-                ))
-            } else if apis.get(target).is_none() {
-                Some("the node has no ceramic_one_api".to_string())
-            } else {
-                done_before(journal, a, options)
-            };
-            if let Some(why) = why {
-                out.push(skipped(a, why));
-                continue;
+        // As in the js-ceramic loop (see `run`): up to `--concurrency` workers per node, each
+        // taking the next stream's actions whole (a stream's events are posted by one worker,
+        // in order; `add_interest` actions share the empty stream id, so they run one after
+        // another), and one circuit breaker counting consecutive failures as they finish.
+        let groups = Mutex::new(super::run::by_stream(queue));
+        let failures = AtomicU32::new(0);
+        let worker = || async {
+            let mut out = Vec::new();
+            loop {
+                // The lock is held only to pop, never across an await.
+                let next = groups.lock().ok().and_then(|mut g| g.pop_front());
+                let Some(group) = next else { break };
+                for a in group {
+                    options.progress.inc(1);
+                    let failed = failures.load(Ordering::SeqCst);
+                    let why = if stop.is_cancelled() {
+                        Some("interrupted before this action".to_string())
+                    } else if failed >= options.max_failures {
+                        Some(format!(
+                            "circuit open: {failed} consecutive failures on {target}"
+                        ))
+                    } else if apis.get(target).is_none() {
+                        Some("the node has no ceramic_one_api".to_string())
+                    } else {
+                        done_before(journal, a, options)
+                    };
+                    if let Some(why) = why {
+                        out.push(skipped(a, why));
+                        continue;
+                    }
+                    let Some(api) = apis.get(target) else {
+                        continue;
+                    };
+                    let outcome = run_one(api, a, fetched, journal, run, options).await;
+                    if outcome.status == Status::Failed {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        failures.store(0, Ordering::SeqCst);
+                    }
+                    out.push(outcome);
+                }
             }
-            let Some(api) = apis.get(target) else {
-                continue;
-            };
-            let outcome = run_one(api, a, fetched, journal, run, options).await;
-            failures = if outcome.status == Status::Failed {
-                failures + 1
-            } else {
-                0
-            };
-            out.push(outcome);
-        }
-        out
+            out
+        };
+        let workers = options.concurrency.max(1);
+        futures::future::join_all((0..workers).map(|_| worker()))
+            .await
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
     });
     futures::future::join_all(per_node)
         .await

@@ -87,7 +87,7 @@ struct Shared<'a> {
 
 /// The node's actions grouped by stream, each group in plan order, groups in the order of
 /// their first action.
-fn by_stream(queue: Vec<&Action>) -> VecDeque<Vec<&Action>> {
+pub(super) fn by_stream(queue: Vec<&Action>) -> VecDeque<Vec<&Action>> {
     let mut groups: Vec<Vec<&Action>> = Vec::new();
     let mut at: BTreeMap<&str, usize> = BTreeMap::new();
     for a in queue {

@@ -27,7 +27,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -66,6 +66,11 @@ struct Node {
     peer_id: Vec<u8>,
     writes: AtomicUsize,
     fault: Mutex<Option<Fault>>,
+    /// Milliseconds each `POST /ceramic/events` waits before it is handled (a slow node).
+    post_delay_ms: AtomicU64,
+    /// Posts being handled now, and the most seen at once.
+    posts_in_flight: AtomicUsize,
+    max_posts_in_flight: AtomicUsize,
 }
 
 pub struct ScriptedNode {
@@ -105,6 +110,9 @@ impl ScriptedNode {
             peer_id,
             writes: AtomicUsize::new(0),
             fault: Mutex::new(None),
+            post_delay_ms: AtomicU64::new(0),
+            posts_in_flight: AtomicUsize::new(0),
+            max_posts_in_flight: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/ceramic/events", post(post_event))
@@ -136,6 +144,33 @@ impl ScriptedNode {
 
     pub fn inject(&self, fault: Fault) {
         *self.node.fault.lock().unwrap() = Some(fault);
+    }
+
+    /// Makes every event post take at least `ms` milliseconds.
+    pub fn slow_posts(&self, ms: u64) {
+        self.node.post_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The most event posts this node was handling at one time.
+    pub fn max_posts_in_flight(&self) -> usize {
+        self.node.max_posts_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a post in flight for as long as it lives.
+struct InFlight<'a>(&'a Node);
+
+impl<'a> InFlight<'a> {
+    fn enter(node: &'a Node) -> Self {
+        let now = node.posts_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        node.max_posts_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(node)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.posts_in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -290,6 +325,11 @@ struct PostBody {
 }
 
 async fn post_event(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    let _in_flight = InFlight::enter(&node);
+    let delay = node.post_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let body: PostBody = match json_body(&body) {
         Ok(b) => b,
         Err(r) => return *r,

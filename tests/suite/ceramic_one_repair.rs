@@ -505,3 +505,40 @@ async fn a_source_that_cannot_be_read_skips_its_copies_as_read_errors() {
         .filter(|a| a.kind == Kind::NotInterested)
         .all(|a| !a.read_error));
 }
+
+/// `--concurrency` holds for ceramic-one copies as for js-ceramic commits: on a slow node,
+/// up to that many streams' events are posted at once, and one at a time with 1; both ways
+/// every copy is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_on_a_node_run_up_to_the_concurrency_at_once() {
+    for (concurrency, expected) in [(4, 2..=4), (1, 1..=1)] {
+        let bed = bed().await;
+        let before = audit(&bed.config);
+        // c lacks events of four streams (two notes, two model definitions): 5 posts.
+        bed.nodes["c"].slow_posts(300);
+        let journal = Mutex::new(Journal::open(&bed.journal).unwrap());
+        let options = RepairOptions {
+            concurrency,
+            rate: 1000.0,
+            targets: Targets::Named(vec!["c".to_string()]),
+            ..options(false)
+        };
+        let stop = CancellationToken::new();
+        let (_, outcomes) =
+            repair::plan_and_apply(&bed.config, &before, &options, Some(&journal), &stop).await;
+        let copied: Vec<_> = outcomes
+            .iter()
+            .filter(|o| o.strategy == Some(Strategy::CopyEvents))
+            .collect();
+        assert_eq!(copied.len(), 4, "{outcomes:#?}");
+        assert!(
+            copied.iter().all(|o| o.status == Status::Repaired),
+            "{copied:#?}"
+        );
+        let seen = bed.nodes["c"].max_posts_in_flight();
+        assert!(
+            expected.contains(&seen),
+            "--concurrency {concurrency}: {seen} posts at once on c, expected {expected:?}"
+        );
+    }
+}
