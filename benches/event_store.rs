@@ -21,6 +21,9 @@
 //! --bench event_store` (or with `--profile dev` to reuse a debug build: then say so, wall
 //! times are unoptimised; rounds and bytes do not depend on the profile).
 
+#[path = "common/command.rs"]
+mod command;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -309,7 +312,7 @@ fn main() {
                 "bytes_sent_per_store": c.bytes_sent / 3,
             })),
         },
-        "command": "cargo bench --bench event_store",
+        "command": command::command("event_store"),
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench/event-store.json");
     if let Some(parent) = out.parent() {

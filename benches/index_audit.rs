@@ -38,6 +38,9 @@ mod composedb;
 #[allow(dead_code)]
 mod pg;
 
+#[path = "common/command.rs"]
+mod command;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -502,7 +505,7 @@ fn write_report(n: i64, rows: &[Json], watch: &Json, links: bool) {
     let report = json!({
         "schema_version": 2,
         "benchmark": "index-audit",
-        "command": "cargo bench --bench index_audit",
+        "command": command::command("index_audit"),
         "generated_at_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "rows_per_node": n,
         "nodes": 3,

@@ -1,12 +1,16 @@
 //! Benchmark of the in-memory N-way descent, with negentropy 0.5 as the anchor measured in the
 //! same run. Not a test: run with `cargo bench --bench recon` (writes `reports/bench/recon.json`
-//! and prints a Markdown table). `CERAMIC_AUDIT_BENCH_QUICK=1` stops at n = 10^5.
+//! and prints a Markdown table). `CERAMIC_AUDIT_BENCH_QUICK=1` stops at n = 10^5 and writes
+//! `recon-quick.json` instead.
 //!
 //! Sets: n MID-like stream keys under one model (fixed prefix + 46 random base36 characters, as
 //! real StreamIDs), d differences at distinct random keys, spread evenly over three kinds: a key
 //! missing on store b, another tip on store c, an extra key on store a. The 3-store descent finds
 //! all d; the pair (a, b) differs in the missing and extra keys, and both our descent and
 //! negentropy reconcile that pair, so bytes per difference compare like with like.
+
+#[path = "common/command.rs"]
+mod command;
 
 use std::time::Instant;
 
@@ -338,7 +342,7 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        "command": "cargo bench --bench recon",
+        "command": command::command("recon"),
         "seed": SEED,
         "hash": "pg-hashtextextended (64-bit)",
         "params": DescentParams::default(),
@@ -349,8 +353,14 @@ fn main() {
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/bench");
     std::fs::create_dir_all(&dir).expect("create reports/bench");
-    let path = dir.join("recon.json");
-    let tmp = dir.join(".recon.json.tmp");
+    // A quick run (no 10^6 row) must not replace the full report the README quotes.
+    let name = if quick {
+        "recon-quick.json"
+    } else {
+        "recon.json"
+    };
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
     let text = serde_json::to_string_pretty(&report).expect("serialize");
     std::fs::write(&tmp, text + "\n").expect("write report");
     std::fs::rename(&tmp, &path).expect("rename report");

@@ -12,7 +12,9 @@
 //! - `audit_cli` — `audit` and `crawl` from the command line on `fixtures/cluster-3`: reports,
 //!   exit codes, `--fail-on`, `--out -`, config errors with their line.
 //! - `audit_pg` — `audit` against real temporary PostgreSQL servers (and SQLite files,
-//!   snapshots): every divergence kind, a node dying mid-audit, push-down = download.
+//!   snapshots): every divergence kind, push-down = download.
+//! - `audit_pg_faults` — malformed rows, a node's server killed mid-audit or down from the
+//!   start: the audit goes on with the rest and says what it could not see.
 //! - `logs` — log relations (behind, ahead, forked) and js-ceramic's fork winner, including the
 //!   JavaScript string comparison of CID bytes.
 //! - `pg_hash` — the push-down hash port equals Postgres' `hashtextextended` (recorded values
@@ -62,6 +64,8 @@ mod api;
 mod audit_cli;
 #[path = "suite/audit_pg.rs"]
 mod audit_pg;
+#[path = "suite/audit_pg_faults.rs"]
+mod audit_pg_faults;
 
 #[path = "suite/backup.rs"]
 mod backup;

@@ -1,6 +1,7 @@
 //! Helpers shared by the test suites: seeded property-test runners and key-set generators.
 
 pub mod ceramic_one;
+pub mod cluster;
 pub mod composedb;
 pub mod http;
 pub mod pg;

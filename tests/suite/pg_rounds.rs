@@ -2,47 +2,15 @@
 //! one round with a few KiB per node, and a few differences are reached in at most three
 //! (the first split, the prefix grid, the rows), finding exactly what download mode finds.
 
-use ceramic_audit::audit::{self, AuditOptions};
-use ceramic_audit::config::ClusterConfig;
 use ceramic_audit::recon::{
     Descent, DescentParams, Entry, Key, MemoryStore, PgHash64, RangeStore, Value,
 };
-use ceramic_audit::report::{Kind, Report};
+use ceramic_audit::report::Kind;
 use ceramic_audit::source::Mode;
 
+use crate::common::cluster::{audit_with, pg_config, triples};
 use crate::common::composedb::{model_id, pg_model, pg_upsert, stream_id, Row};
 use crate::common::pg::TempPg;
-
-fn config(dir: &std::path::Path, pgs: &[TempPg]) -> ClusterConfig {
-    let mut text = String::from("cluster = \"test\"\n");
-    for (name, pg) in ["a", "b", "c"].iter().zip(pgs) {
-        text.push_str(&format!(
-            "\n[[nodes]]\nname = \"{name}\"\nindex = \"{}\"\n",
-            pg.dsn()
-        ));
-    }
-    let path = dir.join("cluster.toml");
-    std::fs::write(&path, &text).expect("write cluster.toml");
-    ClusterConfig::load(&path).expect("valid cluster.toml")
-}
-
-async fn audit_with(cfg: &ClusterConfig, mode: Mode) -> Report {
-    let options = AuditOptions {
-        mode,
-        ..AuditOptions::default()
-    };
-    audit::run(cfg, &options).await
-}
-
-fn triples(report: &Report) -> Vec<(String, String, Kind)> {
-    let mut out: Vec<_> = report
-        .divergences
-        .iter()
-        .map(|d| (d.stream_id.clone(), d.node.clone(), d.kind))
-        .collect();
-    out.sort();
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushdown_reaches_the_differing_rows_in_three_rounds() {
@@ -54,7 +22,7 @@ async fn pushdown_reaches_the_differing_rows_in_three_rounds() {
         pg_model(pg, &model, &[], &data).await;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = config(dir.path(), &pgs);
+    let cfg = pg_config(dir.path(), &pgs);
 
     // Equal nodes: one round (one hashing scan), a few KiB per node.
     let report = audit_with(&cfg, Mode::Pushdown).await;

@@ -3,7 +3,6 @@
 //! and both comparisons, and no statement it sends reads a model table whole.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ceramic_audit::audit::{self, AuditOptions};
 use ceramic_audit::config::ClusterConfig;
@@ -13,6 +12,7 @@ use ceramic_audit::source::{Compare, Mode};
 use ceramic_audit::watch::schedule::Schedule;
 use ceramic_audit::watch::{CycleKind, WatchOptions, Watcher};
 
+use crate::common::cluster::pg_config;
 use crate::common::composedb::{model_id, pg_model, pg_upsert, Row};
 use crate::common::pg::TempPg;
 
@@ -23,19 +23,6 @@ const STATEMENT_ROWS: u64 = 1_000;
 
 /// Mode, columns, and a leaf threshold other than the default.
 type Run = (Mode, Compare, Option<u64>);
-
-fn config(dir: &Path, pgs: &[TempPg]) -> ClusterConfig {
-    let mut text = String::from("cluster = \"test\"\n");
-    for (name, pg) in ["a", "b", "c"].iter().zip(pgs) {
-        text.push_str(&format!(
-            "\n[[nodes]]\nname = \"{name}\"\nindex = \"{}\"\n",
-            pg.dsn()
-        ));
-    }
-    let path = dir.join("cluster.toml");
-    std::fs::write(&path, &text).expect("write cluster.toml");
-    ClusterConfig::load(&path).expect("valid cluster.toml")
-}
 
 async fn audit(cfg: &ClusterConfig, run: Run, rows: Option<u64>) -> Report {
     let (mode, compare, leaf) = run;
@@ -152,7 +139,7 @@ async fn statements_cut_into_pieces_find_what_one_statement_finds_and_read_no_ta
         pg.execute("SELECT pg_reload_conf()").await;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = config(dir.path(), &pgs);
+    let cfg = pg_config(dir.path(), &pgs);
 
     // Small leaves make the second round a prefix grid of over a thousand cells, which the
     // nodes answer by prefix groups (the other summary statement).
