@@ -3,7 +3,6 @@
 //! node). Each `sslmode` is checked for what it must accept and refuse, and for what the report
 //! says about the connection.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ceramic_audit::api::NodeApi;
@@ -12,6 +11,7 @@ use ceramic_audit::config::ClusterConfig;
 use ceramic_audit::report::Report;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
+use crate::common::cluster::config;
 use crate::common::composedb::{model_id, pg_model, Row};
 use crate::common::http::{FakeNode, Reply};
 use crate::common::pg::TempPg;
@@ -39,18 +39,6 @@ fn pki() -> Pki {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     }
-}
-
-fn write_config(dir: &Path, nodes: &[(&str, String)]) -> ClusterConfig {
-    let mut text = String::from("cluster = \"tls\"\n");
-    for (name, index) in nodes {
-        text.push_str(&format!(
-            "\n[[nodes]]\nname = \"{name}\"\nindex = \"{index}\"\n"
-        ));
-    }
-    let path = dir.join("cluster.toml");
-    std::fs::write(&path, &text).expect("write cluster.toml");
-    ClusterConfig::load(&path).expect("valid cluster.toml")
 }
 
 async fn audit(cfg: &ClusterConfig) -> Report {
@@ -88,7 +76,7 @@ async fn postgres_sslmodes_accept_and_refuse_what_libpq_does_and_the_report_says
 
     // verify-full by name: both checks pass, and the report says so; the plain server, asked
     // with `prefer`, is read in plain text, and the report and summary say that too.
-    let cfg = write_config(
+    let cfg = config(
         dir.path(),
         &[
             (
@@ -118,7 +106,7 @@ async fn postgres_sslmodes_accept_and_refuse_what_libpq_does_and_the_report_says
     );
 
     // A wrong CA, and a host name the certificate does not carry: refused, each saying why.
-    let cfg = write_config(
+    let cfg = config(
         dir.path(),
         &[
             (
@@ -151,7 +139,7 @@ async fn postgres_sslmodes_accept_and_refuse_what_libpq_does_and_the_report_says
 
     // verify-ca does not check the name; require checks nothing but encrypts; require against a
     // server without TLS is refused rather than downgraded.
-    let cfg = write_config(
+    let cfg = config(
         dir.path(),
         &[
             (
@@ -194,7 +182,7 @@ async fn a_connection_error_keeps_the_os_reason() {
         .expect("addr")
         .port();
     let plain = TempPg::start();
-    let cfg = write_config(
+    let cfg = config(
         dir.path(),
         &[
             (
