@@ -1,6 +1,7 @@
-# Shared by the interop suites (test.sh, repair-test.sh): a fresh 3-node cluster (a, b on
-# Postgres, c on SQLite) with the note and comment models deployed, the release binary, and
-# small helpers. Sourced, not run. Everything is stopped and removed on exit.
+# Shared by the interop suites (test.sh, repair-test.sh, backup-test.sh, heal-test.sh,
+# repair-throughput.sh): a fresh 3-node cluster (a, b on Postgres, c on SQLite) with the note
+# and comment models deployed, the release binary, and small helpers. Sourced, not run.
+# Everything is stopped and removed on exit.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")

@@ -59,7 +59,8 @@ timed_repair() {
   t0=$(now)
   "$AUDIT" repair --config "$HERE/cluster.toml" --from-report "$OUT/$1/report.json" --nodes b \
     --apply --concurrency "$2" --rate "$RATE" --journal "$OUT/journal-$1.jsonl" --out "$OUT/repair-$1" -q \
-    || { echo "FAIL: repair from $1 exited $?" >&2; head -5 "$OUT/repair-$1/repair.csv" >&2; exit 1; }
+    || { echo "FAIL: repair from $1 exited $?; the actions not repaired:" >&2
+         grep -v ',repaired,' "$OUT/repair-$1/repair.csv" | head -20 >&2; exit 1; }
   t1=$(now)
   python3 - "$OUT/repair-$1/repair.json" "$t0" "$t1" <<'PY'
 import json, sys

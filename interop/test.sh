@@ -35,6 +35,8 @@ anchored=$(ANCHOR=1 "$C" mid a create note '{"title":"anchored"}' | stream_of)
 wait_rows 5
 
 # b misses updates: s1 once, s2 twice, s3 three times; and two streams created meanwhile.
+b_tips() { pg b "select stream_id || ' ' || tip from \"$NOTE_MODEL\" where stream_id in ('${s[0]}', '${s[1]}', '${s[2]}') order by 1"; }
+tips_before=$(b_tips)
 "$C" stop-node b
 for k in 1; do "$C" mid a update "${s[0]}" "{\"title\":\"note 1 v$k\"}" >/dev/null; done
 for k in 1 2; do "$C" mid a update "${s[1]}" "{\"title\":\"note 2 v$k\"}" >/dev/null; done
@@ -62,10 +64,12 @@ echo "b: index row of $comment deleted"
 # Wait for a to anchor (its own read is harmless: a holds the stream).
 wait_anchored "$anchored"
 sleep 8
-# Before any audit, b's index (read by SQL, which changes nothing) must lack the two new streams:
-# if it holds one, the test bed delivered it (see restart_after_missed_writes), not the audit.
+# Before any audit, b's index (read by SQL, which changes nothing) must lack the two new streams
+# and still hold the three old tips: otherwise the test bed delivered what b should miss (see
+# restart_after_missed_writes), not the audit.
 held=$(pg b "select count(*) from \"$NOTE_MODEL\" where stream_id in ('$new1', '$new2')")
 [ "$held" = 0 ] || { echo "FAIL: the test bed delivered $held of the streams b should miss before the audit ran"; exit 1; }
+[ "$(b_tips)" = "$tips_before" ] || { echo "FAIL: the test bed delivered updates b should miss before the audit ran"; exit 1; }
 
 check() { # report.json
 python3 - "$1" "${s[0]}" "${s[1]}" "${s[2]}" "${s[3]}" "$new1" "$new2" "$anchored" "$comment" <<'EOF'

@@ -27,6 +27,8 @@ pub struct RestoreReport {
     pub node: String,
     /// Findings of the verification run first (non-empty only with --force).
     pub verify_findings: usize,
+    /// Checks the verification could not run (see `VerifyReport::unchecked`).
+    pub unchecked: Vec<String>,
     /// What was put back, in order.
     pub steps: Vec<String>,
 }
@@ -102,6 +104,7 @@ pub async fn restore(
     Ok(RestoreReport {
         node: name.clone(),
         verify_findings: check.findings.len(),
+        unchecked: check.unchecked,
         steps,
     })
 }

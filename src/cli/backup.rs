@@ -185,11 +185,11 @@ pub fn backup(args: BackupArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         );
     }
     if let Some(c) = &m.ceramic_one {
-        let count = |n: Option<u64>| n.map_or_else(|| "uncounted".to_string(), |n| n.to_string());
+        // A backup just taken always records both counts.
         text.push_str(&format!(
             "\n  ceramic-one: {} events, {} blocks ({} files, pipeline/ first)",
-            count(c.events),
-            count(c.blocks),
+            c.events.unwrap_or_default(),
+            c.blocks.unwrap_or_default(),
             c.files.len()
         ));
     }
@@ -219,10 +219,10 @@ fn verify_text(r: &VerifyReport) -> String {
         } else {
             String::new()
         },
-        if r.findings.is_empty() {
-            "verified".to_string()
-        } else {
-            format!("{} findings", r.findings.len())
+        match (r.findings.len(), r.unchecked.len()) {
+            (0, 0) => "verified".to_string(),
+            (0, u) => format!("verified ({u} not checked)"),
+            (n, _) => format!("{n} findings"),
         }
     );
     for f in &r.findings {
@@ -268,6 +268,9 @@ pub fn restore(args: RestoreArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             let mut text = format!("restored node {} from {}", r.node, args.dir.display());
             if r.verify_findings > 0 {
                 text.push_str(&format!(" (--force: {} verification findings ignored)", r.verify_findings));
+            }
+            for u in &r.unchecked {
+                text.push_str(&format!("\n  not checked before restoring: {u}"));
             }
             for s in &r.steps {
                 text.push_str(&format!("\n  {s}"));

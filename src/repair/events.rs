@@ -312,8 +312,9 @@ fn status_of(e: &ApiError) -> (Status, String) {
     }
 }
 
-/// Applies the ceramic-one actions: per target node one after another, nodes concurrently,
-/// with the journal, time box and circuit breaker of [`super::apply`].
+/// Applies the ceramic-one actions: up to `--concurrency` workers per target node (a stream's
+/// actions together, in plan order), nodes concurrently, with the journal, time box and
+/// circuit breaker of [`super::apply`].
 pub(super) async fn apply(
     config: &ClusterConfig,
     actions: &[Action],

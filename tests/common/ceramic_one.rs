@@ -58,6 +58,8 @@ pub enum Fault {
     /// `GET /ceramic/streams/<this stream>` answers 404 though the node holds everything (its
     /// derived state lost, as in rust-ceramic#728).
     StateLost(String),
+    /// Every `POST /ceramic/events` answers HTTP 500 `{"message"}` (a node failing writes).
+    PostStatus500,
 }
 
 struct Node {
@@ -329,6 +331,12 @@ async fn post_event(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     let delay = node.post_delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    if *node.fault.lock().unwrap() == Some(Fault::PostStatus500) {
+        return message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "scripted: the store is not writable".into(),
+        );
     }
     let body: PostBody = match json_body(&body) {
         Ok(b) => b,

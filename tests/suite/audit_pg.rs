@@ -112,8 +112,7 @@ async fn node_b_missed_streams_and_updates_and_c_has_other_content() {
             (stream_id("30"), "c".to_string(), Kind::ContentMismatch),
         ];
         expected.sort();
-        let mut got = triples(&report);
-        got.sort();
+        let got = triples(&report);
         assert_eq!(got, expected, "{mode:?}");
         let stale = find(&report, &stream_id("20"), "b");
         assert_eq!(stale.tip.as_deref(), Some(tip("20:0").as_str()));
@@ -131,8 +130,7 @@ async fn node_b_missed_streams_and_updates_and_c_has_other_content() {
         // Comparing tips only: the same findings but the content mismatch, which it cannot see.
         let report = audit_tips(&cfg, mode).await;
         assert_eq!(report.compared, "tips");
-        let mut got = triples(&report);
-        got.sort();
+        let got = triples(&report);
         let without_content: Vec<_> = expected
             .iter()
             .filter(|(_, _, k)| *k != Kind::ContentMismatch)
@@ -191,8 +189,7 @@ async fn wide_rounds_use_filtered_scans_and_find_everything() {
     for mode in [Mode::Pushdown, Mode::Download] {
         let report = audit_with(&cfg, mode).await;
         assert!(report.complete, "{mode:?}: {:?}", report.nodes);
-        let mut got = triples(&report);
-        got.sort();
+        let got = triples(&report);
         assert_eq!(got, expected, "{mode:?}");
         let invalid = find(&report, &odd, "b");
         assert!(
@@ -220,8 +217,7 @@ async fn three_nodes_each_differing_on_different_streams() {
     // A stream only node c has (created there; the others missed it).
     pg_upsert(&pgs[2], &model, &[Row::new(5000, 0)]).await;
     let report = audit_with(&cfg, Mode::Pushdown).await;
-    let mut got = triples(&report);
-    got.sort();
+    let got = triples(&report);
     let mut expected = vec![
         (stream_id("100"), "a".to_string(), Kind::TipMismatch),
         (stream_id("101"), "b".to_string(), Kind::TipMismatch),
@@ -284,8 +280,7 @@ async fn a_sqlite_node_compares_with_postgres_nodes() {
     );
     let report = audit_with(&cfg, Mode::Pushdown).await;
     assert!(report.complete, "{:?}", report.nodes);
-    let mut got = triples(&report);
-    got.sort();
+    let got = triples(&report);
     // Content with nested objects, floats, escapes and non-ASCII digests the same from SQLite
     // JSON text as from Postgres jsonb: only the two real differences are reported.
     assert_eq!(
@@ -580,8 +575,7 @@ async fn tip_differences_are_classified_from_the_nodes_logs() {
     let cfg = ClusterConfig::load(&path).expect("config");
     let report = audit_with(&cfg, Mode::Pushdown).await;
     assert!(report.complete, "{:?}", report.nodes);
-    let mut got = triples(&report);
-    got.sort();
+    let got = triples(&report);
     // Stream 6 forked between c and (a, b) with branches of equal length: the lower last CID
     // (as JavaScript compares them) wins, and the nodes on the other branch get the rows.
     let c_wins = audit::logs::pick(

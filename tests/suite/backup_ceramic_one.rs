@@ -266,7 +266,8 @@ fn a_damaged_ceramic_one_copy_fails_verification() {
     std::fs::write(
         &cfg,
         "cluster = \"c1\"\n[[nodes]]\nname = \"orig\"\nceramic_one_store = \"orig\"\n\
-         [[nodes]]\nname = \"empty\"\nceramic_one_store = \"empty\"\n",
+         [[nodes]]\nname = \"empty\"\nceramic_one_store = \"empty\"\n\
+         [[nodes]]\nname = \"fresh\"\nceramic_one_store = \"fresh\"\n",
     )
     .unwrap();
     let bk = root.path().join("bk");
@@ -307,15 +308,52 @@ fn a_damaged_ceramic_one_copy_fails_verification() {
     let (code, text) = run(&["backup", "verify"], &[&uncounted]);
     assert_eq!(code, 0, "{text}");
     assert!(!text.contains("count_mismatch"), "{text}");
-    assert!(
-        text.contains("not checked: ceramic-one counts: the manifest records none")
-            && text.contains(&format!("the {events} events")),
-        "{text}"
-    );
+    assert!(text.contains("verified (2 not checked)"), "{text}");
+    for what in ["events", "blocks"] {
+        assert!(
+            text.contains(&format!(
+                "not checked: ceramic-one {what}: the manifest records no count"
+            )),
+            "{text}"
+        );
+    }
+    assert!(text.contains(&format!("the {events} events")), "{text}");
     let (code, json) = run(&["backup", "verify", "--json"], &[&uncounted]);
     assert_eq!(code, 0, "{json}");
     let r: Json = serde_json::from_str(&json).unwrap();
-    assert_eq!(r["unchecked"].as_array().map(Vec::len), Some(1), "{r:#}");
+    assert_eq!(r["unchecked"].as_array().map(Vec::len), Some(2), "{r:#}");
+    // Restoring it goes ahead (nothing is wrong) and says what was not checked.
+    let (code, text) = run(
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "fresh",
+        ],
+        &[&uncounted],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("not checked before restoring: ceramic-one events"),
+        "{text}"
+    );
+    // One count recorded and wrong, the other absent: the first is still a mismatch.
+    let half = root.path().join("half");
+    ceramic_audit::backup::ceramic_one::copy_tree(&bk, &half).unwrap();
+    let mut m: Json =
+        serde_json::from_slice(&std::fs::read(half.join("manifest.json")).unwrap()).unwrap();
+    m["ceramic_one"]["events"] = Json::from(events.as_u64().unwrap() + 1);
+    m["ceramic_one"].as_object_mut().unwrap().remove("blocks");
+    std::fs::write(half.join("manifest.json"), m.to_string()).unwrap();
+    let (code, text) = run(&["backup", "verify"], &[&half]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("count_mismatch [ceramic_one]")
+            && text.contains("not checked: ceramic-one blocks")
+            && !text.contains("not checked: ceramic-one events"),
+        "{text}"
+    );
 
     // Zeroed pages in the middle of the database file.
     let db = bk.join("ceramic-one/db.sqlite3");

@@ -542,3 +542,44 @@ async fn copies_on_a_node_run_up_to_the_concurrency_at_once() {
         );
     }
 }
+
+/// The circuit breaker holds with workers in flight: a node that fails every post stops being
+/// written to after `--max-failures` consecutive failures, give or take the actions already
+/// running (at most `max_failures + concurrency - 1` fail); the rest are skipped, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_failing_every_post_opens_the_circuit() {
+    let bed = bed().await;
+    let before = audit(&bed.config);
+    bed.nodes["c"].inject(Fault::PostStatus500);
+    let journal = Mutex::new(Journal::open(&bed.journal).unwrap());
+    let options = RepairOptions {
+        concurrency: 2,
+        max_failures: 2,
+        rate: 1000.0,
+        targets: Targets::Named(vec!["c".to_string()]),
+        ..options(false)
+    };
+    let stop = CancellationToken::new();
+    let (_, outcomes) =
+        repair::plan_and_apply(&bed.config, &before, &options, Some(&journal), &stop).await;
+    let copies: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.strategy == Some(Strategy::CopyEvents))
+        .collect();
+    assert_eq!(copies.len(), 4, "{outcomes:#?}");
+    let failed = copies.iter().filter(|o| o.status == Status::Failed).count();
+    let open = copies
+        .iter()
+        .filter(|o| o.status == Status::Skipped && o.detail.contains("circuit open"))
+        .count();
+    assert!((2..=3).contains(&failed), "{copies:#?}");
+    assert_eq!(failed + open, 4, "{copies:#?}");
+    assert!(
+        copies
+            .iter()
+            .filter(|o| o.status == Status::Failed)
+            .all(|o| o.detail.contains("500")),
+        "{copies:#?}"
+    );
+    assert_eq!(bed.nodes["c"].writes(), 0);
+}
