@@ -15,6 +15,35 @@ use super::PgSource;
 use crate::recon::Range;
 use crate::source::SourceError;
 
+/// Runs `$body` once per piece of `$pieces` (once, on the whole table, when they are not cut)
+/// with `$src.piece` set to it, so [`PgSource::table_sql`] names that piece; all inside one
+/// snapshot ([`PgSource::begin_pieces`]), which is closed whether or not the body failed.
+/// The body may use `?`; the first error stops the loop and is returned after the snapshot
+/// is closed. Evaluates to the pieces, which the body can tell what it saw (`$cut.saw`).
+///
+/// A macro, not a method taking an async closure: such a closure's future borrows the source
+/// for a lifetime rustc cannot prove `Send` for every caller ("implementation of `Send` is not
+/// general enough", tried with `AsyncFnMut`), and the source's futures run on tokio's workers.
+macro_rules! in_pieces {
+    ($src:expr, $pieces:expr, |$cut:ident, $piece:ident| $body:block) => {{
+        let mut $cut = $pieces;
+        let opened = $src.begin_pieces(&$cut).await?;
+        let run = async {
+            while let Some($piece) = $cut.next_piece() {
+                $src.piece = $piece;
+                $body
+            }
+            Ok::<(), SourceError>(())
+        }
+        .await;
+        let ended = $src.end_pieces(opened).await;
+        run?;
+        ended?;
+        $cut
+    }};
+}
+pub(super) use in_pieces;
+
 /// Rows per 8 KiB heap block assumed for a table the server has no statistics for
 /// (`reltuples` unknown): ComposeDB rows with their content take 200–400 bytes. Only the
 /// first piece of such a table is sized by it; later ones by the rows the pieces met. Too

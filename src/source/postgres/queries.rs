@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::pieces::in_pieces;
 use super::plan::plain;
 use super::sql::quote_ident;
 
@@ -74,32 +75,23 @@ impl PgSource {
     ) -> Result<super::hashed::Downloaded, SourceError> {
         let mut out = super::hashed::Downloaded::default();
         let mut too_large = None;
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let sql = format!(
-                    "SELECT stream_id, {hash} FROM {table}",
-                    hash = self.hash_sql(&table.custom),
-                    table = self.table_sql(model),
-                );
-                self.stream_rows("downloading row hashes", &sql, &[&model], |row| {
-                    let s: &str = row.try_get(0)?;
-                    let h: i64 = row.try_get(1)?;
-                    if let Err(m) = out.push(s.as_bytes(), h as u64) {
-                        too_large.get_or_insert(m);
-                    }
-                    Ok(s.len() as u64 + 8)
-                })
-                .await?;
-            }
-            Ok(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+        let pieces = self.pieces(model).await?;
+        in_pieces!(self, pieces, |cut, piece| {
+            let sql = format!(
+                "SELECT stream_id, {hash} FROM {table}",
+                hash = self.hash_sql(&table.custom),
+                table = self.table_sql(model),
+            );
+            self.stream_rows("downloading row hashes", &sql, &[&model], |row| {
+                let s: &str = row.try_get(0)?;
+                let h: i64 = row.try_get(1)?;
+                if let Err(m) = out.push(s.as_bytes(), h as u64) {
+                    too_large.get_or_insert(m);
+                }
+                Ok(s.len() as u64 + 8)
+            })
+            .await?;
+        });
         match too_large {
             Some(m) => Err(self.node_error(format!("model {model}: {m}"))),
             None => Ok(out),
@@ -113,35 +105,26 @@ impl PgSource {
         table: &TableInfo,
     ) -> Result<Vec<Entry>, SourceError> {
         let mut out = Vec::new();
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let sql = format!(
-                    "SELECT stream_id, tip, {digest} FROM {table}",
-                    digest = self.digest_sql(&table.custom),
-                    table = self.table_sql(model),
-                );
-                self.stream_rows("downloading rows", &sql, &[], |row| {
-                    let s: String = row.try_get(0)?;
-                    let tip: Option<String> = row.try_get(1)?;
-                    let d: i64 = row.try_get(2)?;
-                    let bytes = (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
-                    out.push(Entry::new(
-                        Key::new(model, &s),
-                        Value::new(tip.unwrap_or_default(), d as u64),
-                    ));
-                    Ok(bytes)
-                })
-                .await?;
-            }
-            Ok(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+        let pieces = self.pieces(model).await?;
+        in_pieces!(self, pieces, |cut, piece| {
+            let sql = format!(
+                "SELECT stream_id, tip, {digest} FROM {table}",
+                digest = self.digest_sql(&table.custom),
+                table = self.table_sql(model),
+            );
+            self.stream_rows("downloading rows", &sql, &[], |row| {
+                let s: String = row.try_get(0)?;
+                let tip: Option<String> = row.try_get(1)?;
+                let d: i64 = row.try_get(2)?;
+                let bytes = (s.len() + tip.as_ref().map_or(0, String::len) + 8) as u64;
+                out.push(Entry::new(
+                    Key::new(model, &s),
+                    Value::new(tip.unwrap_or_default(), d as u64),
+                ));
+                Ok(bytes)
+            })
+            .await?;
+        });
         Ok(out)
     }
 
@@ -163,22 +146,14 @@ impl PgSource {
                  OR tip COLLATE \"C\" !~ '^(b[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]+)$'"
             ),
         };
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
         let mut counted = Counted::default();
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let c = self.count_rows(model, &suspicious).await?;
-                pieces.saw(piece, c.total);
-                counted.add(c);
-            }
-            Ok::<(), SourceError>(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+        let pieces = self.pieces(model).await?;
+        let pieces = in_pieces!(self, pieces, |cut, piece| {
+            let c = self.count_rows(model, &suspicious).await?;
+            let rows = c.total;
+            counted.add(c);
+            cut.saw(piece, rows);
+        });
         self.learn(model, &pieces);
         let Counted {
             total,
@@ -262,36 +237,26 @@ impl PgSource {
         model: &str,
         suspicious: &str,
     ) -> Result<Vec<(String, Option<String>)>, SourceError> {
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
         let mut out: Vec<(String, Option<String>)> = Vec::new();
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let sql = format!(
-                    "SELECT stream_id, tip FROM {} WHERE {suspicious} \
-                     ORDER BY stream_id COLLATE \"C\" LIMIT {INVALID_ROWS_LISTED}",
-                    self.table_sql(model)
-                );
-                let rows = self.query("listing invalid rows", &sql, &[]).await?;
-                for row in rows {
-                    let get =
-                        |e: tokio_postgres::Error| self.error("reading invalid rows", &sql, &e);
-                    let s: String = row.try_get(0).map_err(get)?;
-                    let tip: Option<String> = row.try_get(1).map_err(get)?;
-                    self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len)) as u64;
-                    out.push((s, tip));
-                }
-                // Each piece lists its first rows; the first of all are among them.
-                out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                out.truncate(INVALID_ROWS_LISTED as usize);
+        let pieces = self.pieces(model).await?;
+        in_pieces!(self, pieces, |cut, piece| {
+            let sql = format!(
+                "SELECT stream_id, tip FROM {} WHERE {suspicious} \
+                 ORDER BY stream_id COLLATE \"C\" LIMIT {INVALID_ROWS_LISTED}",
+                self.table_sql(model)
+            );
+            let rows = self.query("listing invalid rows", &sql, &[]).await?;
+            for row in rows {
+                let get = |e: tokio_postgres::Error| self.error("reading invalid rows", &sql, &e);
+                let s: String = row.try_get(0).map_err(get)?;
+                let tip: Option<String> = row.try_get(1).map_err(get)?;
+                self.bytes_received += (s.len() + tip.as_ref().map_or(0, String::len)) as u64;
+                out.push((s, tip));
             }
-            Ok::<(), SourceError>(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+            // Each piece lists its first rows; the first of all are among them.
+            out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.truncate(INVALID_ROWS_LISTED as usize);
+        });
         Ok(out)
     }
 
@@ -406,41 +371,32 @@ impl PgSource {
         sample: Option<u64>,
     ) -> Result<Vec<(String, String)>, SourceError> {
         let mut out: Vec<(f64, String, String)> = Vec::new();
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let table = self.table_sql(model);
-                let sql = match sample {
-                    Some(n) => format!(
-                        "SELECT stream_id, tip, r FROM (SELECT stream_id, tip, random() AS r \
-                         FROM {table} WHERE tip IS NOT NULL) s ORDER BY r LIMIT {n}"
-                    ),
-                    None => format!(
-                        "SELECT stream_id, tip, 0::float8 FROM {table} WHERE tip IS NOT NULL"
-                    ),
-                };
-                let rows = self.query("reading tips to verify", &sql, &[]).await?;
-                for row in rows {
-                    let get = |e: tokio_postgres::Error| self.error("reading tips", &sql, &e);
-                    let s: String = row.try_get(0).map_err(get)?;
-                    let tip: String = row.try_get(1).map_err(get)?;
-                    let r: f64 = row.try_get(2).map_err(get)?;
-                    self.bytes_received += (s.len() + tip.len()) as u64;
-                    out.push((r, s, tip));
+        let pieces = self.pieces(model).await?;
+        in_pieces!(self, pieces, |cut, piece| {
+            let table = self.table_sql(model);
+            let sql = match sample {
+                Some(n) => format!(
+                    "SELECT stream_id, tip, r FROM (SELECT stream_id, tip, random() AS r \
+                     FROM {table} WHERE tip IS NOT NULL) s ORDER BY r LIMIT {n}"
+                ),
+                None => {
+                    format!("SELECT stream_id, tip, 0::float8 FROM {table} WHERE tip IS NOT NULL")
                 }
-                if let Some(n) = sample {
-                    out.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    out.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-                }
+            };
+            let rows = self.query("reading tips to verify", &sql, &[]).await?;
+            for row in rows {
+                let get = |e: tokio_postgres::Error| self.error("reading tips", &sql, &e);
+                let s: String = row.try_get(0).map_err(get)?;
+                let tip: String = row.try_get(1).map_err(get)?;
+                let r: f64 = row.try_get(2).map_err(get)?;
+                self.bytes_received += (s.len() + tip.len()) as u64;
+                out.push((r, s, tip));
             }
-            Ok(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+            if let Some(n) = sample {
+                out.sort_by(|a, b| a.0.total_cmp(&b.0));
+                out.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+        });
         Ok(out.into_iter().map(|(_, s, tip)| (s, tip)).collect())
     }
 
@@ -453,39 +409,29 @@ impl PgSource {
     ) -> Result<(Vec<String>, Option<i64>), SourceError> {
         let mut out = Vec::new();
         let mut newest: Option<i64> = None;
-        let mut pieces = self.pieces(model).await?;
-        let opened = self.begin_pieces(&pieces).await?;
-        let run = async {
-            while let Some(piece) = pieces.next_piece() {
-                self.piece = piece;
-                let sql = format!(
-                    "SELECT stream_id, (extract(epoch FROM updated_at) * 1000)::int8 FROM {} \
-                     WHERE $1::int8 IS NULL OR updated_at >= to_timestamp($1::int8 / 1000.0)",
-                    self.table_sql(model)
-                );
-                let rows = self
-                    .query(
-                        "reading rows changed since the last cycle",
-                        &sql,
-                        &[&since_ms],
-                    )
-                    .await?;
-                for row in rows {
-                    let get =
-                        |e: tokio_postgres::Error| self.error("reading changed rows", &sql, &e);
-                    let s: String = row.try_get(0).map_err(get)?;
-                    let at: Option<i64> = row.try_get(1).map_err(get)?;
-                    self.bytes_received += s.len() as u64 + 8;
-                    newest = newest.max(at);
-                    out.push(s);
-                }
+        let pieces = self.pieces(model).await?;
+        in_pieces!(self, pieces, |cut, piece| {
+            let sql = format!(
+                "SELECT stream_id, (extract(epoch FROM updated_at) * 1000)::int8 FROM {} \
+                 WHERE $1::int8 IS NULL OR updated_at >= to_timestamp($1::int8 / 1000.0)",
+                self.table_sql(model)
+            );
+            let rows = self
+                .query(
+                    "reading rows changed since the last cycle",
+                    &sql,
+                    &[&since_ms],
+                )
+                .await?;
+            for row in rows {
+                let get = |e: tokio_postgres::Error| self.error("reading changed rows", &sql, &e);
+                let s: String = row.try_get(0).map_err(get)?;
+                let at: Option<i64> = row.try_get(1).map_err(get)?;
+                self.bytes_received += s.len() as u64 + 8;
+                newest = newest.max(at);
+                out.push(s);
             }
-            Ok::<(), SourceError>(())
-        }
-        .await;
-        let ended = self.end_pieces(opened).await;
-        run?;
-        ended?;
+        });
         if since_ms.is_some() {
             // The newest row may be older than the watermark asked for: keep the watermark.
             newest = newest.max(since_ms);

@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use super::cells::{Grouped, CLIENT_BUCKET_MIN};
 use super::packed::Packed;
-use super::pieces::Pieces;
+use super::pieces::{in_pieces, Pieces};
 use super::plan::{
     bucket_sql, buckets, from_sql, stream_bound, Buckets, PrefixFilter, StreamBound,
 };
@@ -183,37 +183,27 @@ impl PgSource {
             self.pieces(model).await?
         };
         loop {
-            let mut pieces = cut.clone();
-            let opened = self.begin_pieces(&pieces).await?;
             let mut acc: Option<Vec<Answer<PgHash64>>> = None;
             let mut filtered = 0u64;
-            let run = async {
-                while let Some(piece) = pieces.next_piece() {
-                    self.piece = piece;
-                    let (answers, passed) = match kind {
-                        QueryKind::Bounds => (self.bounds(model, b).await?, 0),
-                        QueryKind::Summary => match &grouped {
-                            Some(g) => self.grid_round(model, table, g, filter.as_ref()).await?,
-                            None => {
-                                self.summaries(model, table, b, with_bounds, filter.as_ref())
-                                    .await?
-                            }
-                        },
-                        QueryKind::Digests => (self.digests(model, table, b).await?, 0),
-                        QueryKind::Entries => (self.entries(model, table, b, &only).await?, 0),
-                    };
-                    filtered += passed;
-                    acc = Some(match acc.take() {
-                        None => answers,
-                        Some(prev) => add_answers(prev, answers),
-                    });
-                }
-                Ok::<(), SourceError>(())
-            }
-            .await;
-            let ended = self.end_pieces(opened).await;
-            run?;
-            ended?;
+            in_pieces!(self, cut.clone(), |pieces, piece| {
+                let (answers, passed) = match kind {
+                    QueryKind::Bounds => (self.bounds(model, b).await?, 0),
+                    QueryKind::Summary => match &grouped {
+                        Some(g) => self.grid_round(model, table, g, filter.as_ref()).await?,
+                        None => {
+                            self.summaries(model, table, b, with_bounds, filter.as_ref())
+                                .await?
+                        }
+                    },
+                    QueryKind::Digests => (self.digests(model, table, b).await?, 0),
+                    QueryKind::Entries => (self.entries(model, table, b, &only).await?, 0),
+                };
+                filtered += passed;
+                acc = Some(match acc.take() {
+                    None => answers,
+                    Some(prev) => add_answers(prev, answers),
+                });
+            });
             let mut answers = acc.unwrap_or_default();
             if cut.cut() && kind == QueryKind::Entries {
                 for a in &mut answers {
